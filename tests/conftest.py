@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.support.valkey"]
+pytest_plugins = ["tests.support.valkey", "tests.support.sidecar"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

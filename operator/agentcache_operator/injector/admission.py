@@ -1,0 +1,133 @@
+"""AdmissionReview v1 in, AdmissionReview v1 response out (pure).
+
+``parse_review`` rejects what is not an AdmissionReview for a pod with
+``MalformedReview`` (the server answers HTTP 400). ``decide`` is given the
+review and every AgentCache named by the pod's label, in any namespace (so that
+a refusal can say the cache exists elsewhere), and answers: allow with a patch,
+allow unchanged, or refuse with a message that names the cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Iterable
+
+from .. import names
+from .patch import InjectionError, SidecarDefaults, build_patch, has_sidecar
+
+REVIEW_API_VERSION = "admission.k8s.io/v1"
+
+
+class MalformedReview(ValueError):
+    """The request body is not an AdmissionReview v1 the injector can answer."""
+
+
+@dataclass(frozen=True)
+class Request:
+    uid: str
+    namespace: str
+    operation: str
+    kind: str
+    object: dict
+
+    @property
+    def cache_name(self) -> str | None:
+        return ((self.object.get("metadata") or {}).get("labels") or {}).get(names.LABEL_CACHE)
+
+
+def parse_review(review: object) -> Request:
+    """The ``request`` of an AdmissionReview, checked enough to answer it safely."""
+    if not isinstance(review, dict):
+        raise MalformedReview("the body must be a JSON object (an AdmissionReview)")
+    if review.get("apiVersion") != REVIEW_API_VERSION or review.get("kind") != "AdmissionReview":
+        raise MalformedReview(
+            f"expected apiVersion {REVIEW_API_VERSION} kind AdmissionReview, got "
+            f"{review.get('apiVersion')!r} {review.get('kind')!r}")
+    request = review.get("request")
+    if not isinstance(request, dict):
+        raise MalformedReview("the AdmissionReview has no request object")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise MalformedReview("request.uid must be a non-empty string")
+    kind = request.get("kind") or {}
+    kind_name = kind.get("kind") if isinstance(kind, dict) else None
+    obj = request.get("object")
+    operation = request.get("operation")
+    if not isinstance(operation, str):
+        raise MalformedReview("request.operation must be a string")
+    if kind_name == "Pod" and operation == "CREATE":
+        if not isinstance(obj, dict) or not isinstance(obj.get("spec"), dict):
+            raise MalformedReview("request.object must be a Pod with a spec")
+        if not isinstance(obj.get("metadata", {}), dict):
+            raise MalformedReview("request.object.metadata must be an object")
+        namespace = request.get("namespace") or (obj.get("metadata") or {}).get("namespace")
+        if not isinstance(namespace, str) or not namespace:
+            raise MalformedReview("request.namespace must name the pod's namespace")
+    else:
+        namespace = request.get("namespace") or ""
+    return Request(uid=uid, namespace=namespace, operation=operation, kind=kind_name or "", object=obj or {})
+
+
+def response(uid: str, *, patch: list[dict] | None = None, denied: str | None = None,
+             code: int = 403, warnings: Iterable[str] = ()) -> dict:
+    """An AdmissionReview answer: allowed (with a base64 JSONPatch when not empty) or denied."""
+    answer: dict = {"uid": uid, "allowed": denied is None}
+    if denied is not None:
+        answer["status"] = {"code": code, "message": denied}
+    elif patch:
+        answer["patchType"] = "JSONPatch"
+        answer["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
+    if warnings:
+        answer["warnings"] = list(warnings)
+    return {"apiVersion": REVIEW_API_VERSION, "kind": "AdmissionReview", "response": answer}
+
+
+def needs_lookup(request: Request) -> bool:
+    """Whether answering needs the AgentCache (not for other objects or already injected pods)."""
+    return (request.kind == "Pod" and request.operation == "CREATE"
+            and request.cache_name is not None and not has_sidecar(request.object))
+
+
+def decide(request: Request, caches: Iterable[dict], settings: SidecarDefaults) -> dict:
+    """The answer to ``request``, given the AgentCaches named by its label in every namespace."""
+    if not needs_lookup(request):
+        return response(request.uid)
+    name = request.cache_name
+    where = f"namespace {request.namespace!r}"
+    candidates = list(caches)
+    cache = next((c for c in candidates if c["metadata"].get("namespace") == request.namespace), None)
+    if cache is None:
+        elsewhere = sorted({c["metadata"].get("namespace") for c in candidates if c["metadata"].get("name") == name})
+        if elsewhere:
+            return response(request.uid, code=403, denied=(
+                f"AgentCache {name!r} is not in {where} (it exists in {', '.join(elsewhere)}); "
+                f"a pod can only use an AgentCache of its own namespace. Create one in {request.namespace!r} "
+                f"or change the pod's {names.LABEL_CACHE} label"))
+        return response(request.uid, code=404, denied=(
+            f"AgentCache {name!r} not found in {where}: create it, or fix the pod's "
+            f"{names.LABEL_CACHE} label"))
+    status = cache.get("status") or {}
+    if cache["metadata"].get("deletionTimestamp"):
+        return response(request.uid, code=409, denied=f"AgentCache {name!r} in {where} is being deleted")
+    if status.get("phase") == "Failed":
+        return response(request.uid, code=409, denied=(
+            f"AgentCache {name!r} in {where} has failed: {failure_message(status)}"))
+    try:
+        patch = build_patch(request.object, cache, request.namespace, settings)
+    except InjectionError as error:
+        return response(request.uid, code=400, denied=f"cannot add the cache sidecar of AgentCache {name!r}: {error}")
+    warnings = []
+    if status.get("phase") != "Ready":
+        warnings.append(f"AgentCache {name!r} is {status.get('phase') or 'not yet reconciled'}; "
+                        f"the pod waits for its cache sidecar to become ready")
+    return response(request.uid, patch=patch, warnings=warnings)
+
+
+def failure_message(status: dict) -> str:
+    """Why a cache failed: the Ready condition's message, else ``status.message``."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("message"):
+            return condition["message"]
+    return status.get("message") or "no reason given in its status"

@@ -1,0 +1,64 @@
+"""Names and conventions shared by the operator, the injector and the chart.
+
+One place for every name that two parts must agree on.
+"""
+
+from __future__ import annotations
+
+GROUP = "agentcache.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "AgentCache"
+PLURAL = "agentcaches"
+SHORT_NAME = "acache"
+
+LABEL_CACHE = "agentcache.io/cache"          # on agent pods: which cache they want
+LABEL_INJECTED = "agentcache.io/injected"    # set by the injector: "true"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_NAME = "app.kubernetes.io/name"
+MANAGED_BY = "agentcache-operator"
+
+ANNOTATION_CONFIG_HASH = "agentcache.io/config-hash"
+ANNOTATION_SIDECAR_CPU = "agentcache.io/sidecar-cpu"
+ANNOTATION_SIDECAR_MEMORY = "agentcache.io/sidecar-memory"
+ANNOTATION_SIDECAR_CPU_LIMIT = "agentcache.io/sidecar-cpu-limit"
+ANNOTATION_SIDECAR_MEMORY_LIMIT = "agentcache.io/sidecar-memory-limit"
+ANNOTATION_SIDECAR_LOG_LEVEL = "agentcache.io/sidecar-log-level"
+
+SIDECAR_CONTAINER = "agentcache-sidecar"
+SIDECAR_IMAGE_DEFAULT = "agentcache/sidecar:0.1.0"
+SOCKET_DIR = "/var/run/agentcache"
+SOCKET_PATH = f"{SOCKET_DIR}/cache.sock"
+SOCKET_VOLUME = "agentcache-socket"
+CONFIG_VOLUME = "agentcache-config"
+CONFIG_DIR = "/etc/agentcache"
+CONFIG_FILE_KEY = "agent_config.yaml"
+CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE_KEY}"
+METRICS_PORT = 9464
+ENV_SOCKET = "AGENTCACHE_SOCKET"
+ENV_CONFIG = "AGENTCACHE_CONFIG"
+ENV_VALKEY_PASSWORD = "AGENTCACHE_VALKEY_PASSWORD"
+
+VALKEY_PORT = 6379
+VALKEY_IMAGE_DEFAULT = "valkey/valkey:8.1"
+
+
+def config_map_name(cache: str) -> str:
+    """The sidecar configuration ConfigMap (key ``agent_config.yaml``)."""
+    return f"{cache}-sidecar-config"
+
+
+def valkey_name(cache: str) -> str:
+    """StatefulSet, headless Service and PDB/NetworkPolicy base name of a managed Valkey."""
+    return f"{cache}-valkey"
+
+
+def valkey_password_secret(cache: str) -> str:
+    """Generated password Secret of a managed Valkey (key ``password``)."""
+    return f"{cache}-valkey-auth"
+
+
+def default_key_prefix(namespace: str, cache: str) -> str:
+    return f"agentcache:{namespace}:{cache}:"

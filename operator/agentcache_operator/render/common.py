@@ -1,0 +1,125 @@
+"""Pieces every renderer shares: labels, quantities, security contexts, hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from .. import names
+from ..crd import with_defaults
+
+_QUANTITY = re.compile(r"^(?P<number>[0-9]+(\.[0-9]*)?|\.[0-9]+)(?P<suffix>[KMGTPE]i|[kMGTPE]|[eE][+]?[0-9]+)?$")
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+
+
+class SpecError(ValueError):
+    """A spec the schema admits but the operator cannot honour; the message says what to fix."""
+
+
+def quantity_bytes(value: int | str, field: str) -> int:
+    """Bytes in a Kubernetes quantity (``256Mi``, ``1G``, ``1e6``, 1024), rounded up."""
+    if isinstance(value, int):
+        return value
+    match = _QUANTITY.match(str(value))
+    if not match:
+        raise SpecError(f"{field}: {value!r} is not a quantity (examples: 256Mi, 1Gi, 500M)")
+    number = Decimal(match["number"])
+    suffix = match["suffix"] or ""
+    if suffix in _BINARY:
+        number *= _BINARY[suffix]
+    elif suffix in _DECIMAL:
+        number *= _DECIMAL[suffix]
+    elif suffix:
+        number *= Decimal(10) ** int(suffix[1:])
+    return int(number.to_integral_value(rounding="ROUND_CEILING"))
+
+
+def mebibytes(value: int) -> str:
+    """A byte count as a whole number of ``Mi``, rounded up."""
+    return f"{-(-value // 2**20)}Mi"
+
+
+def config_hash(data: Any) -> str:
+    """A stable short hash of JSON-able data (for the config-hash annotation)."""
+    encoded = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Cache:
+    """One AgentCache: identity plus its spec with every CRD default filled in."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: dict[str, Any]
+    generation: int = 0
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> "Cache":
+        meta = body.get("metadata", {})
+        return cls(
+            name=meta["name"],
+            namespace=meta.get("namespace") or "default",
+            uid=meta.get("uid", ""),
+            spec=with_defaults(body.get("spec")),
+            generation=int(meta.get("generation") or 0),
+        )
+
+    @property
+    def valkey(self) -> dict[str, Any]:
+        return self.spec["valkey"]
+
+    @property
+    def managed_valkey(self) -> bool:
+        return self.spec["backend"] == "valkey" and self.valkey["mode"] == "managed"
+
+    @property
+    def key_prefix(self) -> str:
+        return self.spec["keyPrefix"] or names.default_key_prefix(self.namespace, self.name)
+
+
+def labels(cache: Cache, component: str) -> dict[str, str]:
+    """Labels of every child; ``selector_labels`` is the immutable subset used in selectors."""
+    return {
+        **selector_labels(cache, component),
+        names.LABEL_NAME: "agentcache",
+        names.LABEL_MANAGED_BY: names.MANAGED_BY,
+    }
+
+
+def selector_labels(cache: Cache, component: str) -> dict[str, str]:
+    return {names.LABEL_INSTANCE: cache.name, names.LABEL_COMPONENT: component}
+
+
+def metadata(cache: Cache, name: str, component: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """Child metadata; owner references are added by the handler (kopf.adopt), not here."""
+    meta: dict[str, Any] = {"name": name, "namespace": cache.namespace, "labels": labels(cache, component)}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def pod_security_context(uid: int) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }

@@ -1,0 +1,321 @@
+"""The HTTP API of DESIGN.md §3, built by ``create_app``; handlers are small and delegate to ``CacheService``.
+
+Keys are taken from the *raw* request path so that percent-encoding is decoded
+exactly once and strictly: ``/v1/keys/a%2Fb`` is the key ``a/b``, while a
+literal ``/`` separates the key from a sub-resource (``/ttl``, ``/lock``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import secrets
+import time
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from .backends.base import DEFAULT_CONTENT_TYPE, Entry, ValueTooLarge
+from .config import Settings
+from .keys import ApiError, check_key, check_pattern, check_seconds, decode_path_key, parse_limit, parse_seconds
+from .metrics import SidecarMetrics
+from .store import CacheService
+
+log = logging.getLogger("agentcache.sidecar")
+JSON_TYPE = "application/json"
+KEYS_PREFIX = "/v1/keys/"
+MAX_BATCH_KEYS = 10000
+MAX_LIST_LIMIT = 10000
+DEFAULT_LOCK_TTL = 30.0
+
+SERVICE = web.AppKey("service", CacheService)
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", SidecarMetrics)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def _observe(metrics: SidecarMetrics, op: str, result: str, started: float) -> None:
+    metrics.requests.labels(op, result).inc()
+    metrics.duration.labels(op).observe(time.perf_counter() - started)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure is a JSON error; client mistakes are 4xx, and nothing leaks a traceback."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(413, "too_large", exc.text or "request body too large")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason)
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; see the sidecar log")
+
+
+class KeyApi:
+    """Handlers of the ``/v1/keys`` and ``/v1/batch`` resources."""
+
+    def __init__(self, service: CacheService, settings: Settings, metrics: SidecarMetrics):
+        self.service = service
+        self.settings = settings
+        self.metrics = metrics
+        self.max_key = settings.sidecar.max_key_bytes
+        self.max_value = settings.sidecar.max_value_bytes
+        self.default_ttl = settings.cache.default_ttl
+
+    # --- single keys ------------------------------------------------------------------------------
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        raw_path = request.raw_path.split("?", 1)[0]
+        key_part, _, sub = raw_path[len(KEYS_PREFIX):].partition("/")
+        key = decode_path_key(key_part, self.max_key)
+        routes = {
+            ("", "GET"): self.get, ("", "HEAD"): self.head, ("", "PUT"): self.put, ("", "DELETE"): self.delete,
+            ("ttl", "GET"): self.ttl, ("lock", "POST"): self.lock, ("lock", "DELETE"): self.unlock,
+        }
+        handler = routes.get((sub, request.method))
+        if handler is None:
+            if any(s == sub for s, _ in routes):
+                allowed = sorted(m for s, m in routes if s == sub)
+                raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here; use {', '.join(allowed)}")
+            raise ApiError(404, "not_found", f"no such resource: /v1/keys/{{key}}/{sub}")
+        return await handler(request, key)
+
+    async def get(self, request: web.Request, key: str) -> web.StreamResponse:
+        started = time.perf_counter()
+        allow_stale = request.query.get("allow_stale", "") in ("1", "true", "yes")
+        entry = await self.service.get(key, allow_stale=allow_stale)
+        if entry is None:
+            _observe(self.metrics, "get", "miss", started)
+            return error_response(404, "miss", "no value for this key")
+        headers = {"Content-Type": entry.content_type, "X-Cache-TTL": _ttl_text(entry)}
+        if not entry.is_fresh():
+            headers["X-Cache-Stale"] = "1"
+        _observe(self.metrics, "get", "hit", started)
+        return web.Response(body=entry.value, headers=headers)
+
+    async def head(self, request: web.Request, key: str) -> web.StreamResponse:
+        started = time.perf_counter()
+        found = await self.service.exists(key)
+        _observe(self.metrics, "exists", "hit" if found else "miss", started)
+        return web.Response(status=200 if found else 404)
+
+    async def put(self, request: web.Request, key: str) -> web.StreamResponse:
+        started = time.perf_counter()
+        ttl = parse_seconds(request.query.get("ttl"), "ttl", self.default_ttl)
+        stale_ttl = parse_seconds(request.query.get("stale_ttl"), "stale_ttl", 0)
+        if request.content_length is not None and request.content_length > self.max_value:
+            raise ApiError(413, "too_large", f"value of {request.content_length} bytes exceeds max_value_bytes "
+                                             f"({self.max_value})")
+        value = await request.read()
+        if len(value) > self.max_value:
+            raise ApiError(413, "too_large", f"value of {len(value)} bytes exceeds max_value_bytes ({self.max_value})")
+        content_type = request.headers.get("Content-Type", DEFAULT_CONTENT_TYPE)
+        outcome = await self._store(self.service.set(key, Entry.create(value, content_type, ttl, stale_ttl)))
+        _observe(self.metrics, "set", "ok" if outcome.stored else outcome.degraded or "dropped", started)
+        return _write_response(outcome)
+
+    async def _store(self, write: Awaitable):
+        try:
+            return await write
+        except ValueTooLarge as exc:
+            raise ApiError(413, "too_large", str(exc)) from None
+
+    async def delete(self, request: web.Request, key: str) -> web.StreamResponse:
+        started = time.perf_counter()
+        deleted = await self.service.delete(key)
+        _observe(self.metrics, "delete", "ok" if deleted else "miss", started)
+        if not deleted:
+            return error_response(404, "miss", "no value for this key")
+        return web.Response(status=204)
+
+    async def ttl(self, request: web.Request, key: str) -> web.StreamResponse:
+        started = time.perf_counter()
+        entry = await self.service.get(key, count=False)
+        _observe(self.metrics, "ttl", "hit" if entry else "miss", started)
+        if entry is None:
+            return error_response(404, "miss", "no value for this key")
+        return web.json_response({"ttl": _ttl_number(entry)})
+
+    async def lock(self, request: web.Request, key: str) -> web.StreamResponse:
+        started = time.perf_counter()
+        ttl = parse_seconds(request.query.get("ttl"), "ttl", DEFAULT_LOCK_TTL)
+        if ttl <= 0:
+            raise ApiError(400, "bad_ttl", "a lock needs a ttl greater than 0")
+        token = secrets.token_urlsafe(18)
+        taken = await self.service.acquire_lock(key, token, ttl)
+        if taken is False:
+            _observe(self.metrics, "lock", "held", started)
+            return error_response(409, "locked", "another caller holds this lock")
+        _observe(self.metrics, "lock", "ok" if taken else "degraded", started)
+        return web.json_response({"token": token, "degraded": taken is None})
+
+    async def unlock(self, request: web.Request, key: str) -> web.StreamResponse:
+        started = time.perf_counter()
+        token = request.query.get("token", "")
+        if not token:
+            raise ApiError(400, "bad_token", "pass the lock's token as ?token=")
+        released = await self.service.release_lock(key, token)
+        _observe(self.metrics, "unlock", "ok" if released else "conflict", started)
+        if not released:
+            return error_response(409, "not_holder", "this token does not hold the lock (expired or taken)")
+        return web.Response(status=204)
+
+    # --- collections -----------------------------------------------------------------------------
+
+    async def delete_keys(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        pattern = request.query.get("pattern")
+        if pattern is None:
+            deleted = await self.service.clear()
+            op = "clear"
+        else:
+            deleted = await self.service.delete_pattern(check_pattern(pattern, self.max_key))
+            op = "delete_pattern"
+        _observe(self.metrics, op, "ok", started)
+        return web.json_response({"deleted": deleted})
+
+    async def list_keys(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        pattern = check_pattern(request.query.get("pattern", "*"), self.max_key)
+        limit = parse_limit(request.query.get("limit"), 1000, MAX_LIST_LIMIT)
+        keys = await self.service.list_keys(pattern, limit)
+        _observe(self.metrics, "list", "ok", started)
+        return web.json_response({"keys": keys})
+
+    async def _json_body(self, request: web.Request, field: str, kind: type) -> tuple[dict, Any]:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get(field), kind):
+            raise ApiError(400, "bad_json", f"the body must be a JSON object with {field!r} "
+                                            f"({'a list' if kind is list else 'an object'})")
+        if len(body[field]) > MAX_BATCH_KEYS:
+            raise ApiError(400, "too_many_keys", f"at most {MAX_BATCH_KEYS} keys per batch")
+        return body, body[field]
+
+    async def batch_get(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        _, keys = await self._json_body(request, "keys", list)
+        keys = [check_key(k, self.max_key) for k in keys]
+        entries = await self.service.get_many(keys)
+        _observe(self.metrics, "get_many", "ok", started)
+        return web.json_response({"values": {k: _as_json_value(e) for k, e in zip(keys, entries)}})
+
+    async def batch_set(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        body, items = await self._json_body(request, "items", dict)
+        ttl = check_seconds(body.get("ttl", self.default_ttl), "ttl")
+        stale_ttl = check_seconds(body.get("stale_ttl", 0), "stale_ttl")
+        now = time.time()
+        entries = []
+        for key, value in items.items():
+            data, content_type = _from_json_value(check_key(key, self.max_key), value)
+            if len(data) > self.max_value:
+                raise ApiError(413, "too_large", f"the value of {key!r} is {len(data)} bytes; "
+                                                 f"max_value_bytes is {self.max_value}")
+            entries.append((key, Entry.create(data, content_type, ttl, stale_ttl, now)))
+        outcome = await self._store(self.service.set_many(entries))
+        _observe(self.metrics, "set_many", "ok" if outcome.stored else outcome.degraded or "dropped", started)
+        return _write_response(outcome)
+
+    async def batch_delete(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        _, keys = await self._json_body(request, "keys", list)
+        deleted = await self.service.delete_many([check_key(k, self.max_key) for k in keys])
+        _observe(self.metrics, "delete_many", "ok", started)
+        return web.json_response({"deleted": deleted})
+
+
+def _ttl_number(entry: Entry) -> float:
+    remaining = entry.remaining_ttl()
+    return -1 if remaining < 0 else round(remaining, 3)
+
+
+def _ttl_text(entry: Entry) -> str:
+    return str(_ttl_number(entry))
+
+
+def _write_response(outcome) -> web.Response:
+    headers = {"X-Cache-Degraded": outcome.degraded} if outcome.degraded else None
+    return web.Response(status=204, headers=headers)
+
+
+def _as_json_value(entry: Entry | None) -> Any:
+    """JSON values come back as themselves; anything else as ``{"$base64": ...}``."""
+    if entry is None:
+        return None
+    if entry.content_type.split(";")[0].strip() == JSON_TYPE:
+        try:
+            return json.loads(entry.value)
+        except (ValueError, UnicodeDecodeError):
+            pass
+    return {"$base64": base64.b64encode(entry.value).decode("ascii")}
+
+
+def _from_json_value(key: str, value: Any) -> tuple[bytes, str]:
+    if isinstance(value, dict) and set(value) == {"$base64"}:
+        try:
+            return base64.b64decode(value["$base64"], validate=True), DEFAULT_CONTENT_TYPE
+        except (binascii.Error, TypeError):
+            raise ApiError(400, "bad_json", f"the $base64 value of {key!r} is not valid base64") from None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), JSON_TYPE
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    body = {"ready": service.ready, "backend": service.backend.name, "backend_up": service.primary_up,
+            "fallback_active": not service.primary_up and service.fallback is not None}
+    return web.json_response(body, status=200 if service.ready else 503)
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[SERVICE].stats())
+
+
+def create_app(settings: Settings, service: CacheService, metrics: SidecarMetrics) -> web.Application:
+    """The cache API application (served on the Unix socket)."""
+    batch_limit = max(4 * settings.sidecar.max_value_bytes, 32 * 1024 * 1024)
+    app = web.Application(middlewares=[errors_as_json], client_max_size=batch_limit)
+    app[SERVICE] = service
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    api = KeyApi(service, settings, metrics)
+    app.router.add_route("*", r"/v1/keys/{tail:[\s\S]+}", api.dispatch)
+    app.router.add_get("/v1/keys", api.list_keys, allow_head=False)
+    app.router.add_delete("/v1/keys", api.delete_keys)
+    app.router.add_post("/v1/batch/get", api.batch_get)
+    app.router.add_post("/v1/batch/set", api.batch_set)
+    app.router.add_post("/v1/batch/delete", api.batch_delete)
+    app.router.add_get("/v1/stats", stats)
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/readyz", ready)
+    app.on_startup.append(_start_service)
+    app.on_cleanup.append(_close_service)
+    return app
+
+
+async def _start_service(app: web.Application) -> None:
+    await app[SERVICE].start()
+
+
+async def _close_service(app: web.Application) -> None:
+    await app[SERVICE].close()

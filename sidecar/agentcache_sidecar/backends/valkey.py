@@ -1,0 +1,384 @@
+"""The ``valkey`` backend: entries as ``record`` envelopes in a (possibly shared) Valkey.
+
+Invariants:
+
+- Every value is one string key holding ``record.encode(entry)``, stored with
+  ``PX`` = the entry's remaining life (no expiry when it has none); the record
+  carries ``fresh_until`` so stale reads work. A blob that does not decode reads
+  as a miss and is deleted.
+- Concurrent ``get`` calls issued in the same event-loop tick are coalesced into
+  one ``MGET`` and concurrent ``set`` calls into one pipeline (at most
+  ``cache.pipeline_size`` per round trip). There are no timers in that path: a
+  lone request is sent on the next loop iteration.
+- Lock keys live in their own namespace, ``LOCK_NAMESPACE + key`` (``key`` already
+  carries the tenant's ``key_prefix``), and scans skip that namespace, so data
+  listings, ``delete_pattern`` and ``key_count`` never see or remove a lock.
+- ``delete_pattern`` and ``clear`` are a full ``SCAN`` cursor loop with ``UNLINK``
+  on what the glob matched: never ``KEYS``, never ``FLUSHDB``.
+- Every failure is a ``BackendError`` with a short reason, never a valkey-py
+  exception; ``up`` is the last known reachability. The connection pool reconnects
+  by itself when Valkey comes back.
+- ``memory_usage`` is the server's ``INFO memory`` ``used_memory`` (summed over
+  cluster primaries), cached for ``MEMORY_CACHE_SECONDS``. It is the whole
+  server's figure, shared with every other tenant of that Valkey; a per-prefix
+  figure would need ``MEMORY USAGE`` on every key, too costly for a metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import time
+from typing import AsyncIterator, Awaitable, Callable, Generic, Iterable, TypeVar
+
+import valkey.asyncio as valkey_asyncio
+from valkey.asyncio.cluster import ValkeyCluster
+from valkey.exceptions import ConnectionError as ValkeyConnectionError
+from valkey.exceptions import NoScriptError, ValkeyError
+from valkey.exceptions import TimeoutError as ValkeyTimeoutError
+
+from ..config import CacheSettings, ConfigError, ValkeySettings
+from . import record
+from .base import Backend, BackendError, Entry
+
+LOCK_NAMESPACE = "agentcache-lock:"
+_LOCK_NAMESPACE_BYTES = LOCK_NAMESPACE.encode()
+MEMORY_CACHE_SECONDS = 2.0
+CLIENT_NAME = "agentcache-sidecar"
+_RELEASE_LOCK_LUA = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+)
+_RELEASE_LOCK_SHA = hashlib.sha1(_RELEASE_LOCK_LUA.encode()).hexdigest()
+_FAILURES = (ValkeyError, OSError, asyncio.TimeoutError)
+_UNREACHABLE = (ValkeyConnectionError, ValkeyTimeoutError, OSError, asyncio.TimeoutError)
+_REASON_LIMIT = 200
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class _Coalescer(Generic[Item, Result]):
+    """Runs the items submitted during one event-loop tick as one batch.
+
+    ``execute(items)`` returns one result per item, in order. Invariant: every
+    submitted future is resolved exactly once, with its result or a
+    ``BackendError``. While a batch is in flight, new submissions form the next
+    batch, so batches overlap on different connections.
+    """
+
+    def __init__(self, execute: Callable[[list[Item]], Awaitable[list[Result]]], max_batch: int):
+        self._execute = execute
+        self._max_batch = max_batch
+        self._pending: list[tuple[Item, asyncio.Future]] = []
+        self._flush_scheduled = False
+        self._tasks: set[asyncio.Task] = set()
+
+    def submit(self, item: Item) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((item, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._spawn(self._flush())
+        return future
+
+    def _spawn(self, coro: Awaitable) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        size = self._max_batch
+        for start in range(size, len(pending), size):
+            self._spawn(self._run(pending[start:start + size]))
+        await self._run(pending[:size])
+
+    async def _run(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
+        try:
+            results = await self._execute([item for item, _ in batch])
+        except BackendError as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(BackendError(str(exc)))
+        except BaseException:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(BackendError("valkey batch aborted"))
+            raise
+        else:
+            for (_, future), result in zip(batch, results):
+                if not future.done():
+                    future.set_result(result)
+
+    async def close(self) -> None:
+        for _, future in self._pending:
+            if not future.done():
+                future.set_exception(BackendError("valkey backend closed"))
+        self._pending.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _pool_kwargs(settings: ValkeySettings) -> dict:
+    """Connection options shared by the standalone pool and the cluster client."""
+    kwargs = {
+        "password": settings.effective_password(),
+        "retry_on_timeout": settings.retry_on_timeout,
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_connect_timeout,
+        "health_check_interval": settings.health_check_interval,
+        "client_name": CLIENT_NAME,
+    }
+    if not settings.url.startswith("unix:"):
+        kwargs["socket_keepalive"] = settings.socket_keepalive
+    return kwargs
+
+
+def _px(entry: Entry) -> int | None:
+    """Milliseconds the record must live; None: forever; 0: already gone."""
+    life = entry.remaining_life()
+    return None if life is None else math.ceil(life * 1000)
+
+
+class ValkeyBackend(Backend):
+    """Cache entries in Valkey (standalone or cluster), shared by every sidecar that points at it."""
+
+    name = "valkey"
+
+    def __init__(self, valkey: ValkeySettings, cache: CacheSettings):
+        super().__init__()
+        self._settings = valkey
+        self._batch = cache.pipeline_size
+        self._compress_threshold = cache.compression_threshold if cache.compression else None
+        self._ping_timeout = valkey.socket_connect_timeout
+        self.up = False
+        self._memory: tuple[float, int] | None = None
+        if valkey.cluster:
+            self._client, self._probe = self._cluster_client(valkey), None
+            self._slots: contextlib.AbstractAsyncContextManager = asyncio.Semaphore(valkey.max_connections)
+        else:
+            self._client = self._standalone_client(valkey, valkey.max_connections)
+            self._probe = self._standalone_client(valkey, 1)
+            self._slots = contextlib.nullcontext()
+        self._gets: _Coalescer[str, bytes | None] = _Coalescer(self._fetch, self._batch)
+        self._sets: _Coalescer[tuple[str, bytes, int | None], None] = _Coalescer(self._store, self._batch)
+
+    @staticmethod
+    def _standalone_client(settings: ValkeySettings, max_connections: int) -> valkey_asyncio.Valkey:
+        """A client over a blocking pool: beyond ``max_connections`` callers wait (up to socket_timeout)."""
+        pool = valkey_asyncio.BlockingConnectionPool.from_url(
+            settings.url, db=settings.db, max_connections=max_connections,
+            timeout=settings.socket_timeout, **_pool_kwargs(settings),
+        )
+        return valkey_asyncio.Valkey.from_pool(pool)
+
+    @staticmethod
+    def _cluster_client(settings: ValkeySettings) -> ValkeyCluster:
+        if settings.url.startswith("unix:"):
+            raise ConfigError("services.valkey.config.url: a Valkey Cluster cannot be reached over unix://; "
+                              "use valkey:// or valkeys:// with cluster: true")
+        if settings.db:
+            raise ConfigError(f"services.valkey.config.db: {settings.db!r} is not valid with cluster: true; "
+                              "Valkey Cluster only has db 0")
+        return ValkeyCluster.from_url(settings.url, max_connections=settings.max_connections,
+                                      **_pool_kwargs(settings))
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _failure(self, op: str, exc: BaseException) -> BackendError:
+        if isinstance(exc, _UNREACHABLE):
+            self.up = False
+        reason = str(exc) or type(exc).__name__
+        return BackendError(f"valkey {op} failed: {reason[:_REASON_LIMIT]}")
+
+    async def _call(self, op: str, call: Callable[[], Awaitable]) -> object:
+        """Run one Valkey exchange, mapping every failure to ``BackendError``."""
+        try:
+            async with self._slots:
+                result = await call()
+        except _FAILURES as exc:
+            raise self._failure(op, exc) from None
+        self.up = True
+        return result
+
+    async def start(self) -> None:
+        await self.ping()
+
+    async def close(self) -> None:
+        await self._gets.close()
+        await self._sets.close()
+        for client in (self._client, self._probe):
+            if client is not None:
+                with contextlib.suppress(*_FAILURES):
+                    await client.aclose()
+
+    async def ping(self) -> bool:
+        """Reachability, answered within ``socket_connect_timeout`` on a connection of its own."""
+        client = self._probe or self._client
+        try:
+            async with asyncio.timeout(self._ping_timeout):
+                await client.ping()
+        except _FAILURES:
+            self.up = False
+        else:
+            self.up = True
+        return self.up
+
+    # -- reads ----------------------------------------------------------------
+
+    async def _mget(self, keys: list[str]) -> list[bytes | None]:
+        if self._settings.cluster:
+            return await self._client.mget_nonatomic(keys)
+        if len(keys) <= self._batch:
+            return await self._client.execute_command("MGET", *keys)
+        pipe = self._client.pipeline(transaction=False)
+        for start in range(0, len(keys), self._batch):
+            pipe.execute_command("MGET", *keys[start:start + self._batch])
+        return [blob for chunk in await pipe.execute() for blob in chunk]
+
+    async def _fetch(self, keys: list[str]) -> list[bytes | None]:
+        return await self._call("get", lambda: self._mget(keys))
+
+    async def _decoded(self, key: str, blob: bytes | None) -> Entry | None:
+        if blob is None:
+            return None
+        try:
+            entry = record.decode(blob)
+        except record.CorruptRecord:
+            self._evicted("corrupt")
+            with contextlib.suppress(BackendError):
+                await self.delete(key)
+            return None
+        return None if entry.is_expired() else entry
+
+    async def get(self, key: str) -> Entry | None:
+        return await self._decoded(key, await self._gets.submit(key))
+
+    async def get_many(self, keys: list[str]) -> list[Entry | None]:
+        if not keys:
+            return []
+        blobs = await self._fetch(keys)
+        return [await self._decoded(key, blob) for key, blob in zip(keys, blobs)]
+
+    # -- writes ---------------------------------------------------------------
+
+    async def _write(self, items: list[tuple[str, bytes, int | None]]) -> None:
+        """SET each record with PX (UNLINK one whose life is already over), in one pipeline."""
+        pipe = self._client.pipeline(transaction=False)
+        for key, blob, px in items:
+            if px is None:
+                pipe.set(key, blob)
+            elif px <= 0:
+                pipe.unlink(key)
+            else:
+                pipe.set(key, blob, px=px)
+        await pipe.execute()
+
+    async def _store(self, items: list[tuple[str, bytes, int | None]]) -> list[None]:
+        await self._call("set", lambda: self._write(items))
+        return [None] * len(items)
+
+    def _item(self, key: str, entry: Entry) -> tuple[str, bytes, int | None]:
+        return key, record.encode(entry, self._compress_threshold), _px(entry)
+
+    async def set(self, key: str, entry: Entry) -> None:
+        await self._sets.submit(self._item(key, entry))
+
+    async def set_many(self, items: Iterable[tuple[str, Entry]]) -> None:
+        prepared = [self._item(key, entry) for key, entry in items]
+        for start in range(0, len(prepared), self._batch):
+            await self._store(prepared[start:start + self._batch])
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self._call("delete", lambda: self._client.unlink(key)))
+
+    async def _unlink(self, keys: list) -> int:
+        deleted = 0
+        for start in range(0, len(keys), self._batch):
+            chunk = keys[start:start + self._batch]
+            deleted += await self._call("delete", lambda: self._client.unlink(*chunk))
+        return deleted
+
+    async def delete_many(self, keys: list[str]) -> int:
+        return await self._unlink(keys)
+
+    # -- scans ----------------------------------------------------------------
+
+    async def _scan_node(self, pattern: str, batch: int, node) -> AsyncIterator[list[bytes]]:
+        cursor = 0
+        while True:
+            if node is None:
+                cursor, keys = await self._call("scan", lambda: self._client.scan(cursor, match=pattern, count=batch))
+            else:
+                cursors, keys = await self._call(
+                    "scan", lambda: self._client.scan(cursor, match=pattern, count=batch, target_nodes=node))
+                cursor = cursors[node.name]
+            keys = [key for key in keys if not key.startswith(_LOCK_NAMESPACE_BYTES)]
+            if keys:
+                yield keys
+            if cursor == 0:
+                return
+
+    async def _scan_raw(self, pattern: str, batch: int) -> AsyncIterator[list[bytes]]:
+        """Full SCAN cursor loops (one per cluster primary); keys as stored, lock namespace excluded."""
+        if not self._settings.cluster:
+            nodes = [None]
+        else:
+            await self._call("scan", self._client.initialize)
+            nodes = self._client.get_primaries()
+        for node in nodes:
+            async for keys in self._scan_node(pattern, batch, node):
+                yield keys
+
+    async def scan(self, pattern: str, batch: int = 500) -> AsyncIterator[list[str]]:
+        async for keys in self._scan_raw(pattern, batch):
+            yield [key.decode("utf-8", errors="replace") for key in keys]
+
+    async def delete_pattern(self, pattern: str) -> int:
+        deleted = 0
+        async for keys in self._scan_raw(pattern, 500):
+            deleted += await self._unlink(keys)
+        return deleted
+
+    async def key_count(self, pattern: str) -> int:
+        count = 0
+        async for keys in self._scan_raw(pattern, 1000):
+            count += len(keys)
+        return count
+
+    # -- stats ----------------------------------------------------------------
+
+    async def memory_usage(self) -> int:
+        now = time.monotonic()
+        if self._memory is not None and now - self._memory[0] < MEMORY_CACHE_SECONDS:
+            return self._memory[1]
+        info = await self._call("memory_usage", lambda: self._client.info("memory"))
+        if self._settings.cluster:
+            used = sum(int(node_info.get("used_memory", 0)) for node_info in info.values())
+        else:
+            used = int(info.get("used_memory", 0))
+        self._memory = (now, used)
+        return used
+
+    # -- locks ----------------------------------------------------------------
+
+    async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        px = max(1, math.ceil(ttl * 1000))
+        return bool(await self._call(
+            "lock", lambda: self._client.set(LOCK_NAMESPACE + key, token, nx=True, px=px)))
+
+    async def _release(self, lock_key: str, token: str) -> int:
+        """EVALSHA of the compare-and-delete script; EVAL (which caches it) when the server lacks it."""
+        try:
+            return await self._client.evalsha(_RELEASE_LOCK_SHA, 1, lock_key, token)
+        except NoScriptError:
+            return await self._client.eval(_RELEASE_LOCK_LUA, 1, lock_key, token)
+
+    async def release_lock(self, key: str, token: str) -> bool:
+        return bool(await self._call("unlock", lambda: self._release(LOCK_NAMESPACE + key, token)))
+

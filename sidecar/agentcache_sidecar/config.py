@@ -1,0 +1,232 @@
+"""Configuration: the ``agent_config.yaml`` shape of AgentUp's cache documentation.
+
+Loaded once at the edge into typed, validated ``Settings``. ``${VAR}`` and
+``${VAR:default}`` are substituted from the environment in every string before
+validation. Wrong values raise ``ConfigError`` naming the key, the value and
+what is allowed; unknown keys are collected as warnings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_CONFIG = "AGENTCACHE_CONFIG"
+ENV_VALKEY_PASSWORD = "AGENTCACHE_VALKEY_PASSWORD"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+VALKEY_SCHEMES = ("valkey", "valkeys", "redis", "rediss", "unix")
+MiB = 1024 * 1024
+POOL_KWARGS = frozenset({"retry_on_timeout", "socket_keepalive", "socket_timeout", "socket_connect_timeout",
+                         "health_check_interval", "max_connections"})
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user must fix; ``str()`` is the full explanation."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="allow", validate_default=True)
+
+
+class CacheSettings(_Section):
+    backend: Literal["memory", "file", "valkey"] = "memory"
+    enabled: bool = True
+    default_ttl: float = Field(1800, ge=0, description="seconds; 0 never expires")
+    key_prefix: str = "agentcache:"
+    max_size: int = Field(10000, ge=1, description="memory backend: maximum items")
+    max_memory_bytes: int = Field(256 * MiB, ge=1024, description="memory backend: byte bound")
+    cleanup_interval: float = Field(300, gt=0)
+    storage_dir: str = "./cache"
+    max_file_size: int = Field(MiB, ge=1)
+    size_limit: int = Field(1024 * MiB, ge=1, description="file backend: total bytes on disk")
+    compression: bool = False
+    compression_threshold: int = Field(1024, ge=0)
+    serialization: Literal["json", "msgpack", "pickle", "raw"] = "json"
+    pipeline_size: int = Field(100, ge=1, le=10000)
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix_is_printable(cls, value: str) -> str:
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+
+class ValkeySettings(_Section):
+    url: str = "valkey://localhost:6379"
+    db: int = Field(0, ge=0, le=15)
+    password: str | None = None
+    max_connections: int = Field(20, ge=1, le=10000)
+    retry_on_timeout: bool = True
+    socket_keepalive: bool = True
+    socket_timeout: float = Field(5.0, gt=0)
+    socket_connect_timeout: float = Field(2.0, gt=0)
+    health_check_interval: float = Field(10.0, ge=0)
+    cluster: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        scheme = urlsplit(value).scheme
+        if scheme not in VALKEY_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(s + '://' for s in VALKEY_SCHEMES)}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_pool_kwargs(cls, data: Any) -> Any:
+        """``connection_pool_kwargs`` (the seed's high-performance block) feeds the same typed fields."""
+        if not isinstance(data, dict) or not isinstance(data.get("connection_pool_kwargs"), dict):
+            return data
+        pool_kwargs = data["connection_pool_kwargs"]
+        unknown = sorted(set(pool_kwargs) - POOL_KWARGS)
+        if unknown:
+            raise ValueError(f"connection_pool_kwargs: unsupported keys {unknown}; allowed: {sorted(POOL_KWARGS)}")
+        return {**pool_kwargs, **{k: v for k, v in data.items() if k != "connection_pool_kwargs"}}
+
+    def effective_password(self) -> str | None:
+        """Password from the URL, else ``password``, else ``$AGENTCACHE_VALKEY_PASSWORD``."""
+        from_url = urlsplit(self.url).password
+        if from_url:
+            return unquote(from_url)
+        return self.password or os.environ.get(ENV_VALKEY_PASSWORD) or None
+
+
+class ValkeyService(_Section):
+    type: str = "cache"
+    config: ValkeySettings = Field(default_factory=ValkeySettings)
+
+
+class Services(_Section):
+    valkey: ValkeyService | None = None
+
+
+class SidecarSettings(_Section):
+    socket_path: str = "./agentcache.sock"
+    socket_mode: int = 0o660
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the metrics listener")
+    max_value_bytes: int = Field(8 * MiB, ge=1, le=512 * MiB)
+    max_key_bytes: int = Field(1024, ge=1, le=65536)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    fallback: Literal["miss", "memory"] = "memory"
+    shutdown_timeout: float = Field(10.0, ge=0)
+
+    @field_validator("socket_mode", mode="before")
+    @classmethod
+    def _octal_mode(cls, value: Any) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value, 8)
+            except ValueError:
+                raise ValueError("must be an octal file mode such as 0660") from None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o777:
+            raise ValueError("must be an octal file mode between 0000 and 0777")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(_Section):
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    services: Services = Field(default_factory=Services)
+    sidecar: SidecarSettings = Field(default_factory=SidecarSettings)
+    state: dict[str, Any] | None = None
+
+    @property
+    def valkey(self) -> ValkeySettings:
+        """The Valkey used for caching (``services.valkey.config``), defaults when absent."""
+        return self.services.valkey.config if self.services.valkey else ValkeySettings()
+
+
+class LoadedConfig(BaseModel):
+    settings: Settings
+    warnings: list[str]
+    source: str
+
+
+def substitute_env(node: Any, environ: dict[str, str] | None = None, path: str = "") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:default}`` in every string of ``node``.
+
+    A ``${VAR}`` without default whose variable is unset is an error naming both.
+    """
+    environ = os.environ if environ is None else environ
+    if isinstance(node, dict):
+        return {key: substitute_env(value, environ, f"{path}.{key}" if path else str(key)) for key, value in node.items()}
+    if isinstance(node, list):
+        return [substitute_env(value, environ, f"{path}[{i}]") for i, value in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def replace(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is None:
+            raise ConfigError(f"{path}: environment variable {name} is not set and ${{{name}}} has no default "
+                              f"(set it, or write ${{{name}:default}})")
+        return default
+
+    return _ENV_REF.sub(replace, node)
+
+
+def _unknown_keys(model: BaseModel, path: str = "") -> list[str]:
+    found = [f"{path}{key}" for key in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, _Section):
+            found.extend(_unknown_keys(value, f"{path}{name}."))
+    return found
+
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-after"))
+    value = error.get("input")
+    message = error["msg"]
+    if error["type"] == "literal_error":
+        message = "must be one of " + error["ctx"]["expected"].replace("'", "")
+    return f"{location}: {value!r} is not valid: {message}"
+
+
+def parse_settings(raw: Any, environ: dict[str, str] | None = None, source: str = "<config>") -> LoadedConfig:
+    """Validate an already-parsed YAML document."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with cache:, services:, sidecar: sections")
+    substituted = substitute_env(raw, environ)
+    try:
+        settings = Settings.model_validate(substituted)
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(f"{source}: invalid configuration:\n  {problems}") from None
+    warnings = [f"{source}: unknown key {key!r} is ignored" for key in _unknown_keys(settings)]
+    return LoadedConfig(settings=settings, warnings=warnings, source=source)
+
+
+def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] | None = None) -> LoadedConfig:
+    """Load ``path`` (or ``$AGENTCACHE_CONFIG``); with neither, the embedded default."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(ENV_CONFIG)
+    if not path:
+        return parse_settings({}, environ, source="<embedded default>")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_settings(raw, environ, source=str(path))

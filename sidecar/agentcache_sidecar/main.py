@@ -1,0 +1,169 @@
+"""``agentcache-sidecar``: serve the cache API on a Unix socket and metrics on TCP.
+
+Shutdown on SIGTERM/SIGINT finishes in-flight requests (up to
+``sidecar.shutdown_timeout``) and removes the socket. A socket file left by a
+crashed run is replaced; a socket that a live sidecar still answers on is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .app import SERVICE, create_app
+from .backends.base import Backend
+from .backends.memory import MemoryBackend
+from .config import ConfigError, Settings, load_config
+from .metrics import SidecarMetrics
+from .store import CacheService
+
+log = logging.getLogger("agentcache.sidecar")
+
+
+def build_backend(settings: Settings) -> Backend:
+    cache = settings.cache
+    if cache.backend == "memory":
+        return MemoryBackend(cache.max_size, cache.max_memory_bytes, cache.cleanup_interval)
+    if cache.backend == "file":
+        from .backends.file import FileBackend
+        return FileBackend(cache)
+    from .backends.valkey import ValkeyBackend
+    return ValkeyBackend(settings.valkey, cache)
+
+
+def build_service(settings: Settings, metrics: SidecarMetrics) -> CacheService:
+    return CacheService(build_backend(settings), key_prefix=settings.cache.key_prefix,
+                        enabled=settings.cache.enabled, fallback=settings.sidecar.fallback, metrics=metrics,
+                        fallback_max_items=settings.cache.max_size)
+
+
+def create_metrics_app(service: CacheService, metrics: SidecarMetrics) -> web.Application:
+    """``/metrics`` for Prometheus plus ``/healthz`` and ``/readyz`` for kubelet probes, on TCP."""
+    from .app import health, ready
+
+    async def serve_metrics(request: web.Request) -> web.Response:
+        await service.stats()  # refreshes the sampled gauges (keys, memory)
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app[SERVICE] = service
+    app.router.add_get("/metrics", serve_metrics)
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/readyz", ready)
+    return app
+
+
+def clear_stale_socket(path: str) -> None:
+    """Remove a socket file nobody listens on; refuse to steal one that is live."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"sidecar.socket_path {path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            os.unlink(path)
+            log.info("removed stale socket %s left by an earlier run", path)
+            return
+        raise
+    else:
+        raise ConfigError(f"another process is serving on {path}; stop it or choose another sidecar.socket_path")
+    finally:
+        probe.close()
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT)."""
+    side = settings.sidecar
+    metrics = SidecarMetrics()
+    service = build_service(settings, metrics)
+    app = create_app(settings, service, metrics)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=side.shutdown_timeout, handle_signals=False)
+    await runner.setup()
+    socket_path = str(Path(side.socket_path))
+    Path(socket_path).parent.mkdir(parents=True, exist_ok=True)
+    clear_stale_socket(socket_path)
+    await web.UnixSite(runner, socket_path).start()
+    os.chmod(socket_path, side.socket_mode)
+    metrics_runner = None
+    if side.metrics_port:
+        metrics_runner = web.AppRunner(create_metrics_app(service, metrics), access_log=None, handle_signals=False)
+        await metrics_runner.setup()
+        await web.TCPSite(metrics_runner, side.metrics_host, side.metrics_port).start()
+    log.info("agentcache sidecar serving %s backend on %s (metrics on %s:%s)", settings.cache.backend,
+             socket_path, side.metrics_host, side.metrics_port or "off")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: finishing in-flight requests")
+        if metrics_runner:
+            await metrics_runner.cleanup()
+        await runner.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+
+
+def _loop_factory():
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentcache-sidecar", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="agent_config.yaml (default: $AGENTCACHE_CONFIG, else the embedded "
+                                         "default: memory backend, ./agentcache.sock, metrics on 127.0.0.1:9464)")
+    parser.add_argument("--socket", help="override sidecar.socket_path")
+    parser.add_argument("--metrics-port", type=int, help="override sidecar.metrics_port (0 disables)")
+    args = parser.parse_args(argv)
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        print(f"agentcache-sidecar: {exc}", file=sys.stderr)
+        return 2
+    settings = loaded.settings
+    if args.socket:
+        settings.sidecar.socket_path = args.socket
+    if args.metrics_port is not None:
+        settings.sidecar.metrics_port = args.metrics_port
+    level = os.environ.get("AGENTCACHE_LOG_LEVEL", settings.sidecar.log_level).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for warning in loaded.warnings:
+        log.warning(warning)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(settings))
+    except ConfigError as exc:
+        print(f"agentcache-sidecar: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"agentcache-sidecar: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

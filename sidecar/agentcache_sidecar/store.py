@@ -1,0 +1,252 @@
+"""The cache service behind the HTTP API: tenancy, enable switch, fallback and statistics.
+
+Invariants:
+- every key and pattern that reaches a backend starts with ``key_prefix``
+  (patterns with the prefix escaped), so an agent can never reach another
+  prefix; keys handed back are the agent's keys, without the prefix;
+- a backend failure on a read is a miss, on a write is a dropped write or a
+  write to the memory fallback; nothing here raises ``BackendError`` upwards;
+- while the primary is marked down, requests go straight to the fallback and a
+  probe task pings the primary; when it answers again the fallback is emptied
+  (its contents may contradict what other pods wrote meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, TypeVar
+
+from .backends.base import Backend, BackendError, Entry
+from .backends.memory import MemoryBackend
+from .metrics import SidecarMetrics
+
+log = logging.getLogger("agentcache.sidecar")
+T = TypeVar("T")
+GLOB_SPECIAL = "*?[]\\"
+PROBE_INTERVAL = 0.5
+
+
+def escape_glob(text: str) -> str:
+    return "".join("\\" + ch if ch in GLOB_SPECIAL else ch for ch in text)
+
+
+@dataclass
+class WriteOutcome:
+    stored: bool
+    degraded: str | None = None  # "fallback" or "dropped" when the primary did not take the write
+
+
+class CacheService:
+    def __init__(self, backend: Backend, *, key_prefix: str, enabled: bool, fallback: str,
+                 metrics: SidecarMetrics, fallback_max_items: int = 10000):
+        self.backend = backend
+        self.prefix = key_prefix
+        self.enabled = enabled
+        self.metrics = metrics
+        self.fallback: MemoryBackend | None = (
+            MemoryBackend(max_items=fallback_max_items) if fallback == "memory" and backend.name == "valkey" else None)
+        self.primary_up = True
+        self.hits = 0
+        self.misses = 0
+        self.dropped_writes = 0
+        self.errors = 0
+        self.evictions = 0
+        self._probe: asyncio.Task | None = None
+        backend.add_eviction_listener(self._on_evicted)
+
+    def _on_evicted(self, reason: str, count: int) -> None:
+        self.evictions += count
+        self.metrics.evictions.labels(reason).inc(count)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.backend.start()
+        if self.fallback:
+            await self.fallback.start()
+        if not await self._ping_primary():
+            self._mark_down("startup")
+        self.metrics.backend_up.set(1 if self.primary_up else 0)
+
+    async def close(self) -> None:
+        if self._probe:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        if self.fallback:
+            await self.fallback.close()
+        await self.backend.close()
+
+    async def _ping_primary(self) -> bool:
+        try:
+            return await self.backend.ping()
+        except BackendError:
+            return False
+
+    def _mark_down(self, op: str) -> None:
+        if self.primary_up:
+            log.warning("backend %s is unreachable (during %s); %s", self.backend.name, op,
+                        "serving from the memory fallback" if self.fallback else "reads miss, writes are dropped")
+        self.primary_up = False
+        self.metrics.backend_up.set(0)
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._probe_until_up(), name="backend-probe")
+
+    async def _probe_until_up(self) -> None:
+        while not await self._ping_primary():
+            await asyncio.sleep(PROBE_INTERVAL)
+        log.warning("backend %s is reachable again", self.backend.name)
+        if self.fallback:
+            await self.fallback.delete_pattern("*")
+        self.primary_up = True
+        self.metrics.backend_up.set(1)
+
+    @property
+    def ready(self) -> bool:
+        return self.primary_up or self.fallback is not None
+
+    async def _run(self, op: str, primary: Callable[[Backend], Awaitable[T]], degraded: T) -> T:
+        """Run ``primary`` on the backend; on failure (or while down) on the fallback, else ``degraded``."""
+        if self.primary_up:
+            try:
+                return await primary(self.backend)
+            except BackendError as exc:
+                self.errors += 1
+                self.metrics.backend_errors.labels(op).inc()
+                log.debug("backend error during %s: %s", op, exc)
+                self._mark_down(op)
+        if self.fallback is not None:
+            return await primary(self.fallback)
+        return degraded
+
+    # --- keys ------------------------------------------------------------------------------------
+
+    def full_key(self, key: str) -> str:
+        return self.prefix + key
+
+    def agent_key(self, full_key: str) -> str:
+        return full_key[len(self.prefix):]
+
+    def full_pattern(self, pattern: str) -> str:
+        return escape_glob(self.prefix) + pattern
+
+    # --- operations ------------------------------------------------------------------------------
+
+    def _count(self, found: bool) -> None:
+        if found:
+            self.hits += 1
+            self.metrics.hits.inc()
+        else:
+            self.misses += 1
+            self.metrics.misses.inc()
+
+    async def get(self, key: str, allow_stale: bool = False, count: bool = True) -> Entry | None:
+        """``count=False`` for metadata reads (exists, ttl) that must not move the hit rate."""
+        entry = None
+        if self.enabled:
+            entry = await self._run("get", lambda b: b.get(self.full_key(key)), None)
+            if entry is not None and not allow_stale and not entry.is_fresh():
+                entry = None
+        if count:
+            self._count(entry is not None)
+        return entry
+
+    async def get_many(self, keys: list[str]) -> list[Entry | None]:
+        if not self.enabled:
+            entries: list[Entry | None] = [None] * len(keys)
+        else:
+            full = [self.full_key(k) for k in keys]
+            entries = await self._run("get_many", lambda b: b.get_many(full), [None] * len(keys))
+            entries = [e if e is not None and e.is_fresh() else None for e in entries]
+        for entry in entries:
+            self._count(entry is not None)
+        return entries
+
+    async def _write(self, op: str, action: Callable[[Backend], Awaitable[None]]) -> WriteOutcome:
+        if not self.enabled:
+            self.dropped_writes += 1
+            return WriteOutcome(stored=False, degraded="disabled")
+        sentinel = object()
+
+        async def attempt(backend: Backend):
+            await action(backend)
+            return backend
+
+        used = await self._run(op, attempt, sentinel)
+        if used is sentinel:
+            self.dropped_writes += 1
+            return WriteOutcome(stored=False, degraded="dropped")
+        if used is self.fallback:
+            return WriteOutcome(stored=True, degraded="fallback")
+        return WriteOutcome(stored=True)
+
+    async def set(self, key: str, entry: Entry) -> WriteOutcome:
+        self.metrics.value_bytes.observe(len(entry.value))
+        return await self._write("set", lambda b: b.set(self.full_key(key), entry))
+
+    async def set_many(self, items: list[tuple[str, Entry]]) -> WriteOutcome:
+        for _, entry in items:
+            self.metrics.value_bytes.observe(len(entry.value))
+        full = [(self.full_key(k), e) for k, e in items]
+        return await self._write("set_many", lambda b: b.set_many(full))
+
+    async def exists(self, key: str) -> bool:
+        return await self.get(key, count=False) is not None
+
+    async def delete(self, key: str) -> bool:
+        return await self._run("delete", lambda b: b.delete(self.full_key(key)), False)
+
+    async def delete_many(self, keys: list[str]) -> int:
+        full = [self.full_key(k) for k in keys]
+        return await self._run("delete_many", lambda b: b.delete_many(full), 0)
+
+    async def delete_pattern(self, pattern: str) -> int:
+        return await self._run("delete_pattern", lambda b: b.delete_pattern(self.full_pattern(pattern)), 0)
+
+    async def clear(self) -> int:
+        return await self.delete_pattern("*")
+
+    async def list_keys(self, pattern: str, limit: int) -> list[str]:
+        async def collect(backend: Backend) -> list[str]:
+            found: list[str] = []
+            async for batch in backend.scan(self.full_pattern(pattern)):
+                found.extend(self.agent_key(k) for k in batch)
+                if len(found) >= limit:
+                    break
+            return sorted(found[:limit])
+
+        return await self._run("list", collect, [])
+
+    async def acquire_lock(self, key: str, token: str, ttl: float) -> bool | None:
+        """True: taken; False: held by someone else; None: no backend could answer."""
+        return await self._run("lock", lambda b: b.acquire_lock(self.full_key(key), token, ttl), None)
+
+    async def release_lock(self, key: str, token: str) -> bool:
+        return await self._run("unlock", lambda b: b.release_lock(self.full_key(key), token), False)
+
+    async def stats(self) -> dict:
+        key_count = await self._run("stats", lambda b: b.key_count(self.full_pattern("*")), 0)
+        memory = await self._run("stats", lambda b: b.memory_usage(), 0)
+        self.metrics.keys.set(key_count)
+        self.metrics.memory.set(memory)
+        reads = self.hits + self.misses
+        return {
+            "backend": self.backend.name,
+            "enabled": self.enabled,
+            "backend_up": self.primary_up,
+            "fallback_active": not self.primary_up and self.fallback is not None,
+            "key_prefix": self.prefix,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": round(self.hits / reads, 4) if reads else 0.0,
+            "key_count": key_count,
+            "memory_usage": memory,
+            "evictions": self.evictions,
+            "dropped_writes": self.dropped_writes,
+            "errors": self.errors,
+            "time": time.time(),
+        }
