@@ -135,7 +135,6 @@ class Codec:
         if self.pickle:
             self.readers[PICKLE_TYPE] = self.pickle
         self.readers.setdefault(serializer.content_type, serializer)
-        self._warned: set[str] = set()
 
     def _named(self, name: str) -> Serializer:
         if name == "json":

@@ -258,7 +258,7 @@ def _merge_list(field: str, current: Any, items: list[Any]) -> list[Any]:
         current = []
     if field in PRIMITIVE_MERGE_LISTS and all(not isinstance(item, (dict, list)) for item in items):
         return current + [item for item in items if item not in current]
-    merge_key = _list_merge_key(field, [item for item in items if "$patch" not in item])
+    merge_key = _list_merge_key(field, [i for i in items if not (isinstance(i, dict) and "$patch" in i)])
     if merge_key is None:
         return _without_directives(items)
     result = list(current)
@@ -337,7 +337,8 @@ def _protobuf_message(data: bytes, schema: dict[int, tuple[str, Any]]) -> Obj:
             continue
         name, how = schema[number]
         if how == "str":
-            result[name] = value.decode()
+            if value:
+                result[name] = value.decode()
         elif how == "int":
             result[name] = value
         elif how == "bool":

@@ -11,6 +11,7 @@ MUTATE_PATH = "/mutate"
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 FAILURE_POLICIES = ("Fail", "Ignore")
 CERT_MANAGER_INJECT_CA = "cert-manager.io/inject-ca-from"
+NAMESPACE_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 
 
 def render_webhook_configuration(
@@ -51,11 +52,10 @@ def render_webhook_configuration(
         pem = ca_bundle.encode() if isinstance(ca_bundle, str) else ca_bundle
         client_config["caBundle"] = base64.b64encode(pem).decode()
     if watch_namespace:
-        namespace_selector = {"matchLabels": {"kubernetes.io/metadata.name": watch_namespace}}
+        namespace_selector = {"matchLabels": {NAMESPACE_LABEL: watch_namespace}}
     else:
-        excluded = [*SYSTEM_NAMESPACES, namespace] if namespace not in SYSTEM_NAMESPACES else list(SYSTEM_NAMESPACES)
-        namespace_selector = {"matchExpressions": [
-            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded}]}
+        excluded = list(dict.fromkeys([*SYSTEM_NAMESPACES, namespace]))
+        namespace_selector = {"matchExpressions": [{"key": NAMESPACE_LABEL, "operator": "NotIn", "values": excluded}]}
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",

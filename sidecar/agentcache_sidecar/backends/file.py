@@ -53,6 +53,7 @@ import os
 import secrets
 import stat
 import struct
+import threading
 import time
 import zlib
 from collections import Counter
@@ -204,6 +205,8 @@ class FileBackend(Backend):
         self._executor: ThreadPoolExecutor | None = None
         self._sweeper: asyncio.Task | None = None
         self._total_bytes = 0
+        self._total_lock = threading.Lock()
+        self._evicting = threading.Lock()
 
     # ----------------------------------------------------------- plumbing
 
@@ -225,7 +228,12 @@ class FileBackend(Backend):
         return directory, os.path.join(directory, digest)
 
     def _add_bytes(self, delta: int) -> None:
-        self._total_bytes = max(0, self._total_bytes + delta)
+        with self._total_lock:
+            self._total_bytes = max(0, self._total_bytes + delta)
+
+    def _set_total(self, total: int) -> None:
+        with self._total_lock:
+            self._total_bytes = total
 
     def _remove_if_unchanged(self, path: str, identity: tuple) -> int | None:
         """Remove ``path`` if it is still the file described by ``identity``; return its size or None.
@@ -328,7 +336,8 @@ class FileBackend(Backend):
         return [self._get_sync(evictions, key) for key in keys]
 
     def _get_sync(self, evictions: Evictions, key: str) -> Entry | None:
-        _, path = self._entry_path(_digest(key))
+        digest = _digest(key)
+        _, path = self._entry_path(digest)
         try:
             fd = os.open(path, _OPEN_READ)
         except FileNotFoundError:
@@ -342,10 +351,12 @@ class FileBackend(Backend):
             blob = _read_exactly(fd, st.st_size)
             try:
                 stored_key, entry = decode_file(blob)
+                if stored_key != key and _digest(stored_key) != digest:
+                    raise record.CorruptRecord("file name is not the hash of the stored key")
             except record.CorruptRecord:
                 self._discard(evictions, path, st, "corrupt")
                 return None
-            if stored_key != key:
+            if stored_key != key:  # a hash collision: the file belongs to the other key
                 return None
             if entry.is_expired():
                 self._discard(evictions, path, st, "expired")
@@ -533,7 +544,7 @@ class FileBackend(Backend):
                     survivor = self._sweep_entry(evictions, item, now)
                     if survivor is not None:
                         kept.append(survivor)
-        self._total_bytes = sum(identity[2] for _, _, identity in kept)
+        self._set_total(sum(identity[2] for _, _, identity in kept))
         if self._total_bytes > self.size_limit:
             self._evict_lru(evictions, kept)
         self._sweep_locks(evictions, now)
@@ -564,7 +575,18 @@ class FileBackend(Backend):
             os.close(fd)
 
     def _evict_lru(self, evictions: Evictions, candidates: list[tuple[int, str, tuple]] | None = None) -> None:
-        """Remove least recently used entry files until the total is at most EVICT_TO * size_limit."""
+        """Remove least recently used entry files until the total is at most EVICT_TO * size_limit.
+
+        One pass at a time per process: a thread that finds a pass running leaves the work to it.
+        """
+        if not self._evicting.acquire(blocking=False):
+            return
+        try:
+            self._evict_pass(evictions, candidates)
+        finally:
+            self._evicting.release()
+
+    def _evict_pass(self, evictions: Evictions, candidates: list[tuple[int, str, tuple]] | None) -> None:
         if candidates is None:
             candidates = []
             for directory in self._fanout_dirs(evictions, self.entries_dir):
@@ -573,7 +595,7 @@ class FileBackend(Backend):
                         with contextlib.suppress(FileNotFoundError):
                             st = item.stat(follow_symlinks=False)
                             candidates.append((st.st_mtime_ns, item.path, _identity(st)))
-            self._total_bytes = sum(identity[2] for _, _, identity in candidates)
+            self._set_total(sum(identity[2] for _, _, identity in candidates))
         target = int(self.size_limit * EVICT_TO)
         for _, path, identity in sorted(candidates):
             if self._total_bytes <= target:

@@ -1,0 +1,244 @@
+"""One reconcile of one AgentCache: fetch, render, apply, observe, report.
+
+Every trigger (create/update/resume, the drift timer, an event on a child or on a
+labelled pod) ends here, serialised per cache, so they all converge on the same
+state. Applying is server-side apply with the operator as field manager: a
+reconcile that finds nothing to change writes nothing but, at most, the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime
+import logging
+import secrets
+import socket
+import time
+from typing import Any
+
+import kopf
+
+from . import names
+from .kube import ApiError, Client
+from .metrics import RECONCILE_DURATION, RECONCILES, PhaseBook
+from .render import Cache, SpecError, render_children
+from .render.common import quantity_bytes
+from .render.valkey import PASSWORD_KEY
+from .status import Assessment, Observed, assess, changed, failed, status
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+
+# Children kinds, in the order they are applied: what pods mount comes first.
+CHILD_KINDS = ("Secret", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget", "NetworkPolicy", "Job")
+CREATE_ONLY_KINDS = ("Job",)  # a Job's pod template is immutable; the bootstrap runs once
+PASSWORD_BYTES = 32
+EVENT_TYPES = {"Ready": "Normal", "Pending": "Normal", "Degraded": "Warning", "Failed": "Warning"}
+
+
+class Reconciler:
+    """Reconciles caches; at most one reconcile per cache at a time, extra triggers coalesce."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.phases = PhaseBook()
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._pending: set[Key] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _lock(self, key: Key) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def reconcile_now(self, namespace: str, name: str) -> str | None:
+        """Reconcile and return the phase (None: the cache is gone). API faults propagate."""
+        async with self._lock((namespace, name)):
+            return await self._timed(namespace, name)
+
+    def schedule(self, namespace: str, name: str) -> None:
+        """Reconcile soon; triggers that arrive before the run starts are folded into it."""
+        key = (namespace, name)
+        if key in self._pending:
+            return
+        self._pending.add(key)
+        task = asyncio.create_task(self._scheduled(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.phases.forget((namespace, name))
+        self._locks.pop((namespace, name), None)
+
+    async def _scheduled(self, key: Key) -> None:
+        async with self._lock(key):
+            self._pending.discard(key)
+            try:
+                await self._timed(*key)
+            except Exception as error:  # the timer retries; one cache must not stop the others
+                logger.warning("reconcile of %s/%s failed: %s", *key, error)
+
+    async def _timed(self, namespace: str, name: str) -> str | None:
+        started = time.perf_counter()
+        try:
+            phase = await self._reconcile(namespace, name)
+        except Exception:
+            RECONCILES.labels("error").inc()
+            raise
+        finally:
+            RECONCILE_DURATION.observe(time.perf_counter() - started)
+        if phase is not None:
+            RECONCILES.labels("failed" if phase == "Failed" else "ok").inc()
+            self.phases.set((namespace, name), phase)
+        return phase
+
+    async def _reconcile(self, namespace: str, name: str) -> str | None:
+        body = await self.client.get(names.KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        cache = Cache.from_body(body)
+        previous = body.get("status") or {}
+        observed = Observed()
+        try:
+            children = await self._desired(cache)
+            kopf.adopt(children, owner=body)
+            applied = await self._apply(cache, children)
+            if cache.generation != previous.get("observedGeneration"):
+                await self._prune(cache, children)
+            observed.statefulsets = [o for o in applied if o["kind"] == "StatefulSet"]
+            observed.bootstrap_job = next((o for o in applied if o["kind"] == "Job"), None)
+            assessment = assess(cache, observed, previous.get("phase"))
+        except SpecError as error:
+            assessment = failed("InvalidSpec", str(error))
+        except ApiError as error:
+            if error.status not in (400, 403, 422):
+                raise
+            assessment = failed("ChildRejected", f"the API server rejected a child object: {error.message}")
+        observed.injected_pods, observed.uninjected_pods = await self._count_pods(cache)
+        new_status = status(cache, assessment, observed, previous)
+        if changed(previous, new_status):
+            await self.client.patch_status(namespace, name, new_status)
+        if assessment.phase != previous.get("phase"):
+            await self._event(body, assessment)
+        return assessment.phase
+
+    async def _desired(self, cache: Cache) -> list[dict[str, Any]]:
+        password = None
+        if cache.managed_valkey:
+            password = await self._managed_password(cache)
+        elif cache.spec["backend"] == "valkey":
+            await self._check_external_secret(cache)
+        return render_children(cache, password)
+
+    async def _managed_password(self, cache: Cache) -> str:
+        """The existing Secret's password, or a new one (the Secret is created once, never rotated)."""
+        secret_name = names.valkey_password_secret(cache.name)
+        secret = await self.client.get("Secret", cache.namespace, secret_name)
+        if secret is None:
+            return secrets.token_urlsafe(PASSWORD_BYTES)
+        try:
+            return base64.b64decode((secret.get("data") or {})[PASSWORD_KEY], validate=True).decode()
+        except (KeyError, binascii.Error, UnicodeDecodeError):
+            raise SpecError(
+                f"Secret {cache.namespace}/{secret_name} exists but holds no valid key {PASSWORD_KEY!r}: "
+                "delete it and the operator generates a new password"
+            ) from None
+
+    async def _check_external_secret(self, cache: Cache) -> None:
+        ref = cache.valkey["passwordSecretRef"]
+        if not ref.get("name"):
+            return
+        secret = await self.client.get("Secret", cache.namespace, ref["name"])
+        create = (f"kubectl create secret generic {ref['name']} -n {cache.namespace} "
+                  f"--from-literal={ref['key']}=<password>")
+        if secret is None:
+            raise SpecError(
+                f"spec.valkey.passwordSecretRef names Secret {cache.namespace}/{ref['name']}, which does not exist: "
+                f"create it ({create}) or correct the name"
+            )
+        if ref["key"] not in (secret.get("data") or {}) and ref["key"] not in (secret.get("stringData") or {}):
+            raise SpecError(
+                f"Secret {cache.namespace}/{ref['name']} has no key {ref['key']!r} "
+                f"(spec.valkey.passwordSecretRef.key): add it or correct the key"
+            )
+
+    async def _apply(self, cache: Cache, children: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        first = [c for c in children if c["kind"] in ("Secret", "ConfigMap")]
+        rest = [c for c in children if c["kind"] not in ("Secret", "ConfigMap")]
+        applied = list(await asyncio.gather(*(self._apply_one(cache, c) for c in first)))
+        applied += await asyncio.gather(*(self._apply_one(cache, c) for c in rest))
+        return applied
+
+    async def _apply_one(self, cache: Cache, obj: dict[str, Any]) -> dict[str, Any]:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if kind in CREATE_ONLY_KINDS:
+            existing = await self.client.get(kind, cache.namespace, name)
+            return existing if existing is not None else await self.client.create(obj)
+        if kind == "StatefulSet" and "volumeClaimTemplates" in obj["spec"]:
+            existing = await self.client.get(kind, cache.namespace, name)
+            if existing is not None:
+                await self._grow_volumes(cache, obj, existing)
+                obj["spec"]["volumeClaimTemplates"] = existing["spec"].get("volumeClaimTemplates", [])
+        return await self.client.apply(obj)
+
+    async def _grow_volumes(self, cache: Cache, desired: dict[str, Any], existing: dict[str, Any]) -> None:
+        """Expand each pod's claim to a larger ``persistence.size`` (templates themselves are immutable)."""
+        size = cache.valkey["persistence"]["size"]
+        wanted = quantity_bytes(size, "spec.valkey.persistence.size")
+        for i in range(int(existing["spec"].get("replicas") or 0)):
+            claim_name = f"data-{desired['metadata']['name']}-{i}"
+            claim = await self.client.get("PersistentVolumeClaim", cache.namespace, claim_name)
+            if claim is None:
+                continue
+            current = claim["spec"]["resources"]["requests"]["storage"]
+            if quantity_bytes(current, "storage") < wanted:
+                await self.client.request(
+                    "PATCH", f"/api/v1/namespaces/{cache.namespace}/persistentvolumeclaims/{claim_name}",
+                    {"spec": {"resources": {"requests": {"storage": str(size)}}}},
+                    content_type="application/merge-patch+json",
+                )
+
+    async def _prune(self, cache: Cache, children: list[dict[str, Any]]) -> None:
+        """Delete children this cache owns but no longer needs (e.g. Valkey after a backend change)."""
+        wanted = {(c["kind"], c["metadata"]["name"]) for c in children}
+        selector = f"{names.LABEL_INSTANCE}={cache.name},{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+        for kind in CHILD_KINDS:
+            for item in await self.client.list(kind, cache.namespace, selector):
+                owned = any(ref.get("uid") == cache.uid for ref in item["metadata"].get("ownerReferences") or [])
+                if owned and (kind, item["metadata"]["name"]) not in wanted:
+                    logger.info("pruning %s %s/%s", kind, cache.namespace, item["metadata"]["name"])
+                    await self.client.delete(kind, cache.namespace, item["metadata"]["name"])
+
+    async def _count_pods(self, cache: Cache) -> tuple[int, int]:
+        """Pods labelled with this cache: (with the sidecar, without it)."""
+        pods = await self.client.list("Pod", cache.namespace, f"{names.LABEL_CACHE}={cache.name}")
+        pods = [p for p in pods if (p["metadata"].get("labels") or {}).get(names.LABEL_CACHE) == cache.name]
+        injected = sum(1 for p in pods if p["metadata"]["labels"].get(names.LABEL_INJECTED) == "true")
+        return injected, len(pods) - injected
+
+    async def _event(self, body: dict[str, Any], assessment: Assessment) -> None:
+        meta = body["metadata"]
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": names.API_VERSION, "kind": names.KIND, "name": meta["name"],
+                "namespace": meta["namespace"], "uid": meta.get("uid"),
+            },
+            "type": EVENT_TYPES[assessment.phase],
+            "reason": assessment.phase,
+            "message": assessment.message[:1024],
+            "source": {"component": names.MANAGED_BY},
+            "reportingComponent": names.MANAGED_BY,
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.client.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", event)
+        except ApiError as error:  # events are best effort, like kubectl's
+            logger.warning("could not post event for %s/%s: %s", meta["namespace"], meta["name"], error)

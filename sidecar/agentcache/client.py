@@ -1,0 +1,644 @@
+"""``AsyncCache`` and ``Cache``: the sidecar's HTTP API (DESIGN.md §3) as Python methods.
+
+Each operation is described once, as a ``Call`` (method, path, body, and how
+to read the answer), and executed by a transport: aiohttp over a Unix socket
+for ``AsyncCache``, a persistent ``http.client`` connection over a Unix socket
+for ``Cache``. Both keep their connections alive, so one operation costs one
+round trip.
+
+Invariants:
+- a sidecar that cannot be reached raises ``CacheUnavailable``; any other
+  non-success answer raises the ``CacheError`` subclass for the sidecar's code;
+- a scoped cache (``scoped("user:123")``) turns every key into
+  ``"user:123:" + key``, confines patterns to that prefix (glob characters in
+  the scope are escaped) and hands keys back without it, so it can never read,
+  list or delete its parent's or a sibling's keys;
+- scopes share their root's connections; only the root's ``close()`` closes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.client
+import json
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import quote, urlencode
+
+import aiohttp
+from yarl import URL
+
+from agentcache_operator.names import ENV_SOCKET, SOCKET_PATH
+
+from .errors import CacheUnavailable, InvalidRequest, SerializationError, error_from_response
+from .keys import SCOPE_SEPARATOR, check_key, check_scope, escape_glob
+from .serializers import BYTES_TYPE, JSON_TYPE, MISS, Codec, Serializer
+
+DEFAULT_TIMEOUT = 5.0
+BATCH_CHUNK = 1000
+_BASE_URL = "http://agentcache"
+_JSON_HEADERS = {"Content-Type": JSON_TYPE}
+
+
+def default_socket_path() -> str:
+    """``$AGENTCACHE_SOCKET``, else the path the injector mounts (``/var/run/agentcache/cache.sock``)."""
+    return os.environ.get(ENV_SOCKET) or SOCKET_PATH
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class Call:
+    """One HTTP exchange and the function that turns its answer into the method's result."""
+
+    method: str
+    path: str
+    parse: Callable[[Reply], Any]
+    body: bytes | None = None
+    content_type: str | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    """Several independent calls whose results ``combine`` merges (it may return a further ``Plan``)."""
+
+    calls: list[Call]
+    combine: Callable[[list[Any]], Any]
+
+
+@dataclass(slots=True)
+class Lookup:
+    """What ``lookup`` found: ``found`` is False on a miss; ``stale`` when served past its freshness."""
+
+    found: bool
+    value: Any = None
+    stale: bool = False
+
+
+def _fail(reply: Reply) -> Any:
+    raise error_from_response(reply.status, reply.body)
+
+
+def _seconds(value: Any, name: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequest(f"{name} must be a number of seconds, got {value!r}", "bad_ttl")
+    return str(value)
+
+
+def _json_body(payload: Any) -> bytes:
+    try:
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"cannot send the batch as JSON: {exc}") from None
+
+
+class _Operations:
+    """Builds the ``Call`` of every operation; shared by the async and the sync cache."""
+
+    def __init__(self, socket_path: str | None, serializer: str | Serializer, signing_key: bytes | str | None,
+                 timeout: float, codec: Codec | None = None, scope: str = ""):
+        self.socket_path = socket_path or default_socket_path()
+        self.timeout = timeout
+        self.codec = codec or Codec(serializer, signing_key)
+        self.scope = scope
+        self._key_prefix = scope + SCOPE_SEPARATOR if scope else ""
+        self._pattern_prefix = escape_glob(self._key_prefix)
+
+    # --- keys ---------------------------------------------------------------------------------
+
+    def _full(self, key: Any) -> str:
+        return self._key_prefix + check_key(key)
+
+    def _local(self, full_key: str) -> str:
+        return full_key[len(self._key_prefix):]
+
+    @staticmethod
+    def _key_path(full_key: str, suffix: str = "") -> str:
+        return "/v1/keys/" + quote(full_key, safe="") + suffix
+
+    def _decode(self, reply: Reply, full_key: str) -> Any:
+        return self.codec.decode(reply.body, reply.headers.get("Content-Type"), full_key)
+
+    # --- single keys --------------------------------------------------------------------------
+
+    def get_call(self, key: str, default: Any) -> Call:
+        full = self._full(key)
+
+        def parse(reply: Reply) -> Any:
+            if reply.status == 200:
+                value = self._decode(reply, full)
+                return default if value is MISS else value
+            return default if reply.status == 404 else _fail(reply)
+
+        return Call("GET", self._key_path(full), parse)
+
+    def lookup_call(self, key: str, allow_stale: bool) -> Call:
+        full = self._full(key)
+
+        def parse(reply: Reply) -> Lookup:
+            if reply.status == 200:
+                value = self._decode(reply, full)
+                if value is MISS:
+                    return Lookup(False)
+                return Lookup(True, value, reply.headers.get("X-Cache-Stale") == "1")
+            return Lookup(False) if reply.status == 404 else _fail(reply)
+
+        return Call("GET", self._key_path(full, "?allow_stale=1" if allow_stale else ""), parse)
+
+    def set_call(self, key: str, value: Any, ttl: float | None, stale_ttl: float | None) -> Call:
+        full = self._full(key)
+        body, content_type = self.codec.encode(value, full)
+        query = {}
+        if ttl is not None:
+            query["ttl"] = _seconds(ttl, "ttl")
+        if stale_ttl:
+            query["stale_ttl"] = _seconds(stale_ttl, "stale_ttl")
+        path = self._key_path(full, "?" + urlencode(query) if query else "")
+
+        def parse(reply: Reply) -> bool:
+            if reply.status == 204:
+                return reply.headers.get("X-Cache-Degraded") not in ("dropped", "disabled")
+            return _fail(reply)
+
+        return Call("PUT", path, parse, body, content_type)
+
+    def exists_call(self, key: str) -> Call:
+        return Call("HEAD", self._key_path(self._full(key)),
+                    lambda r: True if r.status == 200 else False if r.status == 404 else _fail(r))
+
+    def delete_call(self, key: str) -> Call:
+        return Call("DELETE", self._key_path(self._full(key)),
+                    lambda r: True if r.status == 204 else False if r.status == 404 else _fail(r))
+
+    def ttl_call(self, key: str) -> Call:
+        def parse(reply: Reply) -> float | None:
+            if reply.status == 200:
+                return json.loads(reply.body)["ttl"]
+            return None if reply.status == 404 else _fail(reply)
+
+        return Call("GET", self._key_path(self._full(key), "/ttl"), parse)
+
+    def lock_call(self, key: str, ttl: float) -> Call:
+        """Parse: the lock's token, or None while someone else holds it."""
+        def parse(reply: Reply) -> str | None:
+            if reply.status == 200:
+                return json.loads(reply.body)["token"]
+            return None if reply.status == 409 else _fail(reply)
+
+        return Call("POST", self._key_path(self._full(key), "/lock?" + urlencode({"ttl": _seconds(ttl, "ttl")})),
+                    parse)
+
+    def unlock_call(self, key: str, token: str) -> Call:
+        return Call("DELETE", self._key_path(self._full(key), "/lock?" + urlencode({"token": token})),
+                    lambda r: True if r.status == 204 else False if r.status == 409 else _fail(r))
+
+    # --- collections --------------------------------------------------------------------------
+
+    def _deleted(self, reply: Reply) -> int:
+        return json.loads(reply.body)["deleted"] if reply.status == 200 else _fail(reply)
+
+    def delete_pattern_call(self, pattern: str) -> Call:
+        if not isinstance(pattern, str) or not pattern:
+            raise InvalidRequest("the pattern must be a non-empty glob string", "bad_pattern")
+        query = urlencode({"pattern": self._pattern_prefix + pattern})
+        return Call("DELETE", "/v1/keys?" + query, self._deleted)
+
+    def clear_call(self) -> Call:
+        if self.scope:
+            return self.delete_pattern_call("*")
+        return Call("DELETE", "/v1/keys", self._deleted)
+
+    def keys_call(self, pattern: str, limit: int) -> Call:
+        if not isinstance(pattern, str) or not pattern:
+            raise InvalidRequest("the pattern must be a non-empty glob string", "bad_pattern")
+        query = urlencode({"pattern": self._pattern_prefix + pattern, "limit": limit})
+
+        def parse(reply: Reply) -> list[str]:
+            if reply.status != 200:
+                return _fail(reply)
+            return [self._local(k) for k in json.loads(reply.body)["keys"]]
+
+        return Call("GET", "/v1/keys?" + query, parse)
+
+    def stats_call(self) -> Call:
+        return Call("GET", "/v1/stats", lambda r: json.loads(r.body) if r.status == 200 else _fail(r))
+
+    def get_many_plan(self, keys: Iterable[str], default: Any) -> Plan:
+        """Batch gets; values the batch answers as ``$base64`` are fetched singly to learn their Content-Type."""
+        local = list(dict.fromkeys(keys))
+        full = [self._full(k) for k in local]
+        chunks = [full[i:i + BATCH_CHUNK] for i in range(0, len(full), BATCH_CHUNK)]
+
+        def parse(reply: Reply) -> dict:
+            return json.loads(reply.body)["values"] if reply.status == 200 else _fail(reply)
+
+        def combine(answers: list[dict]) -> Any:
+            values = {k: v for answer in answers for k, v in answer.items()}
+            result: dict[str, Any] = {}
+            refetch: list[str] = []
+            for local_key, full_key in zip(local, full):
+                value = values.get(full_key)
+                if isinstance(value, dict) and "$base64" in value:
+                    refetch.append(local_key)
+                result[local_key] = default if value is None else value
+            if not refetch:
+                return result
+
+            def merge(fetched: list[Any]) -> dict:
+                result.update(zip(refetch, fetched))
+                return result
+
+            return Plan([self.get_call(k, default) for k in refetch], merge)
+
+        calls = [Call("POST", "/v1/batch/get", parse, _json_body({"keys": chunk}), JSON_TYPE) for chunk in chunks]
+        return Plan(calls, combine)
+
+    def set_many_plan(self, mapping: Mapping[str, Any], ttl: float | None, stale_ttl: float | None) -> Plan:
+        """JSON and bytes values travel in batches; values of other serializers are PUT one by one."""
+        batch: dict[str, Any] = {}
+        singles: list[Call] = []
+        for key, value in mapping.items():
+            full = self._full(key)
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                batch[full] = {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
+            elif self.codec.batchable and not (isinstance(value, dict) and set(value) == {"$base64"}):
+                self.codec.writer.dumps(value, full)  # the same refusals as set()
+                batch[full] = value
+            else:
+                singles.append(self.set_call(key, value, ttl, stale_ttl))
+        extra = {}
+        if ttl is not None:
+            extra["ttl"] = float(_seconds(ttl, "ttl"))
+        if stale_ttl:
+            extra["stale_ttl"] = float(_seconds(stale_ttl, "stale_ttl"))
+        items = list(batch.items())
+
+        def parse(reply: Reply) -> bool:
+            return reply.headers.get("X-Cache-Degraded") not in ("dropped", "disabled") \
+                if reply.status == 204 else _fail(reply)
+
+        calls = [Call("POST", "/v1/batch/set", parse,
+                      _json_body({"items": dict(items[i:i + BATCH_CHUNK]), **extra}), JSON_TYPE)
+                 for i in range(0, len(items), BATCH_CHUNK)]
+        return Plan(calls + singles, all)
+
+    def delete_many_plan(self, keys: Iterable[str]) -> Plan:
+        full = list(dict.fromkeys(self._full(k) for k in keys))
+        calls = [Call("POST", "/v1/batch/delete", self._deleted, _json_body({"keys": full[i:i + BATCH_CHUNK]}),
+                      JSON_TYPE) for i in range(0, len(full), BATCH_CHUNK)]
+        return Plan(calls, sum)
+
+    def child_scope(self, scope: str) -> str:
+        return self._key_prefix + check_scope(scope)
+
+
+# --- transports ------------------------------------------------------------------------------------
+
+
+def _unavailable(socket_path: str, exc: BaseException) -> CacheUnavailable:
+    reason = str(exc) or type(exc).__name__
+    return CacheUnavailable(f"the agentcache sidecar at {socket_path} is unreachable: {reason}")
+
+
+class _AsyncTransport:
+    """One aiohttp session with a keep-alive Unix connector, created lazily in the running loop.
+
+    When used from another event loop than the one it was created in (e.g. two
+    ``asyncio.run`` calls), the old session is abandoned and a new one made.
+    """
+
+    def __init__(self, socket_path: str, timeout: float):
+        self.socket_path = socket_path
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _session_for(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
+        if self._session is not None and self._loop is loop and not self._session.closed:
+            return self._session
+        if self._session is not None and not self._session.closed:
+            self._session.connector._close()  # the loop it lives in is gone or foreign; drop its sockets
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=self.socket_path), timeout=self.timeout, auto_decompress=False)
+        self._loop = loop
+        return self._session
+
+    async def send(self, call: Call) -> Any:
+        session = self._session_for(asyncio.get_running_loop())
+        url = URL(_BASE_URL + call.path, encoded=True)
+        headers = {"Content-Type": call.content_type} if call.content_type else None
+        for attempt in (1, 2):
+            try:
+                async with session.request(call.method, url, data=call.body, headers=headers) as response:
+                    reply = Reply(response.status, response.headers, await response.read())
+                break
+            except aiohttp.ServerDisconnectedError as exc:  # a kept-alive connection the sidecar had closed
+                if attempt == 2:
+                    raise _unavailable(self.socket_path, exc) from None
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                raise _unavailable(self.socket_path, exc) from None
+        return call.parse(reply)
+
+    async def execute(self, plan: Plan) -> Any:
+        results = await asyncio.gather(*(self.send(call) for call in plan.calls))
+        outcome = plan.combine(results)
+        return await self.execute(outcome) if isinstance(outcome, Plan) else outcome
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            if self._loop is asyncio.get_running_loop():
+                await self._session.close()
+            else:
+                self._session.connector._close()
+        self._session = None
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: str, timeout: float):
+        super().__init__("agentcache", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+_STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class _SyncTransport:
+    """A persistent HTTP/1.1 connection per thread (and per process: a forked child reconnects)."""
+
+    def __init__(self, socket_path: str, timeout: float):
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _connection(self) -> tuple[_UnixHTTPConnection, bool]:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn, True
+        conn = _UnixHTTPConnection(self.socket_path, self.timeout)
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn, False
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local.conn = None
+
+    def send(self, call: Call) -> Any:
+        headers = {"Content-Type": call.content_type} if call.content_type else {}
+        while True:
+            conn, reused = self._connection()
+            try:
+                conn.request(call.method, call.path, body=call.body, headers=headers)
+                response = conn.getresponse()
+                reply = Reply(response.status, response.headers, response.read())
+                if response.will_close:
+                    self._drop()
+                break
+            except _STALE_CONNECTION as exc:
+                self._drop()
+                if not reused:
+                    raise _unavailable(self.socket_path, exc) from None
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop()
+                raise _unavailable(self.socket_path, exc) from None
+        return call.parse(reply)
+
+    def execute(self, plan: Plan) -> Any:
+        outcome = plan.combine([self.send(call) for call in plan.calls])
+        return self.execute(outcome) if isinstance(outcome, Plan) else outcome
+
+    def close(self) -> None:
+        self._drop()
+
+
+# --- the caches ----------------------------------------------------------------------------------
+
+
+class AsyncCache:
+    """The cache for asyncio code. One per process is enough (``agentcache.get_cache()``).
+
+    ``serializer``: ``"json"`` (default), ``"msgpack"``, ``"pickle"`` (needs
+    ``signing_key``) or a ``Serializer``; ``bytes`` values are always stored raw.
+    """
+
+    def __init__(self, socket_path: str | None = None, *, serializer: str | Serializer = "json",
+                 signing_key: bytes | str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 _ops: _Operations | None = None, _transport: _AsyncTransport | None = None):
+        self._ops = _ops or _Operations(socket_path, serializer, signing_key, timeout)
+        self._owns_transport = _transport is None
+        self._transport = _transport or _AsyncTransport(self._ops.socket_path, self._ops.timeout)
+        self._twin: Cache | None = None
+
+    @property
+    def socket_path(self) -> str:
+        return self._ops.socket_path
+
+    @property
+    def scope(self) -> str:
+        return self._ops.scope
+
+    def __repr__(self) -> str:
+        return f"AsyncCache(socket_path={self.socket_path!r}, scope={self.scope!r})"
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The value, or ``default`` on a miss (also for an expired value or one that fails to verify)."""
+        return await self._transport.send(self._ops.get_call(key, default))
+
+    async def lookup(self, key: str, allow_stale: bool = False) -> Lookup:
+        """Like ``get`` but tells a miss from a stored ``None``, and can serve a stale value."""
+        return await self._transport.send(self._ops.lookup_call(key, allow_stale))
+
+    async def set(self, key: str, value: Any, ttl: float | None = None, *, stale_ttl: float | None = None) -> bool:
+        """Store ``value``; ``ttl=None`` uses the sidecar's default_ttl, ``0`` never expires.
+
+        ``stale_ttl`` keeps the value that much longer for stale reads. Returns
+        False when the sidecar accepted but dropped the write (cache disabled or
+        backend down without fallback).
+        """
+        return await self._transport.send(self._ops.set_call(key, value, ttl, stale_ttl))
+
+    async def exists(self, key: str) -> bool:
+        return await self._transport.send(self._ops.exists_call(key))
+
+    async def delete(self, key: str) -> bool:
+        """True when the key existed."""
+        return await self._transport.send(self._ops.delete_call(key))
+
+    async def clear(self) -> int:
+        """Delete every key of this cache (of this scope only, for a scoped cache); returns how many."""
+        return await self._transport.send(self._ops.clear_call())
+
+    async def get_many(self, keys: Iterable[str], default: Any = None) -> dict[str, Any]:
+        """``{key: value or default}`` for every key, in the order given."""
+        plan = self._ops.get_many_plan(keys, default)
+        return await self._transport.execute(plan) if plan.calls else {}
+
+    async def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *,
+                       stale_ttl: float | None = None) -> bool:
+        plan = self._ops.set_many_plan(mapping, ttl, stale_ttl)
+        return await self._transport.execute(plan) if plan.calls else True
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        plan = self._ops.delete_many_plan(keys)
+        return await self._transport.execute(plan) if plan.calls else 0
+
+    async def delete_pattern(self, pattern: str) -> int:
+        """Delete the keys matching the glob ``pattern`` (within this scope); returns how many."""
+        return await self._transport.send(self._ops.delete_pattern_call(pattern))
+
+    async def ttl(self, key: str) -> float | None:
+        """Remaining seconds, ``-1`` for no expiry, None on a miss."""
+        return await self._transport.send(self._ops.ttl_call(key))
+
+    async def keys(self, pattern: str = "*", limit: int = 1000) -> list[str]:
+        """Keys matching ``pattern`` (sorted, at most ``limit``); for debugging, not for hot paths."""
+        return await self._transport.send(self._ops.keys_call(pattern, limit))
+
+    async def stats(self) -> dict:
+        """The sidecar's statistics (for the whole sidecar, also from a scoped cache)."""
+        return await self._transport.send(self._ops.stats_call())
+
+    async def lock(self, key: str, ttl: float = 30.0) -> str | None:
+        """Take the single-flight lock of ``key`` for ``ttl`` seconds: its token, or None if held."""
+        return await self._transport.send(self._ops.lock_call(key, ttl))
+
+    async def unlock(self, key: str, token: str) -> bool:
+        """Release a lock taken with ``lock``; False when the token no longer holds it."""
+        return await self._transport.send(self._ops.unlock_call(key, token))
+
+    def scoped(self, scope: str) -> "AsyncCache":
+        """A view whose keys are ``scope + ":" + key``, confined to that prefix."""
+        ops = _Operations(self._ops.socket_path, "json", None, self._ops.timeout, self._ops.codec,
+                          self._ops.child_scope(scope))
+        return AsyncCache(_ops=ops, _transport=self._transport)
+
+    def as_sync(self) -> "Cache":
+        """A ``Cache`` with the same socket, serializer and scope (made once, then reused)."""
+        if self._twin is None:
+            self._twin = Cache(_ops=self._ops)
+        return self._twin
+
+    async def close(self) -> None:
+        if self._owns_transport:
+            await self._transport.close()
+        if self._twin is not None:
+            self._twin.close()
+
+    async def __aenter__(self) -> "AsyncCache":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+
+class Cache:
+    """The same operations as ``AsyncCache``, blocking, for synchronous code. Thread-safe."""
+
+    def __init__(self, socket_path: str | None = None, *, serializer: str | Serializer = "json",
+                 signing_key: bytes | str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 _ops: _Operations | None = None, _transport: _SyncTransport | None = None):
+        self._ops = _ops or _Operations(socket_path, serializer, signing_key, timeout)
+        self._owns_transport = _transport is None
+        self._transport = _transport or _SyncTransport(self._ops.socket_path, self._ops.timeout)
+        self._twin: AsyncCache | None = None
+
+    @property
+    def socket_path(self) -> str:
+        return self._ops.socket_path
+
+    @property
+    def scope(self) -> str:
+        return self._ops.scope
+
+    def __repr__(self) -> str:
+        return f"Cache(socket_path={self.socket_path!r}, scope={self.scope!r})"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._transport.send(self._ops.get_call(key, default))
+
+    def lookup(self, key: str, allow_stale: bool = False) -> Lookup:
+        return self._transport.send(self._ops.lookup_call(key, allow_stale))
+
+    def set(self, key: str, value: Any, ttl: float | None = None, *, stale_ttl: float | None = None) -> bool:
+        return self._transport.send(self._ops.set_call(key, value, ttl, stale_ttl))
+
+    def exists(self, key: str) -> bool:
+        return self._transport.send(self._ops.exists_call(key))
+
+    def delete(self, key: str) -> bool:
+        return self._transport.send(self._ops.delete_call(key))
+
+    def clear(self) -> int:
+        return self._transport.send(self._ops.clear_call())
+
+    def get_many(self, keys: Iterable[str], default: Any = None) -> dict[str, Any]:
+        plan = self._ops.get_many_plan(keys, default)
+        return self._transport.execute(plan) if plan.calls else {}
+
+    def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *,
+                 stale_ttl: float | None = None) -> bool:
+        plan = self._ops.set_many_plan(mapping, ttl, stale_ttl)
+        return self._transport.execute(plan) if plan.calls else True
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        plan = self._ops.delete_many_plan(keys)
+        return self._transport.execute(plan) if plan.calls else 0
+
+    def delete_pattern(self, pattern: str) -> int:
+        return self._transport.send(self._ops.delete_pattern_call(pattern))
+
+    def ttl(self, key: str) -> float | None:
+        return self._transport.send(self._ops.ttl_call(key))
+
+    def keys(self, pattern: str = "*", limit: int = 1000) -> list[str]:
+        return self._transport.send(self._ops.keys_call(pattern, limit))
+
+    def stats(self) -> dict:
+        return self._transport.send(self._ops.stats_call())
+
+    def lock(self, key: str, ttl: float = 30.0) -> str | None:
+        return self._transport.send(self._ops.lock_call(key, ttl))
+
+    def unlock(self, key: str, token: str) -> bool:
+        return self._transport.send(self._ops.unlock_call(key, token))
+
+    def scoped(self, scope: str) -> "Cache":
+        ops = _Operations(self._ops.socket_path, "json", None, self._ops.timeout, self._ops.codec,
+                          self._ops.child_scope(scope))
+        return Cache(_ops=ops, _transport=self._transport)
+
+    def as_async(self) -> AsyncCache:
+        """An ``AsyncCache`` with the same socket, serializer and scope (made once, then reused)."""
+        if self._twin is None:
+            self._twin = AsyncCache(_ops=self._ops)
+        return self._twin
+
+    def close(self) -> None:
+        if self._owns_transport:
+            self._transport.close()
+
+    def __enter__(self) -> "Cache":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()

@@ -1,0 +1,104 @@
+"""Key helpers: stable hashes of Python values, scope names, glob escaping and ``llm_key``.
+
+``stable_hash`` is the same in every process and on every machine: it hashes
+canonical JSON (sorted keys, no whitespace, UTF-8), so ``{"a": 1, "b": 2}`` and
+``{"b": 2, "a": 1}`` hash alike, and it never depends on ``hash()`` randomisation
+or object addresses. Values with no stable form raise ``UnhashableValue``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import decimal
+import enum
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from .errors import InvalidKey
+
+HASH_CHARS = 32
+GLOB_SPECIAL = "*?[]\\"
+SCOPE_SEPARATOR = ":"
+
+
+class UnhashableValue(TypeError):
+    """A value that has no stable, process-independent representation."""
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return _canonical(value.value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (set, frozenset)):
+        items = [_canonical(item) for item in value]
+        return {"$set": sorted(items, key=lambda item: json.dumps(item, sort_keys=True))}
+    if isinstance(value, tuple):
+        return [_canonical(item) for item in value]
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"$type": type(value).__qualname__, **{f.name: _canonical(getattr(value, f.name))
+                                                       for f in dataclasses.fields(value)}}
+    model_dump = getattr(value, "model_dump", None)  # pydantic v2 models (AgentUp's a2a Task is one)
+    if callable(model_dump):
+        return {"$type": type(value).__qualname__, **model_dump(mode="json")}
+    if hasattr(value, "__dict__") and not callable(value) and not isinstance(value, type):
+        return {"$type": type(value).__qualname__, **{k: _canonical(v) for k, v in vars(value).items()
+                                                       if not k.startswith("_")}}
+    raise UnhashableValue(f"{type(value).__name__} has no stable representation to hash")
+
+
+def canonical_json(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                          default=_canonical)
+    except ValueError as exc:  # NaN, circular references
+        raise UnhashableValue(str(exc)) from None
+
+
+def stable_hash(value: Any) -> str:
+    """A 128-bit hex digest of ``value``'s canonical JSON."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:HASH_CHARS]
+
+
+def llm_key(model: str, messages: Any, **params: Any) -> str:
+    """``llm:<model>:<hash>`` covering the model, every message (not only the last) and every parameter.
+
+    Parameters are hashed by name, so their order never matters; ``None``
+    parameters are kept (``temperature=None`` is not ``temperature=0``).
+    """
+    if not isinstance(model, str) or not model:
+        raise InvalidKey("llm_key needs the model name as a non-empty string")
+    return f"llm:{model}:{stable_hash({'model': model, 'messages': messages, 'params': params})}"
+
+
+def escape_glob(text: str) -> str:
+    """``text`` as a glob that matches only itself."""
+    return "".join("\\" + ch if ch in GLOB_SPECIAL else ch for ch in text)
+
+
+def check_key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise InvalidKey(f"keys must be strings, got {type(key).__name__}")
+    if not key:
+        raise InvalidKey("the key is empty")
+    return key
+
+
+def check_scope(scope: Any) -> str:
+    """A scope name: non-empty text without control characters or empty ``:``-segments."""
+    if not isinstance(scope, str) or not scope:
+        raise InvalidKey(f"a scope must be a non-empty string, got {scope!r}")
+    for ch in scope:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise InvalidKey(f"the scope {scope!r} contains the control character U+{ord(ch):04X}")
+    if "" in scope.split(SCOPE_SEPARATOR):
+        raise InvalidKey(f"the scope {scope!r} has an empty segment; write it like 'user:123'")
+    return scope
