@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.support.valkey", "tests.support.sidecar"]
+pytest_plugins = ["tests.support.valkey", "tests.support.sidecar", "tests.support.k8s"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

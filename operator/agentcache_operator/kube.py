@@ -8,6 +8,7 @@ same user.
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -18,6 +19,7 @@ import kopf
 from . import names
 
 FIELD_MANAGER = names.MANAGED_BY
+logger = logging.getLogger(__name__)
 
 # kind -> (API prefix, plural) of every kind the operator reads or writes.
 KINDS: dict[str, tuple[str, str]] = {
@@ -80,6 +82,7 @@ class Client:
         headers = {"Content-Type": content_type} if data is not None else {}
         async with self._session.request(method, f"{self.server}{url}{query}", data=data, headers=headers) as resp:
             text = await resp.text()
+            logger.debug("%s %s -> %s", method, url, resp.status)
             if resp.status >= 400:
                 try:
                     message = json.loads(text).get("message", text)

@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 
 from . import names
-from .kube import ApiError, Client
+from .kube import ApiError, Client, path
 from .metrics import RECONCILE_DURATION, RECONCILES, PhaseBook
 from .render import Cache, SpecError, render_children
 from .render.common import quantity_bytes
@@ -48,6 +48,11 @@ class Reconciler:
         self._locks: dict[Key, asyncio.Lock] = {}
         self._pending: set[Key] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._written: dict[Key, dict[tuple[str, str], str]] = {}  # cache -> (kind, child) -> resourceVersion
+
+    def is_own_write(self, cache: Key, kind: str, child: str, resource_version: str | None) -> bool:
+        """Whether this child version is the one the operator itself just wrote (no need to look again)."""
+        return resource_version is not None and self._written.get(cache, {}).get((kind, child)) == resource_version
 
     def _lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -70,6 +75,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         self.phases.forget((namespace, name))
         self._locks.pop((namespace, name), None)
+        self._written.pop((namespace, name), None)
 
     async def _scheduled(self, key: Key) -> None:
         async with self._lock(key):
@@ -104,7 +110,7 @@ class Reconciler:
             children = await self._desired(cache)
             kopf.adopt(children, owner=body)
             applied = await self._apply(cache, children)
-            if cache.generation != previous.get("observedGeneration"):
+            if previous.get("observedGeneration") not in (None, cache.generation):
                 await self._prune(cache, children)
             observed.statefulsets = [o for o in applied if o["kind"] == "StatefulSet"]
             observed.bootstrap_job = next((o for o in applied if o["kind"] == "Job"), None)
@@ -157,7 +163,8 @@ class Reconciler:
                 f"spec.valkey.passwordSecretRef names Secret {cache.namespace}/{ref['name']}, which does not exist: "
                 f"create it ({create}) or correct the name"
             )
-        if ref["key"] not in (secret.get("data") or {}) and ref["key"] not in (secret.get("stringData") or {}):
+        # a real API server folds stringData into data; the test emulator does not (yet)
+        if ref["key"] not in {**(secret.get("data") or {}), **(secret.get("stringData") or {})}:
             raise SpecError(
                 f"Secret {cache.namespace}/{ref['name']} has no key {ref['key']!r} "
                 f"(spec.valkey.passwordSecretRef.key): add it or correct the key"
@@ -171,6 +178,12 @@ class Reconciler:
         return applied
 
     async def _apply_one(self, cache: Cache, obj: dict[str, Any]) -> dict[str, Any]:
+        result = await self._write_one(cache, obj)
+        versions = self._written.setdefault((cache.namespace, cache.name), {})
+        versions[obj["kind"], obj["metadata"]["name"]] = result["metadata"].get("resourceVersion", "")
+        return result
+
+    async def _write_one(self, cache: Cache, obj: dict[str, Any]) -> dict[str, Any]:
         kind, name = obj["kind"], obj["metadata"]["name"]
         if kind in CREATE_ONLY_KINDS:
             existing = await self.client.get(kind, cache.namespace, name)
@@ -194,7 +207,7 @@ class Reconciler:
             current = claim["spec"]["resources"]["requests"]["storage"]
             if quantity_bytes(current, "storage") < wanted:
                 await self.client.request(
-                    "PATCH", f"/api/v1/namespaces/{cache.namespace}/persistentvolumeclaims/{claim_name}",
+                    "PATCH", path("PersistentVolumeClaim", cache.namespace, claim_name),
                     {"spec": {"resources": {"requests": {"storage": str(size)}}}},
                     content_type="application/merge-patch+json",
                 )

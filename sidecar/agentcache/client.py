@@ -25,6 +25,7 @@ import json
 import os
 import socket
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, urlencode
@@ -36,7 +37,7 @@ from agentcache_operator.names import ENV_SOCKET, SOCKET_PATH
 
 from .errors import CacheUnavailable, InvalidRequest, SerializationError, error_from_response
 from .keys import SCOPE_SEPARATOR, check_key, check_scope, escape_glob
-from .serializers import BYTES_TYPE, JSON_TYPE, MISS, Codec, Serializer
+from .serializers import JSON_TYPE, MISS, Codec, Serializer
 
 DEFAULT_TIMEOUT = 5.0
 BATCH_CHUNK = 1000
@@ -247,7 +248,7 @@ class _Operations:
             refetch: list[str] = []
             for local_key, full_key in zip(local, full):
                 value = values.get(full_key)
-                if isinstance(value, dict) and "$base64" in value:
+                if isinstance(value, dict) and set(value) == {"$base64"}:
                     refetch.append(local_key)
                 result[local_key] = default if value is None else value
             if not refetch:
@@ -314,6 +315,8 @@ class _AsyncTransport:
 
     When used from another event loop than the one it was created in (e.g. two
     ``asyncio.run`` calls), the old session is abandoned and a new one made.
+    ``abandon`` uses aiohttp's private ``connector._close()``: the public
+    ``close()`` is a coroutine, unusable once its loop is gone.
     """
 
     def __init__(self, socket_path: str, timeout: float):
@@ -325,8 +328,7 @@ class _AsyncTransport:
     def _session_for(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
         if self._session is not None and self._loop is loop and not self._session.closed:
             return self._session
-        if self._session is not None and not self._session.closed:
-            self._session.connector._close()  # the loop it lives in is gone or foreign; drop its sockets
+        self.abandon()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.UnixConnector(path=self.socket_path), timeout=self.timeout, auto_decompress=False)
         self._loop = loop
@@ -353,13 +355,16 @@ class _AsyncTransport:
         outcome = plan.combine(results)
         return await self.execute(outcome) if isinstance(outcome, Plan) else outcome
 
-    async def close(self) -> None:
+    def abandon(self) -> None:
+        """Drop the session's sockets without its event loop (which may be closed, or another thread's)."""
         if self._session is not None and not self._session.closed:
-            if self._loop is asyncio.get_running_loop():
-                await self._session.close()
-            else:
-                self._session.connector._close()
+            self._session.connector._close()
         self._session = None
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed and self._loop is asyncio.get_running_loop():
+            await self._session.close()
+        self.abandon()
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -447,6 +452,8 @@ class AsyncCache:
         self._ops = _ops or _Operations(socket_path, serializer, signing_key, timeout)
         self._owns_transport = _transport is None
         self._transport = _transport or _AsyncTransport(self._ops.socket_path, self._ops.timeout)
+        if self._owns_transport:  # a cache nobody closed (the process-wide one) is cleaned up quietly
+            weakref.finalize(self, self._transport.abandon)
         self._twin: Cache | None = None
 
     @property
@@ -642,3 +649,20 @@ class Cache:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+_default_cache: AsyncCache | None = None
+_default_lock = threading.Lock()
+
+
+def get_cache() -> AsyncCache:
+    """The process-wide default ``AsyncCache`` on ``$AGENTCACHE_SOCKET`` (the seed's ``services.get_cache()``).
+
+    Its session follows the running event loop; ``get_cache().as_sync()`` is
+    the matching blocking ``Cache``.
+    """
+    global _default_cache
+    with _default_lock:
+        if _default_cache is None:
+            _default_cache = AsyncCache()
+        return _default_cache

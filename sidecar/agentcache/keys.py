@@ -3,7 +3,8 @@
 ``stable_hash`` is the same in every process and on every machine: it hashes
 canonical JSON (sorted keys, no whitespace, UTF-8), so ``{"a": 1, "b": 2}`` and
 ``{"b": 2, "a": 1}`` hash alike, and it never depends on ``hash()`` randomisation
-or object addresses. Values with no stable form raise ``UnhashableValue``.
+or object addresses. As in JSON, dict keys are strings (``{1: x}`` hashes like
+``{"1": x}``) and tuples are lists. Values with no stable form raise ``UnhashableValue``.
 """
 
 from __future__ import annotations
@@ -30,28 +31,24 @@ class UnhashableValue(TypeError):
 
 
 def _canonical(value: Any) -> Any:
+    """``json.dumps``'s ``default``: a JSON-able stand-in for a value JSON cannot encode (it recurses itself)."""
     if isinstance(value, enum.Enum):
-        return _canonical(value.value)
+        return value.value
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, (set, frozenset)):
-        items = [_canonical(item) for item in value]
-        return {"$set": sorted(items, key=lambda item: json.dumps(item, sort_keys=True))}
-    if isinstance(value, tuple):
-        return [_canonical(item) for item in value]
+        return {"$set": sorted(canonical_json(item) for item in value)}
     if isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, (decimal.Decimal, uuid.UUID)):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"$type": type(value).__qualname__, **{f.name: _canonical(getattr(value, f.name))
-                                                       for f in dataclasses.fields(value)}}
+        return {"$type": type(value).__qualname__, **{f.name: getattr(value, f.name) for f in dataclasses.fields(value)}}
     model_dump = getattr(value, "model_dump", None)  # pydantic v2 models (AgentUp's a2a Task is one)
     if callable(model_dump):
         return {"$type": type(value).__qualname__, **model_dump(mode="json")}
     if hasattr(value, "__dict__") and not callable(value) and not isinstance(value, type):
-        return {"$type": type(value).__qualname__, **{k: _canonical(v) for k, v in vars(value).items()
-                                                       if not k.startswith("_")}}
+        return {"$type": type(value).__qualname__, **{k: v for k, v in vars(value).items() if not k.startswith("_")}}
     raise UnhashableValue(f"{type(value).__name__} has no stable representation to hash")
 
 
@@ -59,7 +56,9 @@ def canonical_json(value: Any) -> str:
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
                           default=_canonical)
-    except ValueError as exc:  # NaN, circular references
+    except UnhashableValue:
+        raise
+    except (ValueError, TypeError) as exc:  # NaN, circular references, dict keys of mixed types
         raise UnhashableValue(str(exc)) from None
 
 

@@ -1,4 +1,4 @@
-"""Fixtures of the chart tests: the real helm binary with a private HELM_*_HOME."""
+"""Fixtures of the chart tests: the real helm binary with a private HELM_*_HOME, and the Kubernetes API."""
 
 from __future__ import annotations
 

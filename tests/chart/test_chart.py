@@ -6,16 +6,20 @@ import base64
 import datetime as dt
 import json
 import re
+import textwrap
 
 import kubernetes_validate
 import pytest
 import yaml
 from cryptography import x509
 
+from agentcache_operator import crd
+from agentcache_operator import kube as operator_kinds
 from agentcache_operator import names
 from agentcache_operator.injector import certs, patch
 from agentcache_operator.injector.main import parse_args as parse_injector_args
 from agentcache_operator.injector.webhook import render_webhook_configuration
+from agentcache_operator.main import parse_args as parse_operator_args
 
 from .helm import CHART, NAMESPACE, RELEASE, VALUE_FILES, find, one
 
@@ -32,6 +36,15 @@ RULES_FILE = CHART / "alerts" / "agentcache.rules.yaml"
 
 def ids(values: tuple[str, ...]) -> str:
     return values[0].removesuffix(".yaml") if values else "defaults"
+
+
+def null_paths(node, path: str = "") -> list[str]:
+    """Keys rendered without a value (``key:`` with nothing after it): a template slip."""
+    if isinstance(node, dict):
+        return [p for key, value in node.items() for p in null_paths(value, f"{path}.{key}")]
+    if isinstance(node, list):
+        return [p for index, value in enumerate(node) for p in null_paths(value, f"{path}[{index}]")]
+    return [path] if node is None else []
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +71,7 @@ def test_every_object_validates_strictly(rendered, values, version):
     objects = rendered[values]
     assert objects
     for obj in objects:
+        assert not null_paths(obj), f"{obj['kind']} {obj['metadata']['name']} has empty keys: {null_paths(obj)}"
         if (obj["apiVersion"], obj["kind"]) in CUSTOM_KINDS:
             assert obj["metadata"]["name"] and obj["metadata"]["namespace"], obj["metadata"]
             assert isinstance(obj["spec"], dict) and obj["spec"], obj["kind"]
@@ -90,7 +104,8 @@ def test_custom_resources_have_the_fields_their_operators_need(rendered):
     ({"injector.failurePolicy": "Sometimes"}, "at '/injector/failurePolicy': value must be one of 'Fail', 'Ignore'"),
     ({"injector.replicas": "1"}, "at '/injector/replicas': minimum: got 1, want 2"),
     ({"image.pullPolicy": "Maybe"}, "at '/image/pullPolicy': value must be one of"),
-    ({"operator.logLevel": "loud"}, "at '/operator/logLevel': value must be one of"),
+    ({"injector.logLevel": "loud"}, "at '/injector/logLevel': value must be one of"),
+    ({"operator.resyncSeconds": "0"}, "at '/operator/resyncSeconds'"),
     ({"injector.timeoutSeconds": "60"}, "at '/injector/timeoutSeconds': maximum: got 60, want 30"),
     ({"injector.tlsSource": "vault"}, "at '/injector/tlsSource': value must be one of 'chart', 'injector'"),
     ({"monitoring.interval": "soon"}, "at '/monitoring/interval': 'soon' does not match pattern"),
@@ -151,12 +166,20 @@ def test_operator_runs_alone_and_is_recreated(rendered):
         assert operator["spec"]["strategy"] == {"type": "Recreate"}
         container = operator["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == ["agentcache-operator"]
-        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    default_args = one(rendered[()], "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]["args"]
-    namespaced_args = one(rendered[("namespaced.yaml",)], "Deployment", "operator")[
-        "spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--all-namespaces" in default_args
-    assert f"--namespace={NAMESPACE}" in namespaced_args and "--all-namespaces" not in namespaced_args
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=ids)
+def test_operator_arguments_are_accepted_by_the_real_operator_cli(rendered, values):
+    container = one(rendered[values], "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]
+    args = parse_operator_args(container["args"])
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert args.metrics_port == ports["metrics"] and args.liveness_port == ports["health"]
+    if values == ("namespaced.yaml",):
+        assert args.namespace == [NAMESPACE] and not args.all_namespaces
+    else:
+        assert args.all_namespaces and args.namespace == []
+    assert args.verbose is (values == ("custom.yaml",))
 
 
 def test_injector_is_redundant_and_spread(rendered):
@@ -271,8 +294,8 @@ def test_chart_generated_ca_signs_the_serving_certificate(rendered):
     assert re.fullmatch(r"[0-9a-f]{64}", checksum)
 
 
-def test_self_managed_tls_renders_no_key_material(helm):
-    objects = helm.render(sets={"injector.tlsSource": "injector"})
+def test_self_managed_tls_renders_no_key_material(rendered):
+    objects = rendered[("injector-tls.yaml",)]
     assert not find(objects, "Secret")
     assert "caBundle" not in one(objects, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]
     assert "PRIVATE KEY" not in json.dumps(objects)
@@ -305,10 +328,21 @@ def test_rbac_has_no_wildcards_and_every_binding_points_at_its_role(rendered, va
 
 def test_operator_may_manage_its_children_and_nothing_cluster_wide_when_namespaced(rendered):
     cluster = rules_of(rendered[()], "operator", "ClusterRole")
-    for group, resource in [("agentcache.io", "agentcaches"), ("", "configmaps"), ("", "secrets"),
-                            ("", "services"), ("apps", "statefulsets"), ("policy", "poddisruptionbudgets"),
-                            ("networking.k8s.io", "networkpolicies")]:
-        assert grants(cluster, group, resource, "watch") and grants(cluster, group, resource, "patch")
+    for kind, (prefix, plural) in operator_kinds.KINDS.items():
+        group = "" if prefix == "/api/v1" else prefix.split("/")[2]
+        assert grants(cluster, group, plural, "get") or kind == "Event", f"the operator cannot read {kind}"
+        if kind not in ("Pod", "Event", "PersistentVolumeClaim", names.KIND):
+            for verb in ("list", "watch", "create", "patch", "delete"):
+                assert grants(cluster, group, plural, verb), f"the operator cannot {verb} {kind}"
+    granted = {(group, resource) for rule in cluster for group in rule["apiGroups"] for resource in rule["resources"]}
+    needed = {("" if p == "/api/v1" else p.split("/")[2], plural) for p, plural in operator_kinds.KINDS.values()}
+    extra = granted - needed - {("events.k8s.io", "events"), ("apiextensions.k8s.io", "customresourcedefinitions"),
+                                ("", "namespaces"), ("agentcache.io", "agentcaches/status"),
+                                ("agentcache.io", "agentcaches/finalizers")}
+    assert not extra, f"granted but never used by the operator: {extra}"
+    assert grants(cluster, "", "persistentvolumeclaims", "patch")
+    assert not grants(cluster, "", "persistentvolumeclaims", "delete")
+    assert not grants(cluster, "agentcache.io", "agentcaches", "create")
     assert grants(cluster, "agentcache.io", "agentcaches/status", "patch")
     assert grants(cluster, "agentcache.io", "agentcaches/finalizers", "update")
     assert grants(cluster, "", "events", "create")
@@ -324,12 +358,12 @@ def test_operator_may_manage_its_children_and_nothing_cluster_wide_when_namespac
     assert one(namespaced, "Role", "operator")["metadata"]["namespace"] == NAMESPACE
 
 
-def test_injector_reads_agentcaches_and_touches_only_its_own_tls_objects(helm, rendered):
+def test_injector_reads_agentcaches_and_touches_only_its_own_tls_objects(rendered):
     files_only = rules_of(rendered[()], "injector", "ClusterRole") + rules_of(rendered[()], "injector", "Role")
     assert files_only == [{"apiGroups": ["agentcache.io"], "resources": ["agentcaches"],
                            "verbs": ["get", "list", "watch"]}]
 
-    objects = helm.render(sets={"injector.tlsSource": "injector"})
+    objects = rendered[("injector-tls.yaml",)]
     secret_name = f"{RELEASE}-injector-tls"
     webhook_name = one(objects, "MutatingWebhookConfiguration")["metadata"]["name"]
     cluster = rules_of(objects, "injector", "ClusterRole")
@@ -390,8 +424,10 @@ def test_notes_explain_the_first_cache_and_the_pod_label(helm):
     result = helm.run("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client")
     assert result.returncode == 0, result.stderr
     notes = result.stdout.split("NOTES:", 1)[1]
-    assert "kind: AgentCache" in notes and f"{names.LABEL_CACHE}: llm-cache" in notes
-    assert names.SOCKET_PATH in notes
+    assert f"{names.LABEL_CACHE}: llm-cache" in notes and names.SOCKET_PATH in notes
+    example = yaml.safe_load(textwrap.dedent(notes.split("<<'YAML'", 1)[1].split("  YAML", 1)[0].split("\n", 1)[1]))
+    assert example["kind"] == names.KIND and example["metadata"]["name"] == "llm-cache"
+    assert crd.schema_errors(example) == [], "the NOTES example must be a valid AgentCache"
 
 
 def test_injector_serves_with_the_certificate_helm_generates(rendered):

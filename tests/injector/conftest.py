@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 import yaml
 
-from .helpers import InjectorProcess, SERVICE_HOST, agentcache, client_ssl_context
+from .helpers import InjectorProcess, agentcache, client_ssl_context
 
 CACHES = [
     agentcache("llm-cache", backend="memory"),
@@ -34,7 +34,7 @@ def injector(tmp_path_factory):
     tls_dir = workdir / "tls"
     process = InjectorProcess(workdir, ["--tls-dir", str(tls_dir), "--caches", str(caches_file),
                                         "--sidecar-image", "agentcache/sidecar:test"])
-    process.start(ready_file=tls_dir / "ca.crt")
+    process.start()
     process.ca_file = tls_dir / "ca.crt"
     yield process
     process.stop()
@@ -47,7 +47,7 @@ async def post(injector):
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         async def send(body, path: str = "/mutate", raw: bool = False):
             kwargs = {"data": body} if raw else {"json": body}
-            async with session.post(injector.url + path, ssl=context, server_hostname=SERVICE_HOST,
+            async with session.post(injector.url + path, ssl=context, server_hostname=injector.host,
                                     **kwargs) as reply:
                 return reply.status, await reply.json(content_type=None)
         yield send

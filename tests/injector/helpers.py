@@ -22,7 +22,6 @@ from agentcache_operator import names
 NAMESPACE = "agents"
 INSTALL_NAMESPACE = "agentcache"
 SERVICE = "agentcache-injector"
-SERVICE_HOST = f"{SERVICE}.{INSTALL_NAMESPACE}.svc"  # the name the API server connects to
 K8S_VERSION = "1.35"
 
 
@@ -133,19 +132,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+_UNVERIFIED = ssl.create_default_context()
+_UNVERIFIED.check_hostname = False
+_UNVERIFIED.verify_mode = ssl.CERT_NONE
+
+
 class InjectorProcess:
     """The real ``agentcache-injector`` console script, in a subprocess."""
 
-    def __init__(self, workdir: Path, args: list[str]):
+    def __init__(self, workdir: Path, args: list[str], namespace: str = INSTALL_NAMESPACE):
         self.workdir = workdir
         self.port = free_port()
         self.args = args
+        self.namespace = namespace
+        self.host = f"{SERVICE}.{namespace}.svc"  # the name the API server connects to and verifies
         self.log_path = workdir / "injector.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, ready_file: Path, timeout: float = 20.0) -> InjectorProcess:
+    def start(self, timeout: float = 20.0) -> InjectorProcess:
+        """Start and wait until it completes TLS handshakes (the certificate is checked by the tests)."""
         binary = Path(sys.executable).with_name("agentcache-injector")
-        command = [str(binary), "--host", "127.0.0.1", "--port", str(self.port), "--namespace", INSTALL_NAMESPACE,
+        command = [str(binary), "--host", "127.0.0.1", "--port", str(self.port), "--namespace", self.namespace,
                    "--service", SERVICE, *self.args]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
@@ -154,17 +161,21 @@ class InjectorProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"injector exited with {self.proc.returncode}:\n{self.log()}")
-            if ready_file.exists():
-                try:
-                    context = client_ssl_context(ready_file)
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw, \
-                            context.wrap_socket(raw, server_hostname=SERVICE_HOST):
-                        return self
-                except (OSError, ssl.SSLError):
-                    pass
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw, \
+                        _UNVERIFIED.wrap_socket(raw, server_hostname=self.host):
+                    return self
+            except (OSError, ssl.SSLError):
+                pass
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"injector did not start:\n{self.log()}")
+
+    def peer_certificate(self, ca_file: str | Path) -> bytes:
+        """The DER certificate served, verified against ``ca_file`` for the service's name."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw, \
+                client_ssl_context(ca_file).wrap_socket(raw, server_hostname=self.host) as tls:
+            return tls.getpeercert(binary_form=True)
 
     @property
     def url(self) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from agentcache_operator import names
 
-from .helpers import (NAMESPACE, SERVICE_HOST, apply, assert_wired, patch_of, pod, review, sidecar_of,
+from .helpers import (NAMESPACE, apply, assert_wired, patch_of, pod, review, sidecar_of,
                       validate_pod)
 
 
@@ -186,6 +186,11 @@ async def test_pod_in_the_caches_namespace_gets_it(post):
     b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "1", '
     b'"operation": "CREATE", "kind": {"kind": "Pod"}, "object": "pod"}}',
     b"\xff\xfe\x00",
+    b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "1", "namespace": "agents", '
+    b'"operation": "CREATE", "kind": {"kind": "Pod"}, "object": {"metadata": {"labels": ["x"]}, "spec": {}}}}',
+    b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "1", "namespace": "agents", '
+    b'"operation": "CREATE", "kind": {"kind": "Pod"}, "object": {"metadata": {"labels": {"agentcache.io/cache": '
+    b'"llm-cache"}}, "spec": {"containers": [{"name": "a", "env": "X=1"}]}}}}',
 ])
 async def test_malformed_reviews_get_400_and_the_server_keeps_serving(post, body):
     status, answer = await post(body, raw=True)
@@ -204,11 +209,18 @@ async def test_health_endpoints(injector):
     context = ssl.create_default_context(cafile=str(injector.ca_file))
     async with aiohttp.ClientSession() as session:
         for path in ("/healthz", "/readyz"):
-            async with session.get(injector.url + path, ssl=context, server_hostname=SERVICE_HOST) as reply:
+            async with session.get(injector.url + path, ssl=context, server_hostname=injector.host) as reply:
                 assert reply.status == 200
 
 
 async def test_certificate_is_not_trusted_without_the_ca(injector):
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.ClientConnectorCertificateError):
-            await session.get(injector.url + "/healthz", server_hostname=SERVICE_HOST)
+            await session.get(injector.url + "/healthz", server_hostname=injector.host)
+
+
+async def test_oversized_body_is_refused_and_the_server_keeps_serving(post):
+    status, answer = await post(b"{" + b" " * (5 * 1024 * 1024) + b"}", raw=True)
+    assert status == 413 and answer["error"] == "too_large"
+    response, _ = await inject(post, pod())
+    assert response["allowed"] is True

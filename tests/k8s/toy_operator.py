@@ -1,7 +1,7 @@
 """A tiny real kopf operator for the emulator tests.
 
 A ``Toy`` gets a ConfigMap ``<name>-toy`` (adopted: owned by the Toy) holding
-``spec.message``; the Toy's status echoes the message once the ConfigMap has it.
+``spec.message``; the Toy's status echoes the message once the ConfigMap has it, and an Event says so.
 Deleting a Toy leaves a ``<name>-farewell`` ConfigMap (a delete handler, so kopf
 puts a finalizer on every Toy and removes it after the handler ran).
 """
@@ -37,11 +37,12 @@ def _upsert_config_map(namespace: str, body: dict) -> None:
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile(spec, name, namespace, patch, **_):
+def reconcile(body, spec, name, namespace, patch, **_):
     config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-toy"},
                   "data": {"message": spec.get("message", "")}}
     kopf.adopt(config_map)
     _upsert_config_map(namespace, config_map)
+    kopf.info(body, reason="Reconciled", message=f"ConfigMap {name}-toy holds the message")
     patch.status["message"] = spec.get("message", "")
     patch.status["configMap"] = config_map["metadata"]["name"]
 

@@ -133,7 +133,7 @@ def test_replicated_has_a_primary_and_replicas_with_their_own_services():
     replica = objects[("StatefulSet", "replicated-cache-valkey-replica")]
     assert primary["spec"]["replicas"] == 1 and replica["spec"]["replicas"] == 2
     env = {e["name"]: e for e in replica["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["VALKEY_REPLICA_OF"]["value"] == "replicated-cache-valkey.agents.svc"
+    assert env["VALKEY_PRIMARY"]["value"] == "replicated-cache-valkey.agents.svc:6379"
     assert objects[("Service", "replicated-cache-valkey")]["spec"]["selector"][ROLE_LABEL] == "primary"
     assert objects[("Service", "replicated-cache-valkey-replicas")]["spec"]["selector"][ROLE_LABEL] == "replica"
     claim = primary["spec"]["volumeClaimTemplates"][0]

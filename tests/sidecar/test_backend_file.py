@@ -127,10 +127,10 @@ async def test_periodic_sweep_runs_without_reads(tmp_path):
         await backend.set("short", entry(b"v", ttl=0.05))
         path = entry_path(tmp_path, "short")
         deadline = time.monotonic() + 3
-        while path.exists() and time.monotonic() < deadline:
+        while not harness.evictions and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        assert harness.evictions == {"expired": 1}
         assert not path.exists()
-        assert harness.evictions["expired"] == 1
 
 
 async def test_expired_entry_is_removed_on_read(tmp_path):
@@ -329,7 +329,11 @@ def test_read_only_directory_still_serves_reads_and_refuses_writes_clearly():
                     os.setgroups([])
                     os.setgid(65534)
                     os.setuid(65534)
-                    os.write(write_end, json.dumps(_read_only_scenario(directory)).encode())
+                    outcome = _read_only_scenario(directory)
+                except BaseException as exc:  # reported to the parent, which fails the test with it
+                    outcome = {"child_error": repr(exc)}
+                try:
+                    os.write(write_end, json.dumps(outcome).encode())
                 finally:
                     os._exit(0)
             os.close(write_end)
@@ -337,6 +341,7 @@ def test_read_only_directory_still_serves_reads_and_refuses_writes_clearly():
                 report = pipe.read()
             os.waitpid(pid, 0)
             result = json.loads(report)
+            assert "child_error" not in result, result
         assert result["read"] == "still here"
         assert "permission denied" in result["write_error"]
         assert directory in result["write_error"]

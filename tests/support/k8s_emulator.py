@@ -46,9 +46,20 @@ kubectl, so this subclass changes the following, and only this:
 * Creating an ``apiextensions.k8s.io/v1`` CustomResourceDefinition serves its kinds
   (and marks it Established); built-in kinds are declared in ``BUILTIN_TYPES``.
 * Discovery lists only declared kinds (kmock would also list kinds of soft-deleted
-  objects) and ``/version`` reports 1.35.
+  objects), ``core/v1`` as ``groupVersion: v1`` (kmock says ``/v1``, which client-go
+  rejects), subresources with their own verbs; ``/version`` reports 1.35.
+* URLs of the Namespace resource (``/api/v1/namespaces[/NAME[/status]]``) are parsed
+  here: kmock 0.8 takes them for a namespace scope and fails on ``/api/v1/namespaces``.
+* Errors are ``Status`` objects with the standard ``reason`` (NotFound, AlreadyExists,
+  Conflict, Invalid...) that client-go and kopf test for, without tracebacks.
+* kubectl's typed generators (``kubectl create namespace|configmap|secret|serviceaccount``)
+  send protobuf; those four kinds are decoded, other protobuf bodies get 415.
+* Namespaces carry the ``kubernetes.io/metadata.name`` label, as the API server sets it.
+* Admission webhooks are called on CREATE (mutating, then validating; rules, namespace and
+  object selectors, failurePolicy, caBundle); only ``clientConfig.url`` is reachable, a
+  Service-backed webhook fails as one without endpoints would. kmock has no admission.
 
-Not emulated: admission webhooks, OpenAPI documents (use ``kubectl apply
+Not emulated: admission on update or delete, OpenAPI documents (use ``kubectl apply
 --validate=false``), schema validation and defaulting, pagination (``limit`` is
 ignored), field ownership, controllers (no pods are ever scheduled or run).
 """
@@ -65,6 +76,7 @@ import json
 import re
 import secrets
 import signal
+import ssl
 import sys
 import uuid
 from collections.abc import Callable, Iterable
@@ -83,6 +95,7 @@ VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 EVENT_LOG_LIMIT = 50_000
 STATUS_SUBRESOURCE = "status"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace, as the API server does
 NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+)(?:/(status|finalize))?)?/?$")
 
 
@@ -122,10 +135,15 @@ class ResourceType:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
+IN_CATEGORY_ALL = {"pods", "services", "deployments", "statefulsets", "replicasets", "daemonsets", "jobs",
+                   "cronjobs"}
+
+
 def _builtin(api_version: str, plural: str, kind: str, *, namespaced: bool = True,
              short: tuple[str, ...] = (), status: bool = False) -> ResourceType:
     group, _, version = api_version.rpartition("/")
-    return ResourceType(group, version, plural, kind, namespaced, short, status)
+    categories = ("all",) if plural in IN_CATEGORY_ALL else ()
+    return ResourceType(group, version, plural, kind, namespaced, short, status, categories)
 
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
@@ -539,6 +557,8 @@ class ApiServerEmulator(KubernetesEmulator):
     async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
         if isinstance(exc, ApiError):
             return aiohttp.web.json_response(_status_body(exc), status=exc.status)
+        if isinstance(exc, KubernetesError) and exc.status == 404:  # kmock's unknown-endpoint answer
+            return await self._render_error(_error(404, "NotFound", "the server could not find the requested resource"))
         return await super()._render_error(exc)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
@@ -572,7 +592,7 @@ class ApiServerEmulator(KubernetesEmulator):
         if method == "GET":
             return self._respond(request, rtype, self._require(rtype, request.namespace, name))
         if method == "POST" and name is None and sub is None:
-            body = _parse_body(request, rtype)
+            body = await self._admit(rtype, request.namespace, _parse_body(request, rtype), dry_run=dry_run)
             created = self._create(rtype, request.namespace, body, dry_run=dry_run)
             return self._respond(request, rtype, created, status=201)
         if method == "PUT" and name is not None:
@@ -694,6 +714,7 @@ class ApiServerEmulator(KubernetesEmulator):
             obj.pop("status", None)
         if rtype is NAMESPACE_TYPE:
             obj["status"] = {"phase": "Active"}
+            meta.setdefault("labels", {})[NAMESPACE_NAME_LABEL] = meta["name"]
         elif rtype is CRD_TYPE:
             obj["status"] = _crd_status(obj)
         if dry_run:
@@ -730,6 +751,8 @@ class ApiServerEmulator(KubernetesEmulator):
         candidate["apiVersion"], candidate["kind"] = old["apiVersion"], old["kind"]
         if rtype is CRD_TYPE:
             candidate["status"] = _crd_status(candidate)
+        elif rtype is NAMESPACE_TYPE:
+            meta.setdefault("labels", {})[NAMESPACE_NAME_LABEL] = meta["name"]
         if _spec_of(candidate) != _spec_of(old):
             meta["generation"] = old_meta.get("generation", 1) + 1
         if candidate == old:
@@ -762,7 +785,7 @@ class ApiServerEmulator(KubernetesEmulator):
         namespace = request.namespace if rtype.namespaced else None
         if content_type == "application/apply-patch+yaml":
             try:
-                body = yaml.safe_load(request.text)
+                body = request.data if isinstance(request.data, dict) else yaml.safe_load(request.text)
             except yaml.YAMLError as exc:
                 raise _error(400, "BadRequest", f"the apply configuration is not valid YAML: {exc}")
             if not isinstance(body, dict):
@@ -890,6 +913,27 @@ class ApiServerEmulator(KubernetesEmulator):
                 self._remove(self._type_for_storage(key), copy.deepcopy(obj), copy.deepcopy(obj))
         self._undeclare(group, plural)
 
+    # --- admission webhooks (on create) ------------------------------------------------------------
+
+    async def _admit(self, rtype: ResourceType, namespace: str | None, obj: Obj, *, dry_run: bool) -> Obj:
+        """Call the matching mutating, then validating, webhooks as the API server does on CREATE.
+
+        Only ``clientConfig.url`` can be reached: a webhook behind a Service has no endpoints
+        here (no pods run), so calling it fails and its ``failurePolicy`` decides.
+        """
+        if rtype.namespaced:
+            namespace = namespace or (obj.get("metadata") or {}).get("namespace") or "default"
+        namespace_obj = self._live(NAMESPACE_TYPE.storage_key, None, namespace) if namespace else obj
+        namespace_labels = ((namespace_obj or {}).get("metadata") or {}).get("labels") or {}
+        for kind, mutating in (("MutatingWebhookConfiguration", True), ("ValidatingWebhookConfiguration", False)):
+            config_type = next(t for t in BUILTIN_TYPES if t.kind == kind)
+            configs = sorted((c for key, c in self._all_live() if key == config_type.storage_key),
+                             key=lambda c: c["metadata"]["name"])
+            for webhook in (w for config in configs for w in config.get("webhooks") or []):
+                if _webhook_applies(webhook, rtype, namespace_labels, obj):
+                    obj = await _call_webhook(webhook, rtype, namespace, obj, mutating=mutating, dry_run=dry_run)
+        return obj
+
     # --- watching ----------------------------------------------------------------------------
 
     async def _serve_watch(self, request: rendering.Request, rtype: ResourceType) -> aiohttp.web.StreamResponse:
@@ -966,6 +1010,77 @@ class ApiServerEmulator(KubernetesEmulator):
         """End every open watch stream (so that the server can shut down at once)."""
         for watcher in self._watchers:
             watcher.queue.put_nowait(None)
+
+
+def label_selector_matches(selector: Obj | None, labels: dict[str, str]) -> bool:
+    """A LabelSelector object (``matchLabels``, ``matchExpressions``); empty or absent matches all."""
+    selector = selector or {}
+    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        if not {"In": lambda: labels.get(key) in values, "NotIn": lambda: labels.get(key) not in values,
+                "Exists": lambda: key in labels, "DoesNotExist": lambda: key not in labels}[operator]():
+            return False
+    return True
+
+
+def _webhook_applies(webhook: Obj, rtype: ResourceType, namespace_labels: dict[str, str], obj: Obj) -> bool:
+    def listed(values: list[str] | None, value: str) -> bool:
+        return bool(values) and ("*" in values or value in values)
+
+    scope = "Namespaced" if rtype.namespaced else "Cluster"
+    rule_matches = any(
+        listed(rule.get("operations"), "CREATE") and listed(rule.get("apiGroups"), rtype.group)
+        and listed(rule.get("apiVersions"), rtype.version) and listed(rule.get("resources"), rtype.plural)
+        and rule.get("scope", "*") in ("*", scope)
+        for rule in webhook.get("rules") or [])
+    return (rule_matches
+            and label_selector_matches(webhook.get("namespaceSelector"), namespace_labels)
+            and label_selector_matches(webhook.get("objectSelector"), (obj.get("metadata") or {}).get("labels") or {}))
+
+
+async def _call_webhook(webhook: Obj, rtype: ResourceType, namespace: str | None, obj: Obj,
+                        *, mutating: bool, dry_run: bool) -> Obj:
+    """Send one AdmissionReview; answer the (maybe patched) object or raise the refusal."""
+    meta = obj.get("metadata") or {}
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": str(uuid.uuid4()), "operation": "CREATE", "dryRun": dry_run,
+        "kind": {"group": rtype.group, "version": rtype.version, "kind": rtype.kind},
+        "resource": {"group": rtype.group, "version": rtype.version, "resource": rtype.plural},
+        "requestKind": {"group": rtype.group, "version": rtype.version, "kind": rtype.kind},
+        "requestResource": {"group": rtype.group, "version": rtype.version, "resource": rtype.plural},
+        "name": meta.get("name", ""), "namespace": namespace, "object": obj, "oldObject": None,
+        "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+        "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}}}
+    name = webhook.get("name", "")
+    client_config = webhook.get("clientConfig") or {}
+    try:
+        if not client_config.get("url"):
+            service = client_config.get("service") or {}
+            raise ConnectionError(f'no endpoints available for service "{service.get("namespace")}/'
+                                  f'{service.get("name")}" (this emulator runs no pods)')
+        ca_bundle = client_config.get("caBundle")
+        context = ssl.create_default_context(cadata=base64.b64decode(ca_bundle).decode() if ca_bundle else None)
+        timeout = aiohttp.ClientTimeout(total=webhook.get("timeoutSeconds") or 10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.post(client_config["url"], json=review, ssl=context) as response:
+                response.raise_for_status()
+                answer = (await response.json()).get("response") or {}
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        if webhook.get("failurePolicy", "Fail") == "Ignore":
+            return obj
+        raise _error(500, "InternalError", f'Internal error occurred: failed calling webhook "{name}": {exc}')
+    if not answer.get("allowed"):
+        status = answer.get("status") or {}
+        raise _error(status.get("code") or 400, status.get("reason") or "BadRequest",
+                     f'admission webhook "{name}" denied the request: {status.get("message", "")}')
+    if mutating and answer.get("patch"):
+        try:
+            return dict(dicts.json_patch_dict(obj, json.loads(base64.b64decode(answer["patch"]))))
+        except (ValueError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            raise _error(500, "InternalError", f'admission webhook "{name}" returned an unusable patch: {exc}')
+    return obj
 
 
 def _filtered(event: WatchEvent, matches: Callable[[Obj], bool]) -> Obj | None:

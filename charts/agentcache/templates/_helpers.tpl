@@ -138,7 +138,8 @@ checksum all see the same certificate.
 {{- printf "%s-%s" .name .root.Release.Namespace | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* What the operator may do inside every namespace it watches: its resource, the children it owns, events. */}}
+{{/* What the operator may do inside every namespace it watches: its resource, the children it owns
+(agentcache_operator.kube.KINDS), reading pods, growing Valkey volumes, events. */}}
 {{- define "agentcache.operator.namespacedRules" -}}
 - apiGroups: ["agentcache.io"]
   resources: ["agentcaches"]
@@ -153,7 +154,7 @@ checksum all see the same certificate.
   resources: ["configmaps", "secrets", "services"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 - apiGroups: ["apps"]
-  resources: ["statefulsets", "deployments"]
+  resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
@@ -167,6 +168,9 @@ checksum all see the same certificate.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "patch"]
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -60,14 +60,35 @@ def parse_review(review: object) -> Request:
     if kind_name == "Pod" and operation == "CREATE":
         if not isinstance(obj, dict) or not isinstance(obj.get("spec"), dict):
             raise MalformedReview("request.object must be a Pod with a spec")
-        if not isinstance(obj.get("metadata", {}), dict):
-            raise MalformedReview("request.object.metadata must be an object")
+        _check_pod_shape(obj)
         namespace = request.get("namespace") or (obj.get("metadata") or {}).get("namespace")
         if not isinstance(namespace, str) or not namespace:
             raise MalformedReview("request.namespace must name the pod's namespace")
     else:
         namespace = request.get("namespace") or ""
     return Request(uid=uid, namespace=namespace, operation=operation, kind=kind_name or "", object=obj or {})
+
+
+def _check_pod_shape(obj: dict) -> None:
+    """The parts of a pod the patch reads have the types the Pod schema gives them."""
+    metadata = obj.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise MalformedReview("request.object.metadata must be an object")
+    for field in ("labels", "annotations"):
+        value = metadata.get(field)
+        if value is not None and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+            raise MalformedReview(f"request.object.metadata.{field} must map names to strings")
+    spec = obj["spec"]
+    for field in ("initContainers", "containers", "volumes"):
+        value = spec.get(field)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+            raise MalformedReview(f"request.object.spec.{field} must be a list of objects")
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        for field in ("env", "volumeMounts", "ports"):
+            value = container.get(field)
+            if value is not None and not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
+                raise MalformedReview(f"request.object.spec container {container.get('name')!r}: "
+                                      f"{field} must be a list of objects")
 
 
 def response(uid: str, *, patch: list[dict] | None = None, denied: str | None = None,

@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Awaitable, Callable, Protocol
 
 from . import certs
 from .kubeapi import ApiError, KubeApi
@@ -68,7 +68,7 @@ class DirectoryStore:
             if not value:
                 path.unlink(missing_ok=True)
                 continue
-            temporary = path.with_suffix(".tmp")
+            temporary = path.with_name(path.name + ".tmp")
             temporary.touch(mode=0o600)
             temporary.write_bytes(value)
             temporary.replace(path)
@@ -110,7 +110,7 @@ class ManagedCertificates:
     """A CA and serving certificate the injector makes, shares through ``store`` and rotates."""
 
     def __init__(self, store: BundleStore, dns_names: list[str],
-                 publish_ca: Callable[[bytes], object] | None = None,
+                 publish_ca: Callable[[bytes], Awaitable[object]] | None = None,
                  clock: Callable[[], dt.datetime] = utc_now):
         self.store, self.dns_names, self.publish_ca, self.clock = store, dns_names, publish_ca, clock
         self.bundle: certs.CertBundle | None = None
@@ -127,9 +127,7 @@ class ManagedCertificates:
         if reason:
             log.info("new webhook certificate (valid until %s): %s", certs.not_valid_after(bundle.cert), reason)
         if self.publish_ca is not None:
-            result = self.publish_ca(bundle.ca_bundle)
-            if hasattr(result, "__await__"):
-                await result
+            await self.publish_ca(bundle.ca_bundle)
         self.bundle = bundle
         return bundle.cert, bundle.key
 

@@ -31,20 +31,21 @@ CONFIG_DIR = "/etc/valkey"
 DATA_DIR = "/data"
 PASSWORD_ENV = "VALKEY_PASSWORD"
 PASSWORD_KEY = "password"
-OPERATOR_POD_LABELS = {names.LABEL_NAME: "agentcache-operator"}
+OPERATOR_POD_LABELS = {names.LABEL_NAME: "agentcache", names.LABEL_COMPONENT: "operator"}  # the chart's operator pods
 
 START_SCRIPT = r"""#!/bin/sh
 # Starts valkey-server with valkey.conf; the password comes from the environment
-# (a Secret), never from the ConfigMap. The role is set by the environment too.
+# (a Secret), never from the ConfigMap. The role comes from the environment too:
+# VALKEY_PRIMARY=host:port makes a replica, VALKEY_ANNOUNCE_HOSTNAME a cluster node.
 set -eu
 role=""
-if [ -n "${VALKEY_REPLICA_OF:-}" ]; then
-  role="replicaof ${VALKEY_REPLICA_OF} 6379"
+if [ -n "${VALKEY_PRIMARY:-}" ]; then
+  role="replicaof ${VALKEY_PRIMARY%:*} ${VALKEY_PRIMARY##*:}"
 fi
 if [ -n "${VALKEY_ANNOUNCE_HOSTNAME:-}" ]; then
   role="cluster-announce-hostname ${VALKEY_ANNOUNCE_HOSTNAME}"
 fi
-exec valkey-server /etc/valkey/valkey.conf - <<EOF
+exec valkey-server "${VALKEY_CONFIG:-/etc/valkey/valkey.conf}" - <<EOF
 requirepass "${VALKEY_PASSWORD}"
 masterauth "${VALKEY_PASSWORD}"
 ${role}
@@ -221,7 +222,7 @@ def render_statefulsets(cache: Cache) -> list[dict[str, Any]]:
     if topology == "standalone":
         return [_statefulset(cache, base, "primary", 1, [])]
     if topology == "replicated":
-        replica_env = [{"name": "VALKEY_REPLICA_OF", "value": f"{base}.{cache.namespace}.svc"}]
+        replica_env = [{"name": "VALKEY_PRIMARY", "value": f"{base}.{cache.namespace}.svc:{names.VALKEY_PORT}"}]
         return [
             _statefulset(cache, base, "primary", 1, []),
             _statefulset(cache, replica_name(cache.name), "replica", cache.valkey["replicas"], replica_env),

@@ -555,11 +555,21 @@ class FileBackend(Backend):
                 os.unlink(item.path)
 
     def _sweep_entry(self, evictions: Evictions, item: os.DirEntry, now: float) -> tuple[int, str, tuple] | None:
-        """Judge one entry file; return (mtime_ns, path, identity) when it stays."""
+        """Judge one entry file; return (mtime_ns, path, identity) when it stays.
+
+        A file this process may not read (another user's) is kept and counted, not judged.
+        """
         try:
             fd = os.open(item.path, _OPEN_READ)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            log.warning("%s; the sweep leaves it alone", disk_error("read", item.path, exc))
+            try:
+                st = item.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+            return st.st_mtime_ns, item.path, _identity(st)
         try:
             st = os.fstat(fd)
             try:

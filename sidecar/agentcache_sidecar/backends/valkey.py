@@ -15,6 +15,11 @@ Invariants:
   listings, ``delete_pattern`` and ``key_count`` never see or remove a lock.
 - ``delete_pattern`` and ``clear`` are a full ``SCAN`` cursor loop with ``UNLINK``
   on what the glob matched: never ``KEYS``, never ``FLUSHDB``.
+- At most ``max_connections`` exchanges run at once (a semaphore in front of the
+  pool): load beyond it queues instead of failing. (A semaphore rather than
+  valkey-py's BlockingConnectionPool, whose per-checkout condition and timer
+  cost more than a fast GET; the cluster client has no blocking pool at all.)
+  ``ping`` uses a connection of its own, so it measures Valkey, not the queue.
 - Every failure is a ``BackendError`` with a short reason, never a valkey-py
   exception; ``up`` is the last known reachability. The connection pool reconnects
   by itself when Valkey comes back.
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 import time
 from typing import AsyncIterator, Awaitable, Callable, Generic, Iterable, TypeVar
@@ -36,13 +42,14 @@ from typing import AsyncIterator, Awaitable, Callable, Generic, Iterable, TypeVa
 import valkey.asyncio as valkey_asyncio
 from valkey.asyncio.cluster import ValkeyCluster
 from valkey.exceptions import ConnectionError as ValkeyConnectionError
-from valkey.exceptions import NoScriptError, ValkeyError
+from valkey.exceptions import ClusterError, NoScriptError, ValkeyClusterException, ValkeyError
 from valkey.exceptions import TimeoutError as ValkeyTimeoutError
 
 from ..config import CacheSettings, ConfigError, ValkeySettings
 from . import record
 from .base import Backend, BackendError, Entry
 
+log = logging.getLogger("agentcache.sidecar")
 LOCK_NAMESPACE = "agentcache-lock:"
 _LOCK_NAMESPACE_BYTES = LOCK_NAMESPACE.encode()
 MEMORY_CACHE_SECONDS = 2.0
@@ -51,8 +58,9 @@ _RELEASE_LOCK_LUA = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 )
 _RELEASE_LOCK_SHA = hashlib.sha1(_RELEASE_LOCK_LUA.encode()).hexdigest()
-_FAILURES = (ValkeyError, OSError, asyncio.TimeoutError)
-_UNREACHABLE = (ValkeyConnectionError, ValkeyTimeoutError, OSError, asyncio.TimeoutError)
+_FAILURES = (ValkeyError, ValkeyClusterException, OSError, asyncio.TimeoutError)
+_UNREACHABLE = (ValkeyConnectionError, ValkeyTimeoutError, ClusterError, ValkeyClusterException, OSError,
+                asyncio.TimeoutError)
 _REASON_LIMIT = 200
 
 Item = TypeVar("Item")
@@ -101,27 +109,31 @@ class _Coalescer(Generic[Item, Result]):
         try:
             results = await self._execute([item for item, _ in batch])
         except BackendError as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(BackendError(str(exc)))
-        except BaseException:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(BackendError("valkey batch aborted"))
+            _fail(batch, str(exc))
+        except asyncio.CancelledError:
+            _fail(batch, "valkey backend closed")
             raise
+        except Exception as exc:
+            log.exception("valkey batch failed unexpectedly")
+            _fail(batch, f"valkey batch failed: {type(exc).__name__}: {exc}"[:_REASON_LIMIT])
         else:
             for (_, future), result in zip(batch, results):
                 if not future.done():
                     future.set_result(result)
 
     async def close(self) -> None:
-        for _, future in self._pending:
-            if not future.done():
-                future.set_exception(BackendError("valkey backend closed"))
+        _fail(self._pending, "valkey backend closed")
         self._pending.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _fail(batch: list[tuple[object, asyncio.Future]], reason: str) -> None:
+    """Resolve every waiter still waiting with its own ``BackendError``."""
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(BackendError(reason))
 
 
 def _pool_kwargs(settings: ValkeySettings) -> dict:
@@ -137,6 +149,15 @@ def _pool_kwargs(settings: ValkeySettings) -> dict:
     if not settings.url.startswith("unix:"):
         kwargs["socket_keepalive"] = settings.socket_keepalive
     return kwargs
+
+
+def _write_command(target, key: str, blob: bytes, px: int | None):
+    """Issue (client) or queue (pipeline) the command that stores one record."""
+    if px is None:
+        return target.set(key, blob)
+    if px <= 0:
+        return target.unlink(key)
+    return target.set(key, blob, px=px)
 
 
 def _px(entry: Entry) -> int | None:
@@ -158,35 +179,30 @@ class ValkeyBackend(Backend):
         self._ping_timeout = valkey.socket_connect_timeout
         self.up = False
         self._memory: tuple[float, int] | None = None
+        self._slots = asyncio.Semaphore(valkey.max_connections)
         if valkey.cluster:
             self._client, self._probe = self._cluster_client(valkey), None
-            self._slots: contextlib.AbstractAsyncContextManager = asyncio.Semaphore(valkey.max_connections)
         else:
-            self._client = self._standalone_client(valkey, valkey.max_connections)
-            self._probe = self._standalone_client(valkey, 1)
-            self._slots = contextlib.nullcontext()
+            self._client = valkey_asyncio.Valkey.from_pool(valkey_asyncio.ConnectionPool.from_url(
+                valkey.url, db=valkey.db, max_connections=valkey.max_connections, **_pool_kwargs(valkey)))
+            self._probe = valkey_asyncio.Valkey.from_pool(valkey_asyncio.BlockingConnectionPool.from_url(
+                valkey.url, db=valkey.db, max_connections=1, **_pool_kwargs(valkey)))
         self._gets: _Coalescer[str, bytes | None] = _Coalescer(self._fetch, self._batch)
         self._sets: _Coalescer[tuple[str, bytes, int | None], None] = _Coalescer(self._store, self._batch)
 
     @staticmethod
-    def _standalone_client(settings: ValkeySettings, max_connections: int) -> valkey_asyncio.Valkey:
-        """A client over a blocking pool: beyond ``max_connections`` callers wait (up to socket_timeout)."""
-        pool = valkey_asyncio.BlockingConnectionPool.from_url(
-            settings.url, db=settings.db, max_connections=max_connections,
-            timeout=settings.socket_timeout, **_pool_kwargs(settings),
-        )
-        return valkey_asyncio.Valkey.from_pool(pool)
-
-    @staticmethod
     def _cluster_client(settings: ValkeySettings) -> ValkeyCluster:
+        """The cluster client retries connection errors (and timeouts when ``retry_on_timeout``) itself."""
         if settings.url.startswith("unix:"):
             raise ConfigError("services.valkey.config.url: a Valkey Cluster cannot be reached over unix://; "
                               "use valkey:// or valkeys:// with cluster: true")
         if settings.db:
             raise ConfigError(f"services.valkey.config.db: {settings.db!r} is not valid with cluster: true; "
                               "Valkey Cluster only has db 0")
-        return ValkeyCluster.from_url(settings.url, max_connections=settings.max_connections,
-                                      **_pool_kwargs(settings))
+        kwargs = _pool_kwargs(settings)
+        if not kwargs.pop("retry_on_timeout"):
+            kwargs["retry_on_error"] = [ValkeyConnectionError]
+        return ValkeyCluster.from_url(settings.url, max_connections=settings.max_connections, **kwargs)
 
     # -- plumbing -----------------------------------------------------------
 
@@ -244,39 +260,51 @@ class ValkeyBackend(Backend):
     async def _fetch(self, keys: list[str]) -> list[bytes | None]:
         return await self._call("get", lambda: self._mget(keys))
 
-    async def _decoded(self, key: str, blob: bytes | None) -> Entry | None:
+    async def _drop_corrupt(self, keys: list[str]) -> None:
+        """Corrupt records read as misses and are deleted (best effort)."""
+        self._evicted("corrupt", len(keys))
+        with contextlib.suppress(BackendError):
+            await self._unlink(keys)
+
+    async def get(self, key: str) -> Entry | None:
+        blob = await self._gets.submit(key)
         if blob is None:
             return None
         try:
             entry = record.decode(blob)
         except record.CorruptRecord:
-            self._evicted("corrupt")
-            with contextlib.suppress(BackendError):
-                await self.delete(key)
+            await self._drop_corrupt([key])
             return None
         return None if entry.is_expired() else entry
-
-    async def get(self, key: str) -> Entry | None:
-        return await self._decoded(key, await self._gets.submit(key))
 
     async def get_many(self, keys: list[str]) -> list[Entry | None]:
         if not keys:
             return []
-        blobs = await self._fetch(keys)
-        return [await self._decoded(key, blob) for key, blob in zip(keys, blobs)]
+        entries: list[Entry | None] = []
+        corrupt: list[str] = []
+        now = time.time()
+        for key, blob in zip(keys, await self._fetch(keys)):
+            entry = None
+            if blob is not None:
+                try:
+                    entry = record.decode(blob)
+                except record.CorruptRecord:
+                    corrupt.append(key)
+            entries.append(None if entry is None or entry.is_expired(now) else entry)
+        if corrupt:
+            await self._drop_corrupt(corrupt)
+        return entries
 
     # -- writes ---------------------------------------------------------------
 
     async def _write(self, items: list[tuple[str, bytes, int | None]]) -> None:
-        """SET each record with PX (UNLINK one whose life is already over), in one pipeline."""
+        """SET each record with PX (UNLINK one whose life is already over); several in one pipeline."""
+        if len(items) == 1:
+            await _write_command(self._client, *items[0])
+            return
         pipe = self._client.pipeline(transaction=False)
-        for key, blob, px in items:
-            if px is None:
-                pipe.set(key, blob)
-            elif px <= 0:
-                pipe.unlink(key)
-            else:
-                pipe.set(key, blob, px=px)
+        for item in items:
+            _write_command(pipe, *item)
         await pipe.execute()
 
     async def _store(self, items: list[tuple[str, bytes, int | None]]) -> list[None]:
@@ -357,11 +385,13 @@ class ValkeyBackend(Backend):
         now = time.monotonic()
         if self._memory is not None and now - self._memory[0] < MEMORY_CACHE_SECONDS:
             return self._memory[1]
-        info = await self._call("memory_usage", lambda: self._client.info("memory"))
         if self._settings.cluster:
-            used = sum(int(node_info.get("used_memory", 0)) for node_info in info.values())
+            info = await self._call("memory_usage", lambda: self._client.info(
+                "memory", target_nodes=ValkeyCluster.PRIMARIES))
+            per_node = [info] if "used_memory" in info else list(info.values())
         else:
-            used = int(info.get("used_memory", 0))
+            per_node = [await self._call("memory_usage", lambda: self._client.info("memory"))]
+        used = sum(int(node_info.get("used_memory", 0)) for node_info in per_node)
         self._memory = (now, used)
         return used
 

@@ -1,0 +1,151 @@
+"""kopf handlers: thin triggers of ``Reconciler`` (see reconcile.py for what a reconcile does).
+
+- create / update / resume of an AgentCache: reconcile now (kopf retries API faults);
+- a resync loop every ``AGENTCACHE_RESYNC_SECONDS`` (default 60) over every cache seen: restores
+  drift the watches missed (e.g. a deleted Secret). It is not a ``kopf.timer`` because kopf puts
+  a finalizer on every object with a timer, and deleting a cache would then hang while the
+  operator is down;
+- any event on a child the operator manages (edited or deleted by hand, a StatefulSet
+  becoming ready): reconcile its owner;
+- any event on a pod labelled ``agentcache.io/cache``: recount injected pods.
+No finalizer: everything the operator creates lives in Kubernetes and is owned by the
+AgentCache, so deletion cascades through ownerReferences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from . import names
+from .kube import ApiError, Client
+from .reconcile import Reconciler
+
+RESYNC_SECONDS = float(os.environ.get("AGENTCACHE_RESYNC_SECONDS", "60"))
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+WATCHED_CHILDREN = (  # (group/version, plural, kind); Secrets are left to the resync: watching all is too broad
+    ("v1", "configmaps", "ConfigMap"),
+    ("v1", "services", "Service"),
+    ("apps/v1", "statefulsets", "StatefulSet"),
+    ("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy"),
+    ("batch/v1", "jobs", "Job"),
+)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.reconciler: Reconciler | None = None
+        self.known: set[tuple[str, str]] = set()  # (namespace, name) of every AgentCache seen
+        self.resync: asyncio.Task[None] | None = None
+
+
+state = _State()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=names.GROUP, key="last-handled-configuration",
+    )
+    settings.posting.level = logging.WARNING  # the operator posts its own phase-transition events
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+
+
+@kopf.on.login()
+async def login(**kwargs: Any) -> kopf.ConnectionInfo:
+    """Credentials from ``$KUBECONFIG`` as it is now, else the pod's service account."""
+    if os.environ.get("KUBECONFIG") or not os.path.exists(SERVICE_ACCOUNT_TOKEN):
+        info = kopf.login_with_kubeconfig(**kwargs)
+    else:
+        info = kopf.login_with_service_account(**kwargs)
+    if info is None:
+        raise kopf.LoginError("no credentials: set KUBECONFIG, or run in a pod with a service account")
+    client = Client(info)
+    if state.reconciler is None:
+        state.reconciler = Reconciler(client)
+    else:
+        old, state.reconciler.client = state.reconciler.client, client
+        await old.close()
+    return info
+
+
+@kopf.on.cleanup()
+async def close(**_: Any) -> None:
+    if state.resync is not None:
+        state.resync.cancel()
+    if state.reconciler is not None:
+        await state.reconciler.client.close()
+
+
+def _reconciler() -> Reconciler:
+    if state.reconciler is None:
+        raise kopf.TemporaryError("not logged in yet", delay=1)
+    return state.reconciler
+
+
+@kopf.on.resume(names.GROUP, names.VERSION, names.PLURAL)
+@kopf.on.create(names.GROUP, names.VERSION, names.PLURAL)
+@kopf.on.update(names.GROUP, names.VERSION, names.PLURAL)
+async def reconcile(namespace: str, name: str, **_: Any) -> None:
+    try:
+        await _reconciler().reconcile_now(namespace, name)
+    except ApiError as error:
+        raise kopf.TemporaryError(f"API server: {error}", delay=5) from error
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
+async def cache_event(type: str | None, namespace: str, name: str, **_: Any) -> None:
+    """Keeps the set of caches the resync loop visits."""
+    if type == "DELETED":
+        state.known.discard((namespace, name))
+        if state.reconciler is not None:
+            state.reconciler.forget(namespace, name)
+    else:
+        state.known.add((namespace, name))
+
+
+async def _resync_forever() -> None:
+    while True:
+        await asyncio.sleep(RESYNC_SECONDS)
+        if state.reconciler is not None:
+            for namespace, name in sorted(state.known):
+                state.reconciler.schedule(namespace, name)
+
+
+@kopf.on.startup()
+async def start_resync(**_: Any) -> None:
+    state.resync = asyncio.create_task(_resync_forever())
+
+
+def _child_handler(kind: str):
+    async def child_event(type: str | None, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+        """A child changed: reconcile its owner, unless this is the version the operator just wrote."""
+        reconciler = _reconciler()
+        version = body.get("metadata", {}).get("resourceVersion")
+        for ref in body.get("metadata", {}).get("ownerReferences") or []:
+            if ref.get("kind") != names.KIND or not ref.get("apiVersion", "").startswith(f"{names.GROUP}/"):
+                continue
+            if type != "DELETED" and reconciler.is_own_write((namespace, ref["name"]), kind, name, version):
+                continue
+            reconciler.schedule(namespace, ref["name"])
+    return child_event
+
+
+for _api_version, _plural, _kind in WATCHED_CHILDREN:
+    kopf.on.event(
+        _api_version, _plural, id=f"child-{_plural}", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY},
+    )(_child_handler(_kind))
+
+
+@kopf.on.event("v1", "pods", labels={names.LABEL_CACHE: kopf.PRESENT})
+async def pod_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+    cache = body.get("metadata", {}).get("labels", {}).get(names.LABEL_CACHE)
+    if cache:
+        _reconciler().schedule(namespace, cache)

@@ -1,0 +1,315 @@
+"""End to end: the real ``agentcache-operator`` process against a Kubernetes API, driven by real kubectl.
+
+The API is the emulator of tests/support/k8s.py, or the cluster $KUBECONFIG names
+(the same tests run unchanged there). The emulator runs no controllers, so on it the
+tests play the StatefulSet and Job controllers by patching their ``status`` as those
+controllers would; on a real cluster the real controllers do it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from agentcache_operator import names
+from tests.support.k8s import Kube, kube, kube_namespace  # noqa: F401  (fixtures)
+from tests.support.tools import ROOT
+
+from .examples import CHART_CRD, EXAMPLE_FILES, documents
+
+pytestmark = pytest.mark.e2e
+
+RESYNC_SECONDS = 2
+EXAMPLES = {path.stem: path for path in EXAMPLE_FILES}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read().decode()
+    except OSError:
+        return 0, ""
+
+
+class Operator:
+    def __init__(self, kube: Kube, workdir: Path):
+        self.metrics_port, self.liveness_port = _free_port(), _free_port()
+        self.log_path = workdir / "agentcache-operator.log"
+        command = [
+            sys.executable, "-m", "agentcache_operator.main", "--all-namespaces", "--bind", "127.0.0.1",
+            "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port),
+            "--resync-seconds", str(RESYNC_SECONDS),
+        ]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=kube.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def live(self) -> bool:
+        return _get(f"http://127.0.0.1:{self.liveness_port}/healthz")[0] == 200
+
+    def metrics(self) -> str:
+        return _get(f"http://127.0.0.1:{self.metrics_port}/metrics")[1]
+
+    def wait_live(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if self.live():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"agentcache-operator did not become live:\n{self.logs()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def operator(kube: Kube):  # noqa: F811
+    """The CRD from the chart applied with kubectl, then the operator as its own process."""
+    kube.kubectl("apply", "--validate=false", "-f", str(CHART_CRD))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/agentcaches.agentcache.io")
+    process = Operator(kube, kube.workdir)
+    try:
+        process.wait_live()
+        yield process
+    finally:
+        process.stop()
+        errors = [line for line in process.logs().splitlines() if " ERROR " in line or "Traceback" in line]
+        assert not errors, "the operator logged errors:\n" + "\n".join(errors)
+
+
+def cache_path(namespace: str, name: str = "") -> str:
+    return f"/apis/{names.API_VERSION}/namespaces/{namespace}/{names.PLURAL}" + (f"/{name}" if name else "")
+
+
+def child_path(kind: str, namespace: str, name: str) -> str:
+    from agentcache_operator.kube import path
+    return path(kind, namespace, name)
+
+
+def example_cache_name(stem: str) -> str:
+    (body,) = [d for d in documents(EXAMPLES[stem]) if d["kind"] == names.KIND]
+    return body["metadata"]["name"]
+
+
+def expected_children(stem: str, name: str) -> list[tuple[str, str]]:
+    children = [("ConfigMap", names.config_map_name(name))]
+    if stem in ("managed-standalone", "replicated", "cluster"):
+        base = names.valkey_name(name)
+        children += [("Secret", names.valkey_password_secret(name)), ("ConfigMap", f"{base}-config"),
+                     ("Service", base), ("Service", f"{base}-headless"), ("StatefulSet", base),
+                     ("PodDisruptionBudget", base), ("NetworkPolicy", base)]
+    if stem == "replicated":
+        children += [("StatefulSet", f"{name}-valkey-replica"), ("Service", f"{name}-valkey-replicas")]
+    if stem == "cluster":
+        children.append(("Job", f"{name}-valkey-bootstrap"))
+    return children
+
+
+def act_as_controllers(kube: Kube, namespace: str, name: str) -> None:
+    """On the emulator, mark this cache's StatefulSets ready and its bootstrap Job complete."""
+    if not kube.is_emulator:
+        return
+    selector = f"{names.LABEL_INSTANCE}={name}"
+    statefulsets = kube.api.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets", labelSelector=selector)
+    for sts in statefulsets["items"]:
+        replicas = sts["spec"]["replicas"]
+        status = {"replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
+                  "updatedReplicas": replicas, "currentReplicas": replicas,
+                  "observedGeneration": sts["metadata"]["generation"]}
+        kube.api.patch(child_path("StatefulSet", namespace, sts["metadata"]["name"]) + "/status", {"status": status})
+    jobs = kube.api.get(f"/apis/batch/v1/namespaces/{namespace}/jobs", labelSelector=selector)
+    for job in jobs["items"]:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        status = {"succeeded": 1, "startTime": now, "completionTime": now,
+                  "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}]}
+        kube.api.patch(child_path("Job", namespace, job["metadata"]["name"]) + "/status", {"status": status})
+
+
+def wait_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: float = 20) -> dict:
+    ready_timeout = timeout if kube.is_emulator else max(timeout, 300)
+    return kube.api.wait_for(
+        cache_path(namespace, name),
+        lambda o: o is not None and (o.get("status") or {}).get("phase") == phase
+        and o["status"].get("observedGeneration") == o["metadata"]["generation"],
+        timeout=ready_timeout, what=f"phase {phase}",
+    )
+
+
+def condition(cache: dict, kind: str) -> dict:
+    return next(c for c in cache["status"]["conditions"] if c["type"] == kind)
+
+
+@pytest.mark.parametrize("stem", sorted(EXAMPLES))
+def test_example_gets_owned_children_and_reaches_ready(kube, kube_namespace, operator, stem):  # noqa: F811
+    kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES[stem]))
+    name = example_cache_name(stem)
+    uid = kube.api.get(cache_path(kube_namespace, name))["metadata"]["uid"]
+    for kind, child in expected_children(stem, name):
+        obj = kube.api.wait_for(child_path(kind, kube_namespace, child), lambda o: o is not None, what=f"{kind} {child}")
+        owners = obj["metadata"]["ownerReferences"]
+        assert [(o["kind"], o["name"], o["uid"], o["controller"]) for o in owners] == [(names.KIND, name, uid, True)]
+    managed = stem in ("managed-standalone", "replicated", "cluster")
+    if managed and kube.is_emulator:
+        pending = wait_phase(kube, kube_namespace, name, "Pending")
+        assert condition(pending, "Ready")["status"] == "False"
+        assert condition(pending, "Progressing")["status"] == "True"
+    act_as_controllers(kube, kube_namespace, name)
+    ready = wait_phase(kube, kube_namespace, name, "Ready")
+    assert not ready["metadata"].get("finalizers"), "nothing outside Kubernetes to clean: no finalizer"
+    assert condition(ready, "Ready")["status"] == "True"
+    assert condition(ready, "Degraded")["status"] == "False"
+    assert ready["status"]["endpoint"]
+    printed = kube.kubectl("get", "acache", name, "-n", kube_namespace, "-o", "jsonpath={.status.phase}").stdout
+    assert printed == "Ready"
+    events = kube.api.get(f"/api/v1/namespaces/{kube_namespace}/events")["items"]
+    assert any(e["involvedObject"]["name"] == name and e["reason"] == "Ready" for e in events)
+
+
+def _apply_ready_standalone(kube, namespace):
+    kube.kubectl("apply", "--validate=false", "-n", namespace, "-f", str(EXAMPLES["managed-standalone"]))
+    kube.api.wait_for(child_path("StatefulSet", namespace, "llm-cache-valkey"), lambda o: o is not None)
+    act_as_controllers(kube, namespace, "llm-cache")
+    return wait_phase(kube, namespace, "llm-cache", "Ready")
+
+
+def test_spec_change_updates_children_and_observed_generation(kube, kube_namespace, operator):  # noqa: F811
+    before = _apply_ready_standalone(kube, kube_namespace)
+    sts_path = child_path("StatefulSet", kube_namespace, "llm-cache-valkey")
+    old_hash = kube.api.get(sts_path)["spec"]["template"]["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH]
+    patch = {"spec": {"defaultTTL": 42, "valkey": {"maxMemory": "512Mi"}}}
+    kube.kubectl("patch", "acache", "llm-cache", "-n", kube_namespace, "--type=merge", "-p", json.dumps(patch))
+    conf_path = child_path("ConfigMap", kube_namespace, "llm-cache-valkey-config")
+    kube.api.wait_for(conf_path, lambda o: "maxmemory 536870912\n" in o["data"]["valkey.conf"], what="new maxmemory")
+    sidecar = kube.api.get(child_path("ConfigMap", kube_namespace, names.config_map_name("llm-cache")))
+    assert "default_ttl: 42" in sidecar["data"][names.CONFIG_FILE_KEY]
+    new_hash = kube.api.get(sts_path)["spec"]["template"]["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH]
+    assert new_hash != old_hash
+    act_as_controllers(kube, kube_namespace, "llm-cache")
+    after = wait_phase(kube, kube_namespace, "llm-cache", "Ready")
+    assert after["metadata"]["generation"] > before["metadata"]["generation"]
+    assert after["status"]["observedGeneration"] == after["metadata"]["generation"]
+
+
+def test_reconciling_again_changes_nothing(kube, kube_namespace, operator):  # noqa: F811
+    _apply_ready_standalone(kube, kube_namespace)
+    versions = {
+        (kind, child): kube.api.get(child_path(kind, kube_namespace, child))["metadata"]["resourceVersion"]
+        for kind, child in expected_children("managed-standalone", "llm-cache")
+    }
+    time.sleep(RESYNC_SECONDS * 2.5)  # at least two timer-driven reconciles
+    for kind, child in expected_children("managed-standalone", "llm-cache"):
+        now = kube.api.get(child_path(kind, kube_namespace, child))
+        assert now["metadata"]["resourceVersion"] == versions[kind, child], f"{kind} {child} was written"
+
+
+def test_deleted_or_edited_child_is_restored(kube, kube_namespace, operator):  # noqa: F811
+    kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["memory"]))
+    wait_phase(kube, kube_namespace, "memory-cache", "Ready")
+    config_path = child_path("ConfigMap", kube_namespace, names.config_map_name("memory-cache"))
+    original = kube.api.get(config_path)
+    kube.kubectl("delete", "configmap", names.config_map_name("memory-cache"), "-n", kube_namespace)
+    restored = kube.api.wait_for(config_path, lambda o: o is not None and o["metadata"]["uid"] != original["metadata"]["uid"],
+                                 what="the ConfigMap to come back")
+    assert restored["data"] == original["data"]
+    edit = {"data": {names.CONFIG_FILE_KEY: "cache: {backend: memory}\n"}}
+    kube.kubectl("patch", "configmap", names.config_map_name("memory-cache"), "-n", kube_namespace,
+                 "--type=merge", "-p", json.dumps(edit))
+    kube.api.wait_for(config_path, lambda o: o["data"] == original["data"], what="the hand edit to be undone")
+
+
+def test_missing_external_secret_fails_with_a_fix_and_recovers(kube, kube_namespace, operator):  # noqa: F811
+    (_, cache) = documents(EXAMPLES["external"])
+    kube.apply(cache, "-n", kube_namespace)
+    failed = wait_phase(kube, kube_namespace, "external-cache", "Failed")
+    message = condition(failed, "Ready")["message"]
+    assert "external-valkey-auth" in message and "does not exist" in message and "kubectl create secret" in message
+    assert condition(failed, "Ready")["reason"] == "InvalidSpec"
+    assert operator.live()
+    kube.kubectl("create", "secret", "generic", "external-valkey-auth", "-n", kube_namespace,
+                 "--from-literal=password=pw")
+    ready = wait_phase(kube, kube_namespace, "external-cache", "Ready", timeout=RESYNC_SECONDS * 5)
+    assert ready["status"]["endpoint"] == "valkey://valkey.shared-services.svc:6379/1"
+
+
+def test_managed_password_is_generated_once(kube, kube_namespace, operator):  # noqa: F811
+    _apply_ready_standalone(kube, kube_namespace)
+    secret_path = child_path("Secret", kube_namespace, names.valkey_password_secret("llm-cache"))
+    password = base64.b64decode(kube.api.get(secret_path)["data"]["password"])
+    assert len(password) >= 32
+    kube.kubectl("patch", "acache", "llm-cache", "-n", kube_namespace, "--type=merge", "-p", '{"spec":{"defaultTTL":7}}')
+    wait_phase(kube, kube_namespace, "llm-cache", "Ready")
+    assert base64.b64decode(kube.api.get(secret_path)["data"]["password"]) == password
+
+
+def test_labelled_pods_are_counted(kube, kube_namespace, operator):  # noqa: F811
+    if not kube.is_emulator:
+        pytest.skip("a real cluster's injector decides which pods get the sidecar; this counts hand-made pods")
+    kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["memory"]))
+    for pod, injected in [("with-sidecar", "true"), ("without-sidecar", None)]:
+        labels = {names.LABEL_CACHE: "memory-cache", **({names.LABEL_INJECTED: injected} if injected else {})}
+        kube.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "labels": labels},
+                    "spec": {"containers": [{"name": "agent", "image": "busybox"}]}}, "-n", kube_namespace)
+    kube.api.wait_for(cache_path(kube_namespace, "memory-cache"),
+                      lambda o: (o.get("status") or {}).get("injectedPods") == 1
+                      and o["status"].get("uninjectedPods") == 1, what="pod counts")
+
+
+def test_deleting_the_cache_removes_everything(kube, kube_namespace, operator):  # noqa: F811
+    kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["cluster"]))
+    children = expected_children("cluster", "cluster-cache")
+    for kind, child in children:
+        kube.api.wait_for(child_path(kind, kube_namespace, child), lambda o: o is not None)
+    kube.kubectl("delete", "acache", "cluster-cache", "-n", kube_namespace)
+    for kind, child in children:
+        kube.api.wait_for(child_path(kind, kube_namespace, child), lambda o: o is None, timeout=30,
+                          what=f"{kind} {child} to be garbage-collected")
+
+
+def test_operator_exports_its_metrics(kube, kube_namespace, operator):  # noqa: F811
+    kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["file"]))
+    wait_phase(kube, kube_namespace, "file-cache", "Ready")
+    text = operator.metrics()
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and line[0] != "#"}
+    assert samples['agentcache_operator_reconciles_total{result="ok"}'] >= 1
+    assert samples["agentcache_operator_reconcile_duration_seconds_count"] >= 1
+    assert samples['agentcache_operator_caches{phase="Ready"}'] >= 1
+
+
+def test_a_larger_volume_size_expands_the_claims(kube, kube_namespace, operator):  # noqa: F811
+    if not kube.is_emulator:
+        pytest.skip("expanding a real claim needs a StorageClass with allowVolumeExpansion")
+    kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["replicated"]))
+    kube.api.wait_for(child_path("StatefulSet", kube_namespace, "replicated-cache-valkey"), lambda o: o is not None)
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data-replicated-cache-valkey-0"},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}}
+    kube.apply(claim, "-n", kube_namespace)  # what the StatefulSet controller would create
+    patch = {"spec": {"valkey": {"persistence": {"size": "3Gi"}}}}
+    kube.kubectl("patch", "acache", "replicated-cache", "-n", kube_namespace, "--type=merge", "-p", json.dumps(patch))
+    kube.api.wait_for(child_path("PersistentVolumeClaim", kube_namespace, "data-replicated-cache-valkey-0"),
+                      lambda o: o["spec"]["resources"]["requests"]["storage"] == "3Gi", what="the claim to grow")
+    sts = kube.api.get(child_path("StatefulSet", kube_namespace, "replicated-cache-valkey"))
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "2Gi", \
+        "the template is immutable in Kubernetes and must be left alone"
