@@ -37,6 +37,10 @@ CONFIG_DIR = "/etc/agentcache"
 CONFIG_FILE_KEY = "agent_config.yaml"
 CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE_KEY}"
 METRICS_PORT = 9464
+METRICS_PORT_NAME = "acache-metrics"  # IANA service name (<= 15 chars), distinct from the common "metrics"
+DATA_VOLUME = "agentcache-data"  # file backend only: an emptyDir at the rendered storage_dir
+SIDECAR_UID = 65532  # numeric, so runAsNonRoot is checkable whatever USER the image declares
+ENV_LOG_LEVEL = "AGENTCACHE_LOG_LEVEL"
 ENV_SOCKET = "AGENTCACHE_SOCKET"
 ENV_CONFIG = "AGENTCACHE_CONFIG"
 ENV_VALKEY_PASSWORD = "AGENTCACHE_VALKEY_PASSWORD"

@@ -67,7 +67,7 @@ class ValkeySettings(_Section):
     socket_keepalive: bool = True
     socket_timeout: float = Field(5.0, gt=0)
     socket_connect_timeout: float = Field(2.0, gt=0)
-    health_check_interval: float = Field(10.0, ge=0)
+    health_check_interval: float = Field(0.0, ge=0, description="0: off (valkey-py recurses with it on when a server wants a password it was not given)")
     cluster: bool = False
 
     @field_validator("url")

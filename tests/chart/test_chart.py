@@ -16,7 +16,7 @@ from cryptography import x509
 from agentcache_operator import crd
 from agentcache_operator import kube as operator_kinds
 from agentcache_operator import names
-from agentcache_operator.injector import certs, patch
+from agentcache_operator.injector import certs
 from agentcache_operator.injector.main import parse_args as parse_injector_args
 from agentcache_operator.injector.webhook import render_webhook_configuration
 from agentcache_operator.main import parse_args as parse_operator_args
@@ -393,7 +393,7 @@ def test_monitoring_objects_scrape_the_operator_and_the_injected_sidecars(render
     assert pod_monitor["selector"] == {"matchLabels": {names.LABEL_INJECTED: "true"}}
     assert pod_monitor["namespaceSelector"] == {"any": True}
     endpoint = pod_monitor["podMetricsEndpoints"][0]
-    assert endpoint["port"] == patch.METRICS_PORT_NAME, "the port name the injector gives the sidecar"
+    assert endpoint["port"] == names.METRICS_PORT_NAME, "the port name the injector gives the sidecar"
     assert endpoint["interval"] == "15s"
     pod_label = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", names.LABEL_CACHE)
     assert {"sourceLabels": [pod_label], "targetLabel": "cache", "action": "replace"} in endpoint["relabelings"]

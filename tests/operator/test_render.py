@@ -72,7 +72,8 @@ def test_memory_config_has_the_design_shape():
     }
     assert "services" not in config
     assert config["sidecar"] == {
-        "socket_path": "/var/run/agentcache/cache.sock", "metrics_port": 9464, "fallback": "memory", "log_level": "info",
+        "socket_path": "/var/run/agentcache/cache.sock", "socket_mode": "0666", "metrics_host": "0.0.0.0",
+        "metrics_port": 9464, "fallback": "memory", "log_level": "info",
     }
 
 
@@ -80,6 +81,17 @@ def test_file_config_uses_the_cache_directory():
     cache = agent_config(example("file"))["cache"]
     assert cache["storage_dir"] == "/var/cache/agentcache"
     assert cache["max_file_size"] == 1048576 and cache["cleanup_interval"] == 600
+    assert cache["size_limit"] == int(512 * 1024 * 1024 * 0.9)
+
+
+@pytest.mark.parametrize("stem", ["memory", "file", "external", "managed-standalone", "replicated", "cluster"])
+def test_rendered_config_is_accepted_by_the_sidecar_without_warnings(stem):
+    """The contract between operator and sidecar: the sidecar's own loader takes every rendered config as is."""
+    from agentcache_sidecar.config import parse_settings
+    loaded = parse_settings(agent_config(example(stem)), environ={"AGENTCACHE_VALKEY_PASSWORD": "pw"})
+    assert loaded.warnings == []
+    assert loaded.settings.sidecar.metrics_host == "0.0.0.0"
+    assert loaded.settings.sidecar.socket_mode == 0o666
 
 
 def test_managed_config_points_at_the_service_with_the_password_from_env():

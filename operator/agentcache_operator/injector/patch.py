@@ -28,12 +28,8 @@ from .. import names
 from ..crd import with_defaults
 from ..render.sidecar_config import FILE_STORAGE_DIR
 
-ENV_LOG_LEVEL = "AGENTCACHE_LOG_LEVEL"
 LOG_LEVELS = ("debug", "info", "warning", "error")
-METRICS_PORT_NAME = "acache-metrics"  # IANA service name (<= 15 chars), distinct from the common "metrics"
-DATA_VOLUME = "agentcache-data"  # file backend only: an emptyDir at the rendered storage_dir
 SIDECAR_COMMAND = ["agentcache-sidecar", "--config", names.CONFIG_PATH]
-SIDECAR_UID = 65532  # numeric, so runAsNonRoot is checkable whatever USER the image declares
 
 SCRAPE_ANNOTATIONS = {
     "prometheus.io/scrape": "true",
@@ -120,7 +116,7 @@ def pod_volumes(cache: dict) -> list[dict]:
          "configMap": {"name": names.config_map_name(cache["metadata"]["name"]), "defaultMode": 0o444}},
     ]
     if backend(cache) == "file":
-        volumes.append({"name": DATA_VOLUME, "emptyDir": {"sizeLimit": str(cache["spec"]["file"]["sizeLimit"])}})
+        volumes.append({"name": names.DATA_VOLUME, "emptyDir": {"sizeLimit": str(cache["spec"]["file"]["sizeLimit"])}})
     return volumes
 
 
@@ -180,13 +176,13 @@ def sidecar_container(cache: dict, annotations: dict[str, str], settings: Sideca
     env = [{"name": names.ENV_SOCKET, "value": names.SOCKET_PATH}, *password_env(cache)]
     level = log_level(annotations)
     if level:
-        env.append({"name": ENV_LOG_LEVEL, "value": level})
+        env.append({"name": names.ENV_LOG_LEVEL, "value": level})
     mounts = [
         {"name": names.SOCKET_VOLUME, "mountPath": names.SOCKET_DIR},
         {"name": names.CONFIG_VOLUME, "mountPath": names.CONFIG_DIR, "readOnly": True},
     ]
     if backend(cache) == "file":
-        mounts.append({"name": DATA_VOLUME, "mountPath": FILE_STORAGE_DIR})
+        mounts.append({"name": names.DATA_VOLUME, "mountPath": FILE_STORAGE_DIR})
     container = {
         "name": names.SIDECAR_CONTAINER,
         "image": sidecar_spec.get("image") or settings.image,
@@ -194,15 +190,15 @@ def sidecar_container(cache: dict, annotations: dict[str, str], settings: Sideca
         "restartPolicy": "Always",
         "command": list(SIDECAR_COMMAND),
         "env": env,
-        "ports": [{"name": METRICS_PORT_NAME, "containerPort": names.METRICS_PORT, "protocol": "TCP"}],
+        "ports": [{"name": names.METRICS_PORT_NAME, "containerPort": names.METRICS_PORT, "protocol": "TCP"}],
         "volumeMounts": mounts,
         "startupProbe": _probe("/readyz", period=1, failures=60),
         "readinessProbe": _probe("/readyz", period=5, failures=3),
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": SIDECAR_UID,
-            "runAsGroup": SIDECAR_UID,
+            "runAsUser": names.SIDECAR_UID,
+            "runAsGroup": names.SIDECAR_UID,
             "readOnlyRootFilesystem": True,
             "allowPrivilegeEscalation": False,
             "privileged": False,

@@ -8,11 +8,15 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from .. import names
-from .common import Cache, SpecError, config_hash, metadata
+from .common import Cache, SpecError, config_hash, metadata, quantity_bytes
 
 FILE_STORAGE_DIR = "/var/cache/agentcache"
 PASSWORD_FROM_ENV = "${%s:}" % names.ENV_VALKEY_PASSWORD
 COMPONENT = "sidecar-config"
+FILE_SIZE_HEADROOM = 0.9
+"""The file backend evicts at 90% of the emptyDir's sizeLimit, so the kubelet never evicts the pod for it."""
+SOCKET_MODE = "0666"
+"""The socket lives in a pod-private emptyDir; agents run as other users than the sidecar and must connect."""
 
 
 def managed_url(cache: Cache) -> str:
@@ -72,6 +76,7 @@ def agent_config(cache: Cache) -> dict[str, Any]:
     elif backend == "file":
         section["storage_dir"] = FILE_STORAGE_DIR
         section["max_file_size"] = spec["file"]["maxFileSize"]
+        section["size_limit"] = int(quantity_bytes(spec["file"]["sizeLimit"], "spec.file.sizeLimit") * FILE_SIZE_HEADROOM)
         section["cleanup_interval"] = spec["file"]["cleanupInterval"]
     document: dict[str, Any] = {"cache": section}
     if backend == "valkey":
@@ -87,6 +92,8 @@ def agent_config(cache: Cache) -> dict[str, Any]:
         document["services"] = {"valkey": {"type": "cache", "config": config}}
     document["sidecar"] = {
         "socket_path": names.SOCKET_PATH,
+        "socket_mode": SOCKET_MODE,
+        "metrics_host": "0.0.0.0",
         "metrics_port": names.METRICS_PORT,
         "fallback": spec["sidecar"]["fallback"],
         "log_level": spec["sidecar"]["logLevel"],
