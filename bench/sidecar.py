@@ -5,7 +5,8 @@ as separate processes, then measures, for 100 B and 100 KB values:
   - serial GET latency p50/p99 (one client, one request at a time),
   - throughput with 1 and 32 concurrent clients,
 for (a) valkey-py straight to valkey-server, (b) sidecar/memory, (c)
-sidecar/valkey, (d) sidecar/file, and prints the ratios b/a, c/a, d/a; plus
+sidecar/valkey, (d) sidecar/file (b-d through the SDK's ``AsyncCache``, as an
+agent would call them), and prints the ratios b/a, c/a, d/a; plus
 get_many of 1,000 keys against one MGET. Each figure is the median of
 ``--rounds`` rounds, the systems measured in turn within each round, so that
 machine noise hits them alike.
@@ -27,7 +28,8 @@ from pathlib import Path
 
 import valkey.asyncio as avalkey
 import yaml
-from aiohttp import ClientSession, UnixConnector
+
+from agentcache import AsyncCache
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -89,27 +91,25 @@ class Direct:
 
 
 class Sidecar:
-    """A sidecar over its Unix socket with a keep-alive aiohttp session (what the SDK does)."""
+    """A sidecar through the agent SDK's ``AsyncCache`` (keep-alive connections over its Unix socket)."""
 
     def __init__(self, label: str, sock: str):
         self.label = label
-        self.session = ClientSession(connector=UnixConnector(path=sock, limit=64), base_url="http://sidecar")
+        self.cache = AsyncCache(sock)
 
     async def set(self, key: str, value: bytes) -> None:
-        async with self.session.put(f"/v1/keys/{key}", data=value, params={"ttl": "0"}) as resp:
-            assert resp.status == 204, resp.status
+        assert await self.cache.set(key, value, ttl=0)
 
     async def get(self, key: str) -> bytes:
-        async with self.session.get(f"/v1/keys/{key}") as resp:
-            assert resp.status == 200, resp.status
-            return await resp.read()
+        value = await self.cache.get(key)
+        assert value is not None
+        return value
 
     async def get_many(self, keys: list[str]) -> dict:
-        async with self.session.post("/v1/batch/get", json={"keys": keys}) as resp:
-            return (await resp.json())["values"]
+        return await self.cache.get_many(keys)
 
     async def close(self) -> None:
-        await self.session.close()
+        await self.cache.close()
 
 
 async def serial_latency(target, key: str, n: int) -> tuple[float, float]:

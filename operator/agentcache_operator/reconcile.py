@@ -163,8 +163,7 @@ class Reconciler:
                 f"spec.valkey.passwordSecretRef names Secret {cache.namespace}/{ref['name']}, which does not exist: "
                 f"create it ({create}) or correct the name"
             )
-        # a real API server folds stringData into data; the test emulator does not (yet)
-        if ref["key"] not in {**(secret.get("data") or {}), **(secret.get("stringData") or {})}:
+        if ref["key"] not in (secret.get("data") or {}):
             raise SpecError(
                 f"Secret {cache.namespace}/{ref['name']} has no key {ref['key']!r} "
                 f"(spec.valkey.passwordSecretRef.key): add it or correct the key"

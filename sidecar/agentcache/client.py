@@ -1,10 +1,10 @@
 """``AsyncCache`` and ``Cache``: the sidecar's HTTP API (DESIGN.md §3) as Python methods.
 
 Each operation is described once, as a ``Call`` (method, path, body, and how
-to read the answer), and executed by a transport: aiohttp over a Unix socket
-for ``AsyncCache``, a persistent ``http.client`` connection over a Unix socket
-for ``Cache``. Both keep their connections alive, so one operation costs one
-round trip.
+to read the answer), and executed by a transport: a pool of asyncio
+connections for ``AsyncCache``, one blocking connection per thread for
+``Cache`` (both in ``wire``). Both keep their connections alive, so one
+operation costs one round trip.
 
 Invariants:
 - a sidecar that cannot be reached raises ``CacheUnavailable``; any other
@@ -20,28 +20,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.client
+import contextlib
 import json
 import os
-import socket
 import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
-import aiohttp
-from yarl import URL
-
 from agentcache_operator.names import ENV_SOCKET, SOCKET_PATH
 
+from . import wire
 from .errors import CacheUnavailable, InvalidRequest, SerializationError, error_from_response
 from .keys import SCOPE_SEPARATOR, check_key, check_scope, escape_glob
 from .serializers import JSON_TYPE, MISS, Codec, Serializer
 
 DEFAULT_TIMEOUT = 5.0
 BATCH_CHUNK = 1000
-_BASE_URL = "http://agentcache"
 _JSON_HEADERS = {"Content-Type": JSON_TYPE}
 
 
@@ -93,6 +89,11 @@ def _seconds(value: Any, name: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidRequest(f"{name} must be a number of seconds, got {value!r}", "bad_ttl")
     return str(value)
+
+
+def _is_base64(value: Any) -> bool:
+    """The batch API's wrapper for bytes: ``{"$base64": ...}`` with an optional ``content_type``."""
+    return isinstance(value, dict) and "$base64" in value and set(value) <= {"$base64", "content_type"}
 
 
 def _json_body(payload: Any) -> bytes:
@@ -234,7 +235,7 @@ class _Operations:
         return Call("GET", "/v1/stats", lambda r: json.loads(r.body) if r.status == 200 else _fail(r))
 
     def get_many_plan(self, keys: Iterable[str], default: Any) -> Plan:
-        """Batch gets; values the batch answers as ``$base64`` are fetched singly to learn their Content-Type."""
+        """Batch gets: JSON values arrive as themselves, others as ``{"$base64", "content_type"}``."""
         local = list(dict.fromkeys(keys))
         full = [self._full(k) for k in local]
         chunks = [full[i:i + BATCH_CHUNK] for i in range(0, len(full), BATCH_CHUNK)]
@@ -242,40 +243,32 @@ class _Operations:
         def parse(reply: Reply) -> dict:
             return json.loads(reply.body)["values"] if reply.status == 200 else _fail(reply)
 
-        def combine(answers: list[dict]) -> Any:
+        def decode(value: Any, full_key: str) -> Any:
+            if value is None:
+                return default
+            if _is_base64(value):
+                value = self.codec.decode(base64.b64decode(value["$base64"]), value.get("content_type"), full_key)
+            return default if value is MISS else value
+
+        def combine(answers: list[dict]) -> dict:
             values = {k: v for answer in answers for k, v in answer.items()}
-            result: dict[str, Any] = {}
-            refetch: list[str] = []
-            for local_key, full_key in zip(local, full):
-                value = values.get(full_key)
-                if isinstance(value, dict) and set(value) == {"$base64"}:
-                    refetch.append(local_key)
-                result[local_key] = default if value is None else value
-            if not refetch:
-                return result
-
-            def merge(fetched: list[Any]) -> dict:
-                result.update(zip(refetch, fetched))
-                return result
-
-            return Plan([self.get_call(k, default) for k in refetch], merge)
+            return {local_key: decode(values.get(full_key), full_key) for local_key, full_key in zip(local, full)}
 
         calls = [Call("POST", "/v1/batch/get", parse, _json_body({"keys": chunk}), JSON_TYPE) for chunk in chunks]
         return Plan(calls, combine)
 
     def set_many_plan(self, mapping: Mapping[str, Any], ttl: float | None, stale_ttl: float | None) -> Plan:
-        """JSON and bytes values travel in batches; values of other serializers are PUT one by one."""
+        """Every value travels in batches: JSON as itself, anything else as ``{"$base64", "content_type"}``."""
         batch: dict[str, Any] = {}
-        singles: list[Call] = []
         for key, value in mapping.items():
             full = self._full(key)
-            if isinstance(value, (bytes, bytearray, memoryview)):
-                batch[full] = {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
-            elif self.codec.batchable and not (isinstance(value, dict) and set(value) == {"$base64"}):
+            if self.codec.batchable and not isinstance(value, (bytes, bytearray, memoryview)) \
+                    and not _is_base64(value):
                 self.codec.writer.dumps(value, full)  # the same refusals as set()
                 batch[full] = value
             else:
-                singles.append(self.set_call(key, value, ttl, stale_ttl))
+                data, content_type = self.codec.encode(value, full)
+                batch[full] = {"$base64": base64.b64encode(data).decode("ascii"), "content_type": content_type}
         extra = {}
         if ttl is not None:
             extra["ttl"] = float(_seconds(ttl, "ttl"))
@@ -290,7 +283,7 @@ class _Operations:
         calls = [Call("POST", "/v1/batch/set", parse,
                       _json_body({"items": dict(items[i:i + BATCH_CHUNK]), **extra}), JSON_TYPE)
                  for i in range(0, len(items), BATCH_CHUNK)]
-        return Plan(calls + singles, all)
+        return Plan(calls, all)
 
     def delete_many_plan(self, keys: Iterable[str]) -> Plan:
         full = list(dict.fromkeys(self._full(k) for k in keys))
@@ -311,44 +304,30 @@ def _unavailable(socket_path: str, exc: BaseException) -> CacheUnavailable:
 
 
 class _AsyncTransport:
-    """One aiohttp session with a keep-alive Unix connector, created lazily in the running loop.
+    """A pool of lean keep-alive connections (``wire.AsyncPool``), made lazily in the running loop.
 
-    When used from another event loop than the one it was created in (e.g. two
-    ``asyncio.run`` calls), the old session is abandoned and a new one made.
-    ``abandon`` uses aiohttp's private ``connector._close()``: the public
-    ``close()`` is a coroutine, unusable once its loop is gone.
+    Used from another event loop than the one it was made in (e.g. two
+    ``asyncio.run`` calls), the old pool is abandoned and a new one made.
     """
 
     def __init__(self, socket_path: str, timeout: float):
         self.socket_path = socket_path
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.timeout = timeout
+        self._pool: wire.AsyncPool | None = None
 
-    def _session_for(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
-        if self._session is not None and self._loop is loop and not self._session.closed:
-            return self._session
-        self.abandon()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.UnixConnector(path=self.socket_path), timeout=self.timeout, auto_decompress=False)
-        self._loop = loop
-        return self._session
+    def _pool_for(self, loop: asyncio.AbstractEventLoop) -> wire.AsyncPool:
+        if self._pool is None or self._pool.loop is not loop:
+            self.abandon()
+            self._pool = wire.AsyncPool(self.socket_path, self.timeout, loop)
+        return self._pool
 
     async def send(self, call: Call) -> Any:
-        session = self._session_for(asyncio.get_running_loop())
-        url = URL(_BASE_URL + call.path, encoded=True)
-        headers = {"Content-Type": call.content_type} if call.content_type else None
-        for attempt in (1, 2):
-            try:
-                async with session.request(call.method, url, data=call.body, headers=headers) as response:
-                    reply = Reply(response.status, response.headers, await response.read())
-                break
-            except aiohttp.ServerDisconnectedError as exc:  # a kept-alive connection the sidecar had closed
-                if attempt == 2:
-                    raise _unavailable(self.socket_path, exc) from None
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-                raise _unavailable(self.socket_path, exc) from None
-        return call.parse(reply)
+        pool = self._pool_for(asyncio.get_running_loop())
+        try:
+            answer = await pool.request(call.method, call.path, call.body, call.content_type)
+        except (wire.ConnectionFailed, OSError, TimeoutError) as exc:
+            raise _unavailable(self.socket_path, exc) from None
+        return call.parse(Reply(answer.status, answer.headers, answer.body))
 
     async def execute(self, plan: Plan) -> Any:
         results = await asyncio.gather(*(self.send(call) for call in plan.calls))
@@ -356,84 +335,46 @@ class _AsyncTransport:
         return await self.execute(outcome) if isinstance(outcome, Plan) else outcome
 
     def abandon(self) -> None:
-        """Drop the session's sockets without its event loop (which may be closed, or another thread's)."""
-        if self._session is not None and not self._session.closed:
-            self._session.connector._close()
-        self._session = None
+        """Close the pool's idle sockets; works without its event loop (which may be closed)."""
+        if self._pool is not None:
+            with contextlib.suppress(RuntimeError):
+                self._pool.close()
+        self._pool = None
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed and self._loop is asyncio.get_running_loop():
-            await self._session.close()
         self.abandon()
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path: str, timeout: float):
-        super().__init__("agentcache", timeout=timeout)
-        self.socket_path = socket_path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-_STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
-
-
 class _SyncTransport:
-    """A persistent HTTP/1.1 connection per thread (and per process: a forked child reconnects)."""
+    """A persistent connection per thread (and per process: a forked child reconnects)."""
 
     def __init__(self, socket_path: str, timeout: float):
         self.socket_path = socket_path
         self.timeout = timeout
         self._local = threading.local()
 
-    def _connection(self) -> tuple[_UnixHTTPConnection, bool]:
+    def _connection(self) -> wire.SyncConnection:
         conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            return conn, True
-        conn = _UnixHTTPConnection(self.socket_path, self.timeout)
-        self._local.conn, self._local.pid = conn, os.getpid()
-        return conn, False
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            conn.close()
-        self._local.conn = None
+        if conn is None or conn.pid != os.getpid():
+            conn = self._local.conn = wire.SyncConnection(self.socket_path, self.timeout)
+        return conn
 
     def send(self, call: Call) -> Any:
-        headers = {"Content-Type": call.content_type} if call.content_type else {}
-        while True:
-            conn, reused = self._connection()
-            try:
-                conn.request(call.method, call.path, body=call.body, headers=headers)
-                response = conn.getresponse()
-                reply = Reply(response.status, response.headers, response.read())
-                if response.will_close:
-                    self._drop()
-                break
-            except _STALE_CONNECTION as exc:
-                self._drop()
-                if not reused:
-                    raise _unavailable(self.socket_path, exc) from None
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop()
-                raise _unavailable(self.socket_path, exc) from None
-        return call.parse(reply)
+        try:
+            answer = self._connection().request(call.method, call.path, call.body, call.content_type)
+        except wire.ConnectionFailed as exc:
+            raise _unavailable(self.socket_path, exc) from None
+        return call.parse(Reply(answer.status, answer.headers, answer.body))
 
     def execute(self, plan: Plan) -> Any:
         outcome = plan.combine([self.send(call) for call in plan.calls])
         return self.execute(outcome) if isinstance(outcome, Plan) else outcome
 
     def close(self) -> None:
-        self._drop()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and conn.pid == os.getpid():
+            conn.close()
+        self._local.conn = None
 
 
 # --- the caches ----------------------------------------------------------------------------------

@@ -41,9 +41,16 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
+MISS_BODY = json.dumps({"error": "miss", "message": "no value for this key"}).encode()
+
+
+def miss_response() -> web.Response:
+    """The 404 of a miss: the most frequent error, so its body is encoded once."""
+    return web.Response(status=404, body=MISS_BODY, content_type=JSON_TYPE)
+
+
 def _observe(metrics: SidecarMetrics, op: str, result: str, started: float) -> None:
-    metrics.requests.labels(op, result).inc()
-    metrics.duration.labels(op).observe(time.perf_counter() - started)
+    metrics.observe_request(op, result, time.perf_counter() - started)
 
 
 @web.middleware
@@ -75,6 +82,10 @@ class KeyApi:
         self.max_key = settings.sidecar.max_key_bytes
         self.max_value = settings.sidecar.max_value_bytes
         self.default_ttl = settings.cache.default_ttl
+        self.routes = {
+            ("", "GET"): self.get, ("", "HEAD"): self.head, ("", "PUT"): self.put, ("", "DELETE"): self.delete,
+            ("ttl", "GET"): self.ttl, ("lock", "POST"): self.lock, ("lock", "DELETE"): self.unlock,
+        }
 
     # --- single keys ------------------------------------------------------------------------------
 
@@ -82,25 +93,21 @@ class KeyApi:
         raw_path = request.raw_path.split("?", 1)[0]
         key_part, _, sub = raw_path[len(KEYS_PREFIX):].partition("/")
         key = decode_path_key(key_part, self.max_key)
-        routes = {
-            ("", "GET"): self.get, ("", "HEAD"): self.head, ("", "PUT"): self.put, ("", "DELETE"): self.delete,
-            ("ttl", "GET"): self.ttl, ("lock", "POST"): self.lock, ("lock", "DELETE"): self.unlock,
-        }
-        handler = routes.get((sub, request.method))
+        handler = self.routes.get((sub, request.method))
         if handler is None:
-            if any(s == sub for s, _ in routes):
-                allowed = sorted(m for s, m in routes if s == sub)
+            if any(s == sub for s, _ in self.routes):
+                allowed = sorted(m for s, m in self.routes if s == sub)
                 raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here; use {', '.join(allowed)}")
             raise ApiError(404, "not_found", f"no such resource: /v1/keys/{{key}}/{sub}")
         return await handler(request, key)
 
     async def get(self, request: web.Request, key: str) -> web.StreamResponse:
         started = time.perf_counter()
-        allow_stale = request.query.get("allow_stale", "") in ("1", "true", "yes")
+        allow_stale = bool(request.query_string) and request.query.get("allow_stale", "") in ("1", "true", "yes")
         entry = await self.service.get(key, allow_stale=allow_stale)
         if entry is None:
             _observe(self.metrics, "get", "miss", started)
-            return error_response(404, "miss", "no value for this key")
+            return miss_response()
         headers = {"Content-Type": entry.content_type, "X-Cache-TTL": _ttl_text(entry)}
         if not entry.is_fresh():
             headers["X-Cache-Stale"] = "1"
@@ -139,7 +146,7 @@ class KeyApi:
         deleted = await self.service.delete(key)
         _observe(self.metrics, "delete", "ok" if deleted else "miss", started)
         if not deleted:
-            return error_response(404, "miss", "no value for this key")
+            return miss_response()
         return web.Response(status=204)
 
     async def ttl(self, request: web.Request, key: str) -> web.StreamResponse:
@@ -147,7 +154,7 @@ class KeyApi:
         entry = await self.service.get(key, count=False)
         _observe(self.metrics, "ttl", "hit" if entry else "miss", started)
         if entry is None:
-            return error_response(404, "miss", "no value for this key")
+            return miss_response()
         return web.json_response({"ttl": _ttl_number(entry)})
 
     async def lock(self, request: web.Request, key: str) -> web.StreamResponse:
@@ -256,22 +263,36 @@ def _write_response(outcome) -> web.Response:
 
 
 def _as_json_value(entry: Entry | None) -> Any:
-    """JSON values come back as themselves; anything else as ``{"$base64": ...}``."""
+    """JSON values come back as themselves; anything else as ``{"$base64": ..., "content_type": ...}``.
+
+    A stored JSON object that itself looks like that wrapper is wrapped too, so a reader is never misled.
+    """
     if entry is None:
         return None
     if entry.content_type.split(";")[0].strip() == JSON_TYPE:
         try:
-            return json.loads(entry.value)
+            value = json.loads(entry.value)
         except (ValueError, UnicodeDecodeError):
-            pass
-    return {"$base64": base64.b64encode(entry.value).decode("ascii")}
+            value = None
+        else:
+            if not _looks_wrapped(value):
+                return value
+    return {"$base64": base64.b64encode(entry.value).decode("ascii"), "content_type": entry.content_type}
+
+
+def _looks_wrapped(value: Any) -> bool:
+    return isinstance(value, dict) and "$base64" in value and set(value) <= {"$base64", "content_type"}
 
 
 def _from_json_value(key: str, value: Any) -> tuple[bytes, str]:
-    if isinstance(value, dict) and set(value) == {"$base64"}:
+    """``{"$base64": ...}`` (optionally with ``content_type``) is bytes; any other JSON value is stored as JSON."""
+    if _looks_wrapped(value):
+        content_type = value.get("content_type", DEFAULT_CONTENT_TYPE)
+        if not isinstance(content_type, str) or not content_type or len(content_type) > 255:
+            raise ApiError(400, "bad_json", f"the content_type of {key!r} must be a non-empty string")
         try:
-            return base64.b64decode(value["$base64"], validate=True), DEFAULT_CONTENT_TYPE
-        except (binascii.Error, TypeError):
+            return base64.b64decode(value["$base64"], validate=True), content_type
+        except (binascii.Error, TypeError, ValueError):
             raise ApiError(400, "bad_json", f"the $base64 value of {key!r} is not valid base64") from None
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), JSON_TYPE
 

@@ -54,7 +54,7 @@ def create_metrics_app(service: CacheService, metrics: SidecarMetrics) -> web.Ap
     from .app import health, ready
 
     async def serve_metrics(request: web.Request) -> web.Response:
-        await service.stats()  # refreshes the sampled gauges (keys, memory)
+        await service.sample_gauges()
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

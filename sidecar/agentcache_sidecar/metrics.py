@@ -55,3 +55,13 @@ class SidecarMetrics:
         self.backend_errors = Counter(_base(BACKEND_ERRORS_TOTAL), "Backend failures by operation.", ["op"],
                                       registry=r)
         self.value_bytes = Histogram(VALUE_BYTES, "Sizes of values written.", buckets=SIZE_BUCKETS, registry=r)
+        self._request_children: dict[tuple[str, str], tuple] = {}
+
+    def observe_request(self, op: str, result: str, seconds: float) -> None:
+        """Count one API request and its latency (label children cached: this is on every request's path)."""
+        children = self._request_children.get((op, result))
+        if children is None:
+            children = (self.requests.labels(op, result), self.duration.labels(op))
+            self._request_children[(op, result)] = children
+        children[0].inc()
+        children[1].observe(seconds)

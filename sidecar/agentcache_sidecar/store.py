@@ -28,6 +28,8 @@ log = logging.getLogger("agentcache.sidecar")
 T = TypeVar("T")
 GLOB_SPECIAL = "*?[]\\"
 PROBE_INTERVAL = 0.5
+GAUGE_SAMPLE_INTERVAL = 5.0
+"""Scrapes refresh the key/memory gauges at most this often: counting keys is a full SCAN on Valkey."""
 
 
 def escape_glob(text: str) -> str:
@@ -56,6 +58,7 @@ class CacheService:
         self.errors = 0
         self.evictions = 0
         self._probe: asyncio.Task | None = None
+        self._gauges_sampled_at = float("-inf")
         backend.add_eviction_listener(self._on_evicted)
 
     def _on_evicted(self, reason: str, count: int) -> None:
@@ -228,11 +231,17 @@ class CacheService:
     async def release_lock(self, key: str, token: str) -> bool:
         return await self._run("unlock", lambda b: b.release_lock(self.full_key(key), token), False)
 
+    async def sample_gauges(self) -> None:
+        """Refresh the keys/memory gauges for a scrape, at most every ``GAUGE_SAMPLE_INTERVAL`` seconds."""
+        if time.monotonic() - self._gauges_sampled_at >= GAUGE_SAMPLE_INTERVAL:
+            await self.stats()
+
     async def stats(self) -> dict:
         key_count = await self._run("stats", lambda b: b.key_count(self.full_pattern("*")), 0)
         memory = await self._run("stats", lambda b: b.memory_usage(), 0)
         self.metrics.keys.set(key_count)
         self.metrics.memory.set(memory)
+        self._gauges_sampled_at = time.monotonic()
         reads = self.hits + self.misses
         return {
             "backend": self.backend.name,

@@ -21,6 +21,9 @@ from agentcache_operator.injector.main import parse_args as parse_injector_args
 from agentcache_operator.injector.webhook import render_webhook_configuration
 from agentcache_operator.main import parse_args as parse_operator_args
 
+from tests.operator.dockerfile import parse as parse_dockerfile
+from tests.support.tools import ROOT
+
 from .helm import CHART, NAMESPACE, RELEASE, VALUE_FILES, find, one
 
 K8S_VERSIONS = ("1.29", "1.35")
@@ -157,6 +160,15 @@ def test_pods_are_locked_down(rendered, values):
             assert context["allowPrivilegeEscalation"] is False
             assert context["capabilities"] == {"drop": ["ALL"]}
             assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+def test_pods_run_as_the_user_of_the_operator_image(rendered):
+    """One image serves both Deployments; the pods' numeric user is the image's USER."""
+    user = parse_dockerfile(ROOT / "operator" / "Dockerfile")[-1].last("USER")
+    for objects in rendered.values():
+        for deployment in find(objects, "Deployment"):
+            context = deployment["spec"]["template"]["spec"]["securityContext"]
+            assert f"{context['runAsUser']}:{context['runAsGroup']}" == user
 
 
 def test_operator_runs_alone_and_is_recreated(rendered):

@@ -156,6 +156,22 @@ def test_failed_json_patch_test_is_422(kube, kube_namespace):
     assert not done["metadata"].get("finalizers")
 
 
+def test_secret_string_data_is_folded_into_data(kube, kube_namespace):
+    path = f"/api/v1/namespaces/{kube_namespace}/secrets"
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "folded"},
+              "data": {"kept": base64.b64encode(b"old").decode(), "over": base64.b64encode(b"old").decode()},
+              "stringData": {"over": "new", "plain": "text"}}
+    created = kube.api.create(path, secret)
+    decoded = {key: base64.b64decode(value).decode() for key, value in created["data"].items()}
+    assert decoded == {"kept": "old", "over": "new", "plain": "text"} and "stringData" not in created
+    assert "stringData" not in kube.api.get(f"{path}/folded")
+
+    patched = kube.api.patch(f"{path}/folded", {"stringData": {"plain": "changed"}})
+    assert base64.b64decode(patched["data"]["plain"]) == b"changed" and "stringData" not in patched
+    same = kube.api.patch(f"{path}/folded", {"stringData": {"plain": "changed"}})
+    assert same["metadata"]["resourceVersion"] == patched["metadata"]["resourceVersion"]
+
+
 def test_lists_name_their_kind_and_version(kube, kube_namespace):
     path = f"/api/v1/namespaces/{kube_namespace}/configmaps"
     made = kube.api.create(path, config_map("", generateName="gen-"))

@@ -9,6 +9,7 @@ controllers would; on a real cluster the real controllers do it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import signal
 import socket
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,11 +49,13 @@ def _get(url: str) -> tuple[int, str]:
 
 
 class Operator:
-    def __init__(self, kube: Kube, workdir: Path):
+    """``agentcache-operator`` as a process; ``scope`` is its namespace arguments (default: all)."""
+
+    def __init__(self, kube: Kube, workdir: Path, scope: tuple[str, ...] = ("--all-namespaces",)):
         self.metrics_port, self.liveness_port = _free_port(), _free_port()
         self.log_path = workdir / "agentcache-operator.log"
         command = [
-            sys.executable, "-m", "agentcache_operator.main", "--all-namespaces", "--bind", "127.0.0.1",
+            sys.executable, "-m", "agentcache_operator.main", *scope, "--bind", "127.0.0.1",
             "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port),
             "--resync-seconds", str(RESYNC_SECONDS),
         ]
@@ -85,12 +89,15 @@ class Operator:
                 self.process.wait()
 
 
-@pytest.fixture(scope="module")
-def operator(kube: Kube):  # noqa: F811
-    """The CRD from the chart applied with kubectl, then the operator as its own process."""
+def install_crd(kube: Kube) -> None:  # noqa: F811
     kube.kubectl("apply", "--validate=false", "-f", str(CHART_CRD))
     kube.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/agentcaches.agentcache.io")
-    process = Operator(kube, kube.workdir)
+
+
+@contextlib.contextmanager
+def running_operator(kube: Kube, workdir: Path, *scope: str) -> Iterator[Operator]:  # noqa: F811
+    """The operator, live; on exit it is stopped and must not have logged an error."""
+    process = Operator(kube, workdir, *((scope,) if scope else ()))
     try:
         process.wait_live()
         yield process
@@ -98,6 +105,14 @@ def operator(kube: Kube):  # noqa: F811
         process.stop()
         errors = [line for line in process.logs().splitlines() if " ERROR " in line or "Traceback" in line]
         assert not errors, "the operator logged errors:\n" + "\n".join(errors)
+
+
+@pytest.fixture(scope="module")
+def operator(kube: Kube):  # noqa: F811
+    """The CRD from the chart applied with kubectl, then the operator as its own process."""
+    install_crd(kube)
+    with running_operator(kube, kube.workdir) as process:
+        yield process
 
 
 def cache_path(namespace: str, name: str = "") -> str:
@@ -148,12 +163,14 @@ def act_as_controllers(kube: Kube, namespace: str, name: str) -> None:
         kube.api.patch(child_path("Job", namespace, job["metadata"]["name"]) + "/status", {"status": status})
 
 
-def wait_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: float = 20) -> dict:
+def wait_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: float = 20,
+               accept: Callable[[dict], bool] = lambda o: True) -> dict:
+    """The cache once its status for the current generation has ``phase`` (and satisfies ``accept``)."""
     ready_timeout = timeout if kube.is_emulator else max(timeout, 300)
     return kube.api.wait_for(
         cache_path(namespace, name),
         lambda o: o is not None and (o.get("status") or {}).get("phase") == phase
-        and o["status"].get("observedGeneration") == o["metadata"]["generation"],
+        and o["status"].get("observedGeneration") == o["metadata"]["generation"] and accept(o),
         timeout=ready_timeout, what=f"phase {phase}",
     )
 
@@ -241,15 +258,22 @@ def test_deleted_or_edited_child_is_restored(kube, kube_namespace, operator):  #
 
 
 def test_missing_external_secret_fails_with_a_fix_and_recovers(kube, kube_namespace, operator):  # noqa: F811
-    (_, cache) = documents(EXAMPLES["external"])
+    (secret, cache) = documents(EXAMPLES["external"])
     kube.apply(cache, "-n", kube_namespace)
     failed = wait_phase(kube, kube_namespace, "external-cache", "Failed")
     message = condition(failed, "Ready")["message"]
     assert "external-valkey-auth" in message and "does not exist" in message and "kubectl create secret" in message
     assert condition(failed, "Ready")["reason"] == "InvalidSpec"
     assert operator.live()
+    events = kube.api.get(f"/api/v1/namespaces/{kube_namespace}/events")["items"]
+    assert any(e["involvedObject"]["name"] == "external-cache" and e["reason"] == "Failed"
+               and e["type"] == "Warning" and "kubectl create secret" in e["message"] for e in events)
     kube.kubectl("create", "secret", "generic", "external-valkey-auth", "-n", kube_namespace,
-                 "--from-literal=password=pw")
+                 "--from-literal=other=pw")
+    wrong_key = wait_phase(kube, kube_namespace, "external-cache", "Failed", timeout=RESYNC_SECONDS * 5,
+                           accept=lambda o: "has no key 'password'" in condition(o, "Ready")["message"])
+    assert "spec.valkey.passwordSecretRef.key" in condition(wrong_key, "Ready")["message"]
+    kube.apply(secret, "-n", kube_namespace)  # the example's stringData: the API server folds it into data
     ready = wait_phase(kube, kube_namespace, "external-cache", "Ready", timeout=RESYNC_SECONDS * 5)
     assert ready["status"]["endpoint"] == "valkey://valkey.shared-services.svc:6379/1"
 

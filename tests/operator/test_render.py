@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 
+import jsonpatch
 import kubernetes_validate
 import pytest
 import yaml
 
 from agentcache_operator import names
+from agentcache_operator.injector.patch import SidecarDefaults, build_patch
 from agentcache_operator.render import Cache, SpecError, endpoint, render_children
 from agentcache_operator.render.common import quantity_bytes
 from agentcache_operator.render.valkey import ROLE_LABEL
@@ -193,9 +195,25 @@ def test_config_hash_rolls_pods_only_when_the_config_changes():
 def test_network_policy_admits_only_this_caches_agents_the_operator_and_peers():
     policy = rendered(example("managed-standalone"))[("NetworkPolicy", "llm-cache-valkey")]
     sources = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
-    assert {"podSelector": {"matchLabels": {names.LABEL_CACHE: "llm-cache"}}} in sources
+    agents = {"podSelector": {"matchLabels": {names.LABEL_CACHE: "llm-cache", names.LABEL_INJECTED: "true"}}}
+    assert agents in sources
     assert all("podSelector" in peer for peer in sources)
     assert policy["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_network_policy_admits_the_pods_the_injector_gives_a_sidecar():
+    body = agent_cache(next(p for p in EXAMPLE_FILES if p.stem == "managed-standalone"))
+    policy = rendered(Cache.from_body(body))[("NetworkPolicy", "llm-cache-valkey")]
+    (agents,) = [peer["podSelector"]["matchLabels"] for peer in policy["spec"]["ingress"][0]["from"]]
+    pod = {"metadata": {"name": "agent", "labels": {names.LABEL_CACHE: "llm-cache"}},
+           "spec": {"containers": [{"name": "agent", "image": "agent:1"}]}}
+    patched = jsonpatch.apply_patch(pod, build_patch(pod, body, "agents", SidecarDefaults()))
+
+    def admitted(labels: dict) -> bool:
+        return all(labels.get(key) == value for key, value in agents.items())
+
+    assert admitted(patched["metadata"]["labels"])
+    assert not admitted(pod["metadata"]["labels"]), "a labelled pod without the sidecar is not admitted"
 
 
 def test_pdb_covers_all_valkey_pods():

@@ -120,9 +120,9 @@ async def test_msgpack_values_keep_their_type_and_content_type(cache, sidecar):
         assert await cache.get_many(["mp2", "mp3", "none"]) == {"mp2": [1, b"x"], "mp3": "s", "none": None}
     finally:
         await packed.close()
-    async with AsyncCache(sidecar.socket_path)._transport._session_for(asyncio.get_running_loop()).get(
-            "http://x/v1/keys/mp2") as response:
-        assert response.headers["Content-Type"] == "application/msgpack"
+    async with sidecar.session() as http:
+        async with http.get("/v1/keys/mp2") as response:
+            assert response.headers["Content-Type"] == "application/msgpack"
 
 
 async def test_values_written_by_other_clients(cache, sidecar):
@@ -259,23 +259,23 @@ async def test_lock_and_unlock(cache):
 
 async def test_connections_are_kept_alive(sidecar_factory, monkeypatch):
     """Counts the connections opened (a spy around the real connect calls): one per client, reused."""
-    from agentcache.client import _UnixHTTPConnection
+    from agentcache.wire import SyncConnection
 
     sidecar = sidecar_factory({"cache": {"backend": "memory"}})
     loop = asyncio.get_running_loop()
     opened = {"async": 0, "sync": 0}
-    real_async_connect, real_sync_connect = loop.create_unix_connection, _UnixHTTPConnection.connect
+    real_async_connect, real_sync_open = loop.create_unix_connection, SyncConnection._open
 
     async def counting_async_connect(*args, **kwargs):
         opened["async"] += 1
         return await real_async_connect(*args, **kwargs)
 
-    def counting_sync_connect(self):
+    def counting_sync_open(self):
         opened["sync"] += 1
-        real_sync_connect(self)
+        return real_sync_open(self)
 
     monkeypatch.setattr(loop, "create_unix_connection", counting_async_connect)
-    monkeypatch.setattr(_UnixHTTPConnection, "connect", counting_sync_connect)
+    monkeypatch.setattr(SyncConnection, "_open", counting_sync_open)
     async with AsyncCache(sidecar.socket_path) as cache:
         for i in range(30):
             await cache.set(f"k{i}", i)

@@ -80,14 +80,19 @@ async def test_percent_encoded_keys_are_decoded_once(http):
 
 
 async def test_batch_operations(http):
-    items = {"user:1": {"name": "Alice"}, "user:2": [1, 2], "blob": {"$base64": base64.b64encode(b"\x00\xff").decode()}}
+    blob = {"$base64": base64.b64encode(b"\x00\xff").decode(), "content_type": "application/octet-stream"}
+    packed = {"$base64": base64.b64encode(b"\x81\xa1a\x01").decode(), "content_type": "application/msgpack"}
+    items = {"user:1": {"name": "Alice"}, "user:2": [1, 2], "blob": blob, "packed": packed}
     async with http.post("/v1/batch/set", json={"items": items, "ttl": 60}) as resp:
         assert resp.status == 204
-    async with http.post("/v1/batch/get", json={"keys": ["user:1", "user:2", "blob", "user:9"]}) as resp:
+    async with http.post("/v1/batch/get", json={"keys": ["user:1", "user:2", "blob", "packed", "user:9"]}) as resp:
         values = (await resp.json())["values"]
     assert values == {**items, "user:9": None}
     async with http.get("/v1/keys/user:1") as resp:
         assert resp.headers["Content-Type"] == "application/json"
+    async with http.get("/v1/keys/packed") as resp:
+        assert resp.headers["Content-Type"] == "application/msgpack"
+        assert await resp.read() == b"\x81\xa1a\x01"
     async with http.post("/v1/batch/delete", json={"keys": ["user:1", "user:9"]}) as resp:
         assert await resp.json() == {"deleted": 1}
 
@@ -156,6 +161,7 @@ async def test_stats_and_health(http):
     ("POST", "/v1/batch/set", b'{"items": {"k": 1}, "ttl": "x"}', 400, "bad_ttl"),
     ("POST", "/v1/batch/set", b'{"items": {"k": {"$base64": "!!"}}}', 400, "bad_json"),
     ("POST", "/v1/batch/set", b'{"items": [1]}', 400, "bad_json"),
+    ("POST", "/v1/batch/set", b'{"items": {"k": {"$base64": "", "content_type": 5}}}', 400, "bad_json"),
     ("POST", "/v1/batch/delete", b"[]", 400, "bad_json"),
     ("GET", "/v1/keys?limit=0", None, 400, "bad_limit"),
     ("GET", "/v1/keys?pattern=", None, 400, "bad_pattern"),

@@ -55,6 +55,8 @@ kubectl, so this subclass changes the following, and only this:
 * kubectl's typed generators (``kubectl create namespace|configmap|secret|serviceaccount``)
   send protobuf; those four kinds are decoded, other protobuf bodies get 415.
 * Namespaces carry the ``kubernetes.io/metadata.name`` label, as the API server sets it.
+* A Secret's write-only ``stringData`` is folded into ``data`` (base64, overriding the same
+  key there) on every write, and never stored or returned, as the API server does.
 * Admission webhooks are called on CREATE (mutating, then validating; rules, namespace and
   object selectors, failurePolicy, caBundle); only ``clientConfig.url`` is reachable, a
   Service-backed webhook fails as one without endpoints would. kmock has no admission.
@@ -179,6 +181,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
 )
 NAMESPACE_TYPE = BUILTIN_TYPES[0]
 CRD_TYPE = next(t for t in BUILTIN_TYPES if t.kind == "CustomResourceDefinition")
+SECRET_TYPE = next(t for t in BUILTIN_TYPES if t.kind == "Secret")
 
 
 @attrs.frozen
@@ -707,6 +710,7 @@ class ApiServerEmulator(KubernetesEmulator):
             raise _error(409, "AlreadyExists", f'{rtype.description} "{meta["name"]}" already exists',
                          name=meta["name"], group=rtype.group, kind=rtype.plural)
         obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
+        _fold_string_data(rtype, obj)
         for system_field in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
             meta.pop(system_field, None)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1)
@@ -740,6 +744,7 @@ class ApiServerEmulator(KubernetesEmulator):
                     candidate["status"] = copy.deepcopy(old["status"])
                 else:
                     candidate.pop("status", None)
+        _fold_string_data(rtype, candidate)
         meta, old_meta = candidate.setdefault("metadata", {}), old["metadata"]
         for system_field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
                              "deletionGracePeriodSeconds", "generation", "resourceVersion"):
@@ -1118,6 +1123,19 @@ def _for_version(payload: Obj, rtype: ResourceType) -> Obj:
     if isinstance(payload.get("items"), list):
         return {**payload, "items": [_for_version(item, rtype) for item in payload["items"]]}
     return payload
+
+
+def _fold_string_data(rtype: ResourceType, obj: Obj) -> None:
+    """Move a Secret's ``stringData`` into ``data`` (base64; it wins over the same key in ``data``)."""
+    if rtype is not SECRET_TYPE or "stringData" not in obj:
+        return
+    string_data = obj.pop("stringData") or {}
+    if not isinstance(string_data, dict) or not all(isinstance(v, str) for v in string_data.values()):
+        raise _error(400, "BadRequest", "stringData must map keys to strings")
+    data = obj.get("data") or {}
+    if not isinstance(data, dict):
+        raise _error(400, "BadRequest", "data must map keys to base64 strings")
+    obj["data"] = {**data, **{key: base64.b64encode(value.encode()).decode() for key, value in string_data.items()}}
 
 
 def _spec_of(obj: Obj) -> Obj:

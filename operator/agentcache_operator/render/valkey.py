@@ -299,8 +299,13 @@ def render_pdb(cache: Cache) -> dict[str, Any]:
 
 
 def render_network_policy(cache: Cache) -> dict[str, Any]:
-    """Ingress to Valkey only from this cache's agent pods, the operator, and Valkey's own pods."""
+    """Ingress to Valkey only from this cache's injected agent pods, the operator, and Valkey's own pods.
+
+    Agent pods are those labelled ``agentcache.io/cache: <cache>`` that also carry the sidecar
+    (``agentcache.io/injected: "true"``, set by the injector): only the sidecar talks to Valkey.
+    """
     valkey_pods = selector_labels(cache, COMPONENT)
+    agents = {names.LABEL_CACHE: cache.name, names.LABEL_INJECTED: "true"}
     client_port = [{"protocol": "TCP", "port": names.VALKEY_PORT}]
     peer_ports = [*client_port, {"protocol": "TCP", "port": CLUSTER_BUS_PORT}]
     operator = {"namespaceSelector": {}, "podSelector": {"matchLabels": OPERATOR_POD_LABELS}}
@@ -316,7 +321,7 @@ def render_network_policy(cache: Cache) -> dict[str, Any]:
             "podSelector": {"matchLabels": valkey_pods},
             "policyTypes": ["Ingress"],
             "ingress": [
-                {"from": [{"podSelector": {"matchLabels": {names.LABEL_CACHE: cache.name}}}], "ports": client_port},
+                {"from": [{"podSelector": {"matchLabels": agents}}], "ports": client_port},
                 {"from": [operator], "ports": client_port},
                 {"from": peers, "ports": peer_ports},
             ],
