@@ -172,6 +172,18 @@ def test_secret_string_data_is_folded_into_data(kube, kube_namespace):
     assert same["metadata"]["resourceVersion"] == patched["metadata"]["resourceVersion"]
 
 
+def test_immutable_secret_keeps_its_data_but_not_its_labels(kube, kube_namespace):
+    path = f"/api/v1/namespaces/{kube_namespace}/secrets"
+    kube.api.create(path, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "frozen"},
+                           "immutable": True, "stringData": {"password": "one"}})
+    for change in ({"stringData": {"password": "two"}}, {"data": {"other": "eA=="}}, {"immutable": False}):
+        with pytest.raises(ApiFailure) as refused:
+            kube.api.patch(f"{path}/frozen", change)
+        assert refused.value.status == 422 and "immutable" in refused.value.body["message"]
+    labelled = kube.api.patch(f"{path}/frozen", {"metadata": {"labels": {"team": "a"}}})
+    assert labelled["metadata"]["labels"] == {"team": "a"} and base64.b64decode(labelled["data"]["password"]) == b"one"
+
+
 def test_lists_name_their_kind_and_version(kube, kube_namespace):
     path = f"/api/v1/namespaces/{kube_namespace}/configmaps"
     made = kube.api.create(path, config_map("", generateName="gen-"))

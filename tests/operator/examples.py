@@ -10,6 +10,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = ROOT / "manifests" / "examples"
 CHART_CRD = ROOT / "charts" / "agentcache" / "crds" / "agentcaches.agentcache.io.yaml"
+MANIFEST_CRDS = ROOT / "manifests" / "crds.yaml"  # generated from CHART_CRD (tests/chart/test_manifests.py)
 EXAMPLE_FILES = sorted(EXAMPLES_DIR.glob("*.yaml"))
 
 

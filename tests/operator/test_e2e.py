@@ -26,7 +26,7 @@ from agentcache_operator import names
 from tests.support.k8s import Kube, kube, kube_namespace  # noqa: F401  (fixtures)
 from tests.support.tools import ROOT
 
-from .examples import CHART_CRD, EXAMPLE_FILES, documents
+from .examples import EXAMPLE_FILES, MANIFEST_CRDS, documents
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +90,7 @@ class Operator:
 
 
 def install_crd(kube: Kube) -> None:  # noqa: F811
-    kube.kubectl("apply", "--validate=false", "-f", str(CHART_CRD))
+    kube.kubectl("apply", "--validate=false", "-f", str(MANIFEST_CRDS))  # what a user applies
     kube.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/agentcaches.agentcache.io")
 
 
@@ -109,7 +109,7 @@ def running_operator(kube: Kube, workdir: Path, *scope: str) -> Iterator[Operato
 
 @pytest.fixture(scope="module")
 def operator(kube: Kube):  # noqa: F811
-    """The CRD from the chart applied with kubectl, then the operator as its own process."""
+    """manifests/crds.yaml applied with kubectl, then the operator as its own process."""
     install_crd(kube)
     with running_operator(kube, kube.workdir) as process:
         yield process

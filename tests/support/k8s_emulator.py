@@ -55,6 +55,7 @@ kubectl, so this subclass changes the following, and only this:
 * kubectl's typed generators (``kubectl create namespace|configmap|secret|serviceaccount``)
   send protobuf; those four kinds are decoded, other protobuf bodies get 415.
 * Namespaces carry the ``kubernetes.io/metadata.name`` label, as the API server sets it.
+* An ``immutable: true`` Secret or ConfigMap refuses changes to its data (422), as the API server does.
 * A Secret's write-only ``stringData`` is folded into ``data`` (base64, overriding the same
   key there) on every write, and never stored or returned, as the API server does.
 * Admission webhooks are called on CREATE (mutating, then validating; rules, namespace and
@@ -745,6 +746,7 @@ class ApiServerEmulator(KubernetesEmulator):
                 else:
                     candidate.pop("status", None)
         _fold_string_data(rtype, candidate)
+        _check_immutable_data(rtype, old, candidate)
         meta, old_meta = candidate.setdefault("metadata", {}), old["metadata"]
         for system_field in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
                              "deletionGracePeriodSeconds", "generation", "resourceVersion"):
@@ -1136,6 +1138,16 @@ def _fold_string_data(rtype: ResourceType, obj: Obj) -> None:
     if not isinstance(data, dict):
         raise _error(400, "BadRequest", "data must map keys to base64 strings")
     obj["data"] = {**data, **{key: base64.b64encode(value.encode()).decode() for key, value in string_data.items()}}
+
+
+def _check_immutable_data(rtype: ResourceType, old: Obj, new: Obj) -> None:
+    """An ``immutable: true`` Secret or ConfigMap keeps its data and stays immutable (422 otherwise)."""
+    if rtype.kind not in ("Secret", "ConfigMap") or old.get("immutable") is not True:
+        return
+    for field in ("data", "binaryData", "immutable"):
+        if old.get(field) != new.get(field):
+            raise _invalid(rtype, old["metadata"]["name"],
+                           f"{field}: Forbidden: field is immutable when `immutable` is set")
 
 
 def _spec_of(obj: Obj) -> Obj:

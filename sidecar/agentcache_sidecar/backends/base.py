@@ -12,9 +12,12 @@ one process are understood by another (file directory, shared Valkey).
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Iterable
+from typing import AsyncIterator, Awaitable, Callable, Iterable
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -92,6 +95,29 @@ class Backend(abc.ABC):
 
     def __init__(self) -> None:
         self._eviction_listeners: list[EvictionListener] = []
+        self._sweeper: asyncio.Task | None = None
+
+    def _start_sweeping(self, interval: float, sweep: Callable[[], Awaitable[object]]) -> None:
+        """Run ``sweep`` every ``interval`` seconds until ``_stop_sweeping``; a failed sweep is logged, not fatal."""
+        if self._sweeper is not None:
+            return
+
+        async def sweep_forever() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await sweep()
+                except BackendError as exc:
+                    logging.getLogger("agentcache.sidecar").warning("%s backend sweep failed: %s", self.name, exc)
+
+        self._sweeper = asyncio.create_task(sweep_forever(), name=f"{self.name}-backend-sweep")
+
+    async def _stop_sweeping(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
 
     def add_eviction_listener(self, listener: EvictionListener) -> None:
         self._eviction_listeners.append(listener)

@@ -203,7 +203,6 @@ class FileBackend(Backend):
         self.compress_threshold = cache.compression_threshold if cache.compression else None
         self._max_workers = max_workers
         self._executor: ThreadPoolExecutor | None = None
-        self._sweeper: asyncio.Task | None = None
         self._total_bytes = 0
         self._total_lock = threading.Lock()
         self._evicting = threading.Lock()
@@ -275,26 +274,13 @@ class FileBackend(Backend):
             await self._run(self._sweep_sync)
         except BackendError as exc:
             log.error("%s; the file backend is not ready", exc)
-        if self._sweeper is None:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="file-backend-sweep")
+        self._start_sweeping(self.cleanup_interval, self.sweep)
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await self._stop_sweeping()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.cleanup_interval)
-            try:
-                await self.sweep()
-            except BackendError as exc:
-                log.warning("file backend sweep failed: %s", exc)
 
     async def sweep(self) -> None:
         """Remove expired and corrupt entries, expired locks and stale temp files; recount; enforce size_limit."""

@@ -9,8 +9,6 @@ sweep every ``cleanup_interval`` seconds (reason ``expired``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import OrderedDict
 from typing import AsyncIterator
@@ -37,23 +35,15 @@ class MemoryBackend(Backend):
         self._items: OrderedDict[str, Entry] = OrderedDict()
         self._bytes = 0
         self._locks: dict[str, tuple[str, float]] = {}
-        self._sweeper: asyncio.Task | None = None
 
     async def start(self) -> None:
-        if self._sweeper is None:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="memory-backend-sweep")
+        self._start_sweeping(self.cleanup_interval, self._sweep_now)
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await self._stop_sweeping()
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.cleanup_interval)
-            self.sweep()
+    async def _sweep_now(self) -> None:
+        self.sweep()
 
     def sweep(self, now: float | None = None) -> int:
         """Remove every expired entry and lock; returns how many entries went."""
