@@ -220,10 +220,11 @@ def test_spec_change_updates_children_and_observed_generation(kube, kube_namespa
     kube.kubectl("patch", "acache", "llm-cache", "-n", kube_namespace, "--type=merge", "-p", json.dumps(patch))
     conf_path = child_path("ConfigMap", kube_namespace, "llm-cache-valkey-config")
     kube.api.wait_for(conf_path, lambda o: "maxmemory 536870912\n" in o["data"]["valkey.conf"], what="new maxmemory")
-    sidecar = kube.api.get(child_path("ConfigMap", kube_namespace, names.config_map_name("llm-cache")))
-    assert "default_ttl: 42" in sidecar["data"][names.CONFIG_FILE_KEY]
-    new_hash = kube.api.get(sts_path)["spec"]["template"]["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH]
-    assert new_hash != old_hash
+    kube.api.wait_for(child_path("ConfigMap", kube_namespace, names.config_map_name("llm-cache")),
+                      lambda o: "default_ttl: 42" in o["data"][names.CONFIG_FILE_KEY], what="the new sidecar config")
+    # the StatefulSet is applied after the ConfigMaps it mounts: wait for it, do not read it at once
+    kube.api.wait_for(sts_path, lambda o: o["spec"]["template"]["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH]
+                      != old_hash, what="the pod template's config hash to change")
     act_as_controllers(kube, kube_namespace, "llm-cache")
     after = wait_phase(kube, kube_namespace, "llm-cache", "Ready")
     assert after["metadata"]["generation"] > before["metadata"]["generation"]
