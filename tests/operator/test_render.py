@@ -192,6 +192,17 @@ def test_config_hash_rolls_pods_only_when_the_config_changes():
     assert pod_hash(base) == pod_hash({**base, "defaultTTL": 5})
 
 
+def test_a_new_password_rolls_the_valkey_pods():
+    """A deleted password Secret is re-created with a new password: Valkey must restart to use it."""
+    cache = example("managed-standalone")
+    before = {o["metadata"]["name"]: o for o in render_children(cache, "old-password") if o["kind"] == "StatefulSet"}
+    after = {o["metadata"]["name"]: o for o in render_children(cache, "new-password") if o["kind"] == "StatefulSet"}
+    for name, statefulset in before.items():
+        old = statefulset["spec"]["template"]["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH]
+        new = after[name]["spec"]["template"]["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH]
+        assert old != new
+
+
 def test_network_policy_admits_only_this_caches_agents_the_operator_and_peers():
     policy = rendered(example("managed-standalone"))[("NetworkPolicy", "llm-cache-valkey")]
     sources = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]

@@ -157,7 +157,8 @@ def _service(cache: Cache, name: str, selector: dict[str, str], headless: bool =
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata(cache, name, COMPONENT), "spec": spec}
 
 
-def _statefulset(cache: Cache, name: str, role: str, replicas: int, extra_env: list[dict[str, Any]]) -> dict[str, Any]:
+def _statefulset(cache: Cache, name: str, role: str, replicas: int, extra_env: list[dict[str, Any]],
+                 password: str) -> dict[str, Any]:
     valkey = cache.valkey
     persistence = valkey["persistence"]
     selector = {**selector_labels(cache, COMPONENT), ROLE_LABEL: role}
@@ -191,7 +192,7 @@ def _statefulset(cache: Cache, name: str, role: str, replicas: int, extra_env: l
         "template": {
             "metadata": {
                 "labels": {**labels(cache, COMPONENT), ROLE_LABEL: role},
-                "annotations": {names.ANNOTATION_CONFIG_HASH: config_hash(config_data(cache))},
+                "annotations": {names.ANNOTATION_CONFIG_HASH: config_hash([config_data(cache), password])},
             },
             "spec": {
                 "automountServiceAccountToken": False,
@@ -216,22 +217,24 @@ def _statefulset(cache: Cache, name: str, role: str, replicas: int, extra_env: l
     return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": metadata(cache, name, COMPONENT), "spec": spec}
 
 
-def render_statefulsets(cache: Cache) -> list[dict[str, Any]]:
+def render_statefulsets(cache: Cache, password: str) -> list[dict[str, Any]]:
+    """The pods' config-hash covers valkey.conf and the password, so a re-created Secret rolls the pods."""
     base = names.valkey_name(cache.name)
     topology = cache.valkey["topology"]
     if topology == "standalone":
-        return [_statefulset(cache, base, "primary", 1, [])]
+        return [_statefulset(cache, base, "primary", 1, [], password)]
     if topology == "replicated":
         replica_env = [{"name": "VALKEY_PRIMARY", "value": f"{base}.{cache.namespace}.svc:{names.VALKEY_PORT}"}]
         return [
-            _statefulset(cache, base, "primary", 1, []),
-            _statefulset(cache, replica_name(cache.name), "replica", cache.valkey["replicas"], replica_env),
+            _statefulset(cache, base, "primary", 1, [], password),
+            _statefulset(cache, replica_name(cache.name), "replica", cache.valkey["replicas"], replica_env,
+                         password),
         ]
     announce = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "VALKEY_ANNOUNCE_HOSTNAME", "value": f"$(POD_NAME).{headless_name(cache.name)}.{cache.namespace}.svc"},
     ]
-    return [_statefulset(cache, base, "node", cluster_size(cache), announce)]
+    return [_statefulset(cache, base, "node", cluster_size(cache), announce, password)]
 
 
 def render_services(cache: Cache) -> list[dict[str, Any]]:
@@ -344,7 +347,7 @@ def render_managed_valkey(cache: Cache, password: str) -> list[dict[str, Any]]:
         render_password_secret(cache, password),
         render_config(cache),
         *render_services(cache),
-        *render_statefulsets(cache),
+        *render_statefulsets(cache, password),
         render_pdb(cache),
         render_network_policy(cache),
     ]
