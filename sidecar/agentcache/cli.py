@@ -385,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "batch_size", 1) < 1 or getattr(args, "limit", 1) < 1:
         print("agentcache: --batch-size and --limit must be at least 1", file=sys.stderr)
         return 1
+    if not args.timeout > 0:
+        print("agentcache: --timeout must be a positive number of seconds", file=sys.stderr)
+        return 1
     socket_path = args.socket or default_socket_path()
     cache = Cache(socket_path, timeout=args.timeout)
     try:

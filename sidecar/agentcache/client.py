@@ -33,7 +33,7 @@ from agentcache_operator.names import ENV_SOCKET, SOCKET_PATH
 
 from . import wire
 from .errors import CacheUnavailable, InvalidRequest, SerializationError, error_from_response
-from .keys import SCOPE_SEPARATOR, check_key, check_scope, escape_glob
+from .keys import SCOPE_SEPARATOR, check_key, check_scope, check_seconds, escape_glob
 from .serializers import JSON_TYPE, MISS, Codec, Serializer
 
 DEFAULT_TIMEOUT = 5.0
@@ -109,7 +109,7 @@ class _Operations:
     def __init__(self, socket_path: str | None, serializer: str | Serializer, signing_key: bytes | str | None,
                  timeout: float, codec: Codec | None = None, scope: str = ""):
         self.socket_path = socket_path or default_socket_path()
-        self.timeout = timeout
+        self.timeout = check_seconds(timeout, "timeout", allow_none=False, positive=True)
         self.codec = codec or Codec(serializer, signing_key)
         self.scope = scope
         self._key_prefix = scope + SCOPE_SEPARATOR if scope else ""
@@ -247,7 +247,11 @@ class _Operations:
             if value is None:
                 return default
             if _is_base64(value):
-                value = self.codec.decode(base64.b64decode(value["$base64"]), value.get("content_type"), full_key)
+                try:
+                    data = base64.b64decode(value["$base64"], validate=True)
+                except (ValueError, TypeError):
+                    raise SerializationError(f"the sidecar sent an unreadable value for {full_key!r}") from None
+                value = self.codec.decode(data, value.get("content_type"), full_key)
             return default if value is MISS else value
 
         def combine(answers: list[dict]) -> dict:

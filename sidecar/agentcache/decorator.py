@@ -28,7 +28,7 @@ from typing import Any, Callable, Generator
 
 from .client import AsyncCache, Cache, Lookup, get_cache
 from .errors import CacheError, CacheUnavailable
-from .keys import UnhashableValue, stable_hash
+from .keys import UnhashableValue, check_seconds, stable_hash
 
 log = logging.getLogger("agentcache")
 
@@ -108,7 +108,10 @@ class _Policy:
 
     def __init__(self, ttl: float | None, stale_if_error: bool, stale_ttl: float | None, lock: bool,
                  lock_ttl: float, lock_wait: float | None, cache_none: bool, name: str):
-        self.ttl = ttl
+        self.ttl = check_seconds(ttl, "ttl")
+        check_seconds(stale_ttl, "stale_ttl")
+        check_seconds(lock_ttl, "lock_ttl", allow_none=False, positive=True)
+        check_seconds(lock_wait, "lock_wait")
         self.stale_if_error = stale_if_error
         self.stale_ttl = (stale_ttl if stale_ttl is not None else (ttl or DEFAULT_STALE_TTL)) \
             if stale_if_error else None

@@ -19,7 +19,7 @@ import json
 import uuid
 from typing import Any
 
-from .errors import InvalidKey
+from .errors import InvalidKey, InvalidRequest
 
 HASH_CHARS = 32
 GLOB_SPECIAL = "*?[]\\"
@@ -88,7 +88,22 @@ def check_key(key: Any) -> str:
         raise InvalidKey(f"keys must be strings, got {type(key).__name__}")
     if not key:
         raise InvalidKey("the key is empty")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKey(f"the key {key!r} is not valid Unicode (it holds a lone surrogate)") from None
     return key
+
+
+def check_seconds(value: Any, name: str, allow_none: bool = True, positive: bool = False) -> Any:
+    """A number of seconds given to the SDK: finite, not negative (``positive``: above 0)."""
+    if value is None and allow_none:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
+            float("inf"), float("-inf")) or value < 0 or (positive and value == 0):
+        rule = "a positive" if positive else "a non-negative"
+        raise InvalidRequest(f"{name} must be {rule} finite number of seconds, got {value!r}", "bad_ttl")
+    return value
 
 
 def check_scope(scope: Any) -> str:

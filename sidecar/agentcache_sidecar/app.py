@@ -16,10 +16,12 @@ import time
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from .backends.base import DEFAULT_CONTENT_TYPE, Entry, ValueTooLarge
 from .config import Settings
-from .keys import ApiError, check_key, check_pattern, check_seconds, decode_path_key, parse_limit, parse_seconds
+from .keys import (ApiError, check_content_type, check_key, check_pattern, check_seconds, decode_path_key,
+                   parse_limit, parse_seconds)
 from .metrics import SidecarMetrics
 from .store import CacheService
 
@@ -60,6 +62,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message)
+    except RequestPayloadError as exc:
+        return error_response(400, "bad_body", f"the request body could not be read: {exc}")
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(413, "too_large", exc.text or "request body too large")
     except web.HTTPException as exc:
@@ -91,11 +95,12 @@ class KeyApi:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         raw_path = request.raw_path.split("?", 1)[0]
-        key_part, _, sub = raw_path[len(KEYS_PREFIX):].partition("/")
+        key_part, slash, sub = raw_path[len(KEYS_PREFIX):].partition("/")
         key = decode_path_key(key_part, self.max_key)
-        handler = self.routes.get((sub, request.method))
+        known = bool(sub) or not slash  # "/v1/keys/k/" names no resource
+        handler = self.routes.get((sub, request.method)) if known else None
         if handler is None:
-            if any(s == sub for s, _ in self.routes):
+            if known and any(s == sub for s, _ in self.routes):
                 allowed = sorted(m for s, m in self.routes if s == sub)
                 raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here; use {', '.join(allowed)}")
             raise ApiError(404, "not_found", f"no such resource: /v1/keys/{{key}}/{sub}")
@@ -130,9 +135,9 @@ class KeyApi:
         value = await request.read()
         if len(value) > self.max_value:
             raise ApiError(413, "too_large", f"value of {len(value)} bytes exceeds max_value_bytes ({self.max_value})")
-        content_type = request.headers.get("Content-Type", DEFAULT_CONTENT_TYPE)
+        content_type = check_content_type(request.headers.get("Content-Type", DEFAULT_CONTENT_TYPE), key)
         outcome = await self._store(self.service.set(key, Entry.create(value, content_type, ttl, stale_ttl)))
-        _observe(self.metrics, "set", "ok" if outcome.stored else outcome.degraded or "dropped", started)
+        _observe(self.metrics, "set", outcome.degraded or "ok", started)
         return _write_response(outcome)
 
     async def _store(self, write: Awaitable):
@@ -205,9 +210,9 @@ class KeyApi:
 
     async def _json_body(self, request: web.Request, field: str, kind: type) -> tuple[dict, Any]:
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
+            body = json.loads(await request.text(), parse_constant=_reject_constant)
+        except (ValueError, RecursionError, LookupError):  # bad syntax or encoding, too deep, unknown charset
+            raise ApiError(400, "bad_json", "the request body is not valid JSON (or nested too deeply)") from None
         if not isinstance(body, dict) or not isinstance(body.get(field), kind):
             raise ApiError(400, "bad_json", f"the body must be a JSON object with {field!r} "
                                             f"({'a list' if kind is list else 'an object'})")
@@ -237,7 +242,7 @@ class KeyApi:
                                                  f"max_value_bytes is {self.max_value}")
             entries.append((key, Entry.create(data, content_type, ttl, stale_ttl, now)))
         outcome = await self._store(self.service.set_many(entries))
-        _observe(self.metrics, "set_many", "ok" if outcome.stored else outcome.degraded or "dropped", started)
+        _observe(self.metrics, "set_many", outcome.degraded or "ok", started)
         return _write_response(outcome)
 
     async def batch_delete(self, request: web.Request) -> web.StreamResponse:
@@ -272,12 +277,16 @@ def _as_json_value(entry: Entry | None) -> Any:
     if entry.content_type.split(";")[0].strip() == JSON_TYPE:
         try:
             value = json.loads(entry.value)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON after all, or too deep to re-encode: send the bytes
             value = None
         else:
             if not _looks_wrapped(value):
                 return value
     return {"$base64": base64.b64encode(entry.value).decode("ascii"), "content_type": entry.content_type}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _looks_wrapped(value: Any) -> bool:
@@ -287,14 +296,16 @@ def _looks_wrapped(value: Any) -> bool:
 def _from_json_value(key: str, value: Any) -> tuple[bytes, str]:
     """``{"$base64": ...}`` (optionally with ``content_type``) is bytes; any other JSON value is stored as JSON."""
     if _looks_wrapped(value):
-        content_type = value.get("content_type", DEFAULT_CONTENT_TYPE)
-        if not isinstance(content_type, str) or not content_type or len(content_type) > 255:
-            raise ApiError(400, "bad_json", f"the content_type of {key!r} must be a non-empty string")
+        content_type = check_content_type(value.get("content_type", DEFAULT_CONTENT_TYPE), key)
         try:
             return base64.b64decode(value["$base64"], validate=True), content_type
         except (binascii.Error, TypeError, ValueError):
             raise ApiError(400, "bad_json", f"the $base64 value of {key!r} is not valid base64") from None
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), JSON_TYPE
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), JSON_TYPE
+    except (UnicodeEncodeError, RecursionError, ValueError):
+        raise ApiError(400, "bad_json", f"the value of {key!r} cannot be stored as JSON (lone surrogate or too "
+                                        "deeply nested)") from None
 
 
 async def health(request: web.Request) -> web.Response:

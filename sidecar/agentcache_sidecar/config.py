@@ -75,9 +75,17 @@ class ValkeySettings(_Section):
     def _url_scheme(cls, value: str) -> str:
         if not value:
             raise ValueError("must not be empty")
-        scheme = urlsplit(value).scheme
-        if scheme not in VALKEY_SCHEMES:
+        parts = urlsplit(value)
+        if parts.scheme not in VALKEY_SCHEMES:
             raise ValueError(f"scheme must be one of {', '.join(s + '://' for s in VALKEY_SCHEMES)}")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("the port must be a number between 0 and 65535") from None
+        if parts.scheme == "unix" and not parts.path:
+            raise ValueError("a unix:// URL needs the socket's path")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("the URL names no host")
         return value
 
     @model_validator(mode="before")
@@ -115,7 +123,7 @@ class SidecarSettings(_Section):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the metrics listener")
     max_value_bytes: int = Field(8 * MiB, ge=1, le=512 * MiB)
-    max_key_bytes: int = Field(1024, ge=1, le=65536)
+    max_key_bytes: int = Field(1024, ge=1, le=4096, description="percent-encoded, a key must fit an HTTP line")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     fallback: Literal["miss", "memory"] = "memory"
     shutdown_timeout: float = Field(10.0, ge=0)
@@ -225,6 +233,8 @@ def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] |
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): is this the right file?") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -23,14 +23,22 @@ class ApiError(Exception):
         self.message = message
 
 
+def _is_control(ch: str) -> bool:
+    code = ord(ch)
+    return code < 0x20 or 0x7F <= code <= 0x9F
+
+
 def _check_text(text: str, what: str, max_bytes: int) -> str:
-    size = len(text.encode("utf-8"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ApiError(400, f"bad_{what}", f"the {what} is not valid Unicode (it holds a lone surrogate)") from None
     if size == 0:
         raise ApiError(400, f"bad_{what}", f"the {what} is empty")
     if size > max_bytes:
         raise ApiError(400, f"bad_{what}", f"the {what} is {size} bytes; the limit is {max_bytes} bytes")
     for ch in text:
-        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+        if _is_control(ch):
             raise ApiError(400, f"bad_{what}", f"the {what} contains the control character U+{ord(ch):04X}")
     return text
 
@@ -69,10 +77,11 @@ def parse_seconds(raw: str | None, name: str, default: float) -> float:
 
 
 def check_seconds(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ApiError(400, "bad_ttl", f"{name} must be a finite number of seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not math.isfinite(value)):
+        raise ApiError(400, "bad_ttl", f"{name} must be a finite number of seconds, got {str(value)[:40]!r}")
     if value < 0 or value > MAX_TTL:
-        raise ApiError(400, "bad_ttl", f"{name} must be between 0 and {MAX_TTL} seconds, got {value!r}")
+        raise ApiError(400, "bad_ttl", f"{name} must be between 0 and {MAX_TTL} seconds, got {str(value)[:40]}")
     return float(value)
 
 
@@ -85,4 +94,12 @@ def parse_limit(raw: str | None, default: int, maximum: int) -> int:
         raise ApiError(400, "bad_limit", f"limit must be a whole number, got {raw!r}") from None
     if not 1 <= value <= maximum:
         raise ApiError(400, "bad_limit", f"limit must be between 1 and {maximum}, got {value}")
+    return value
+
+
+def check_content_type(value: object, key: str) -> str:
+    """A Content-Type to store and later send as a header: printable ASCII, at most 255 characters."""
+    if not isinstance(value, str) or not 0 < len(value) <= 255 or not all(0x20 <= ord(c) <= 0x7E for c in value):
+        raise ApiError(400, "bad_content_type", f"the content type of {key!r} must be 1..255 printable ASCII "
+                                                "characters")
     return value

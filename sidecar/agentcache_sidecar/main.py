@@ -94,18 +94,24 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     metrics = SidecarMetrics()
     service = build_service(settings, metrics)
     app = create_app(settings, service, metrics)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=side.shutdown_timeout, handle_signals=False)
-    await runner.setup()
+    line_limit = 3 * side.max_key_bytes + 1024  # a fully percent-encoded key plus the rest of the request line
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=side.shutdown_timeout, handle_signals=False,
+                           max_line_size=max(8190, line_limit), max_field_size=8190)
+    metrics_runner = None
     socket_path = str(Path(side.socket_path))
+    if side.metrics_port:  # bound first: a busy port must fail before the socket exists
+        metrics_runner = web.AppRunner(create_metrics_app(service, metrics), access_log=None, handle_signals=False)
+        await metrics_runner.setup()
+        try:
+            await web.TCPSite(metrics_runner, side.metrics_host, side.metrics_port).start()
+        except OSError:
+            await metrics_runner.cleanup()
+            raise
+    await runner.setup()
     Path(socket_path).parent.mkdir(parents=True, exist_ok=True)
     clear_stale_socket(socket_path)
     await web.UnixSite(runner, socket_path).start()
     os.chmod(socket_path, side.socket_mode)
-    metrics_runner = None
-    if side.metrics_port:
-        metrics_runner = web.AppRunner(create_metrics_app(service, metrics), access_log=None, handle_signals=False)
-        await metrics_runner.setup()
-        await web.TCPSite(metrics_runner, side.metrics_host, side.metrics_port).start()
     log.info("agentcache sidecar serving %s backend on %s (metrics on %s:%s)", settings.cache.backend,
              socket_path, side.metrics_host, side.metrics_port or "off")
     stop = stop or asyncio.Event()
@@ -145,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"agentcache-sidecar: {exc}", file=sys.stderr)
         return 2
     settings = loaded.settings
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        print("agentcache-sidecar: --metrics-port must be between 0 and 65535", file=sys.stderr)
+        return 2
     if args.socket:
         settings.sidecar.socket_path = args.socket
     if args.metrics_port is not None:

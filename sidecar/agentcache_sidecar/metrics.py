@@ -26,6 +26,10 @@ BACKEND_UP = "agentcache_backend_up"
 BACKEND_ERRORS_TOTAL = "agentcache_backend_errors_total"
 VALUE_BYTES = "agentcache_value_bytes"
 
+EVICTION_REASONS = ("lru", "expired", "size", "corrupt")
+BACKEND_OPS = ("get", "get_many", "set", "set_many", "delete", "delete_many", "delete_pattern", "list", "lock",
+               "unlock", "stats")
+
 SIDECAR_METRICS = (REQUESTS_TOTAL, REQUEST_DURATION, HITS_TOTAL, MISSES_TOTAL, EVICTIONS_TOTAL, KEYS,
                    MEMORY_BYTES, BACKEND_UP, BACKEND_ERRORS_TOTAL, VALUE_BYTES)
 
@@ -56,6 +60,10 @@ class SidecarMetrics:
                                       registry=r)
         self.value_bytes = Histogram(VALUE_BYTES, "Sizes of values written.", buckets=SIZE_BUCKETS, registry=r)
         self._request_children: dict[tuple[str, str], tuple] = {}
+        for reason in EVICTION_REASONS:  # series exist at 0 from the start, so rate() panels have data
+            self.evictions.labels(reason)
+        for op in BACKEND_OPS:
+            self.backend_errors.labels(op)
 
     def observe_request(self, op: str, result: str, seconds: float) -> None:
         """Count one API request and its latency (label children cached: this is on every request's path)."""

@@ -69,7 +69,7 @@ class CacheService:
 
     async def start(self) -> None:
         await self.backend.start()
-        if self.fallback:
+        if self.fallback is not None:
             await self.fallback.start()
         if not await self._ping_primary():
             self._mark_down("startup")
@@ -80,7 +80,7 @@ class CacheService:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
-        if self.fallback:
+        if self.fallback is not None:
             await self.fallback.close()
         await self.backend.close()
 
@@ -93,7 +93,7 @@ class CacheService:
     def _mark_down(self, op: str) -> None:
         if self.primary_up:
             log.warning("backend %s is unreachable (during %s); %s", self.backend.name, op,
-                        "serving from the memory fallback" if self.fallback else "reads miss, writes are dropped")
+                        "serving from the memory fallback" if self.fallback is not None else "reads miss, writes are dropped")
         self.primary_up = False
         self.metrics.backend_up.set(0)
         if self._probe is None or self._probe.done():
@@ -103,7 +103,7 @@ class CacheService:
         while not await self._ping_primary():
             await asyncio.sleep(PROBE_INTERVAL)
         log.warning("backend %s is reachable again", self.backend.name)
-        if self.fallback:
+        if self.fallback is not None:
             await self.fallback.delete_pattern("*")
         self.primary_up = True
         self.metrics.backend_up.set(1)

@@ -364,3 +364,13 @@ def test_forked_child_uses_its_own_connection(sync_cache):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert sync_cache.get("fork") == "child"
+
+
+def test_sdk_input_mistakes_are_sdk_errors_not_tracebacks():
+    from agentcache import InvalidKey, InvalidRequest, cached
+    with pytest.raises(InvalidRequest, match="timeout"):
+        Cache("/nonexistent.sock", timeout=0)
+    with pytest.raises(InvalidKey, match="lone surrogate"):
+        Cache("/nonexistent.sock").get("\udcff")
+    with pytest.raises(InvalidRequest, match="ttl"):
+        cached(ttl=-1)(lambda: 1)

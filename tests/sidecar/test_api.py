@@ -161,7 +161,17 @@ async def test_stats_and_health(http):
     ("POST", "/v1/batch/set", b'{"items": {"k": 1}, "ttl": "x"}', 400, "bad_ttl"),
     ("POST", "/v1/batch/set", b'{"items": {"k": {"$base64": "!!"}}}', 400, "bad_json"),
     ("POST", "/v1/batch/set", b'{"items": [1]}', 400, "bad_json"),
-    ("POST", "/v1/batch/set", b'{"items": {"k": {"$base64": "", "content_type": 5}}}', 400, "bad_json"),
+    ("POST", "/v1/batch/set", b'{"items": {"k": {"$base64": "", "content_type": 5}}}', 400, "bad_content_type"),
+    ("POST", "/v1/batch/set", b'{"items": {"k": {"$base64": "", "content_type": "a\\r\\nX-Evil: 1"}}}', 400,
+     "bad_content_type"),
+    ("POST", "/v1/batch/set", b'{"items": {"k": NaN}}', 400, "bad_json"),
+    ("POST", "/v1/batch/set", b'{"items": {"a": 1}, "ttl": 1' + b"0" * 400 + b"}", 400, "bad_ttl"),
+    ("POST", "/v1/batch/set", b'{"items": {"v": "\\ud800"}}', 400, "bad_json"),
+    ("POST", "/v1/batch/get", b'{"keys": ["\\ud800"]}', 400, "bad_key"),
+    ("POST", "/v1/batch/get", b'{"keys": ["a"], "x": ' + b"9" * 5000 + b"}", 400, "bad_json"),
+    ("POST", "/v1/batch/set", b'{"items": {"d": ' + b"[" * 100000 + b"]" * 100000 + b"}}", 400, "bad_json"),
+    ("GET", "/v1/keys/a%C2%85b", None, 400, "bad_key"),
+    ("GET", "/v1/keys/k/", None, 404, "not_found"),
     ("POST", "/v1/batch/delete", b"[]", 400, "bad_json"),
     ("GET", "/v1/keys?limit=0", None, 400, "bad_limit"),
     ("GET", "/v1/keys?pattern=", None, 400, "bad_pattern"),
@@ -177,6 +187,43 @@ async def test_bad_input_gets_json_4xx_and_sidecar_keeps_serving(http, method, p
         assert resp.status == status
         assert resp.headers["Content-Type"].startswith("application/json")
         assert (await resp.json())["error"] == code
+    assert (await put(http, "still-alive"))[0] == 204
+
+
+async def test_unknown_charset_and_broken_gzip_are_400(http):
+    async with http.post("/v1/batch/get", data=b'{"keys": []}',
+                         headers={"Content-Type": "application/json; charset=bogus"}) as resp:
+        assert resp.status == 400 and (await resp.json())["error"] == "bad_json"
+    async with http.put("/v1/keys/gz", data=b"abc", headers={"Content-Encoding": "gzip"}) as resp:
+        assert resp.status == 400 and (await resp.json())["error"] == "bad_body"
+    assert (await put(http, "still-alive"))[0] == 204
+
+
+async def test_a_stored_json_value_too_deep_to_reencode_comes_back_as_bytes(http):
+    deep = b"[" * 100000 + b"]" * 100000
+    async with http.put("/v1/keys/deep", data=deep, headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 204
+    async with http.post("/v1/batch/get", json={"keys": ["deep"]}) as resp:
+        assert resp.status == 200
+        value = (await resp.json())["values"]["deep"]
+    assert base64.b64decode(value["$base64"]) == deep and value["content_type"] == "application/json"
+
+
+async def test_json_that_looks_like_the_bytes_wrapper_is_not_mistaken_for_bytes(http):
+    lookalike = {"$base64": "aGk="}
+    async with http.put("/v1/keys/amb", data=json.dumps(lookalike), headers={"Content-Type": "application/json"}):
+        pass
+    async with http.post("/v1/batch/get", json={"keys": ["amb"]}) as resp:
+        value = (await resp.json())["values"]["amb"]
+    assert value["content_type"] == "application/json"
+    assert json.loads(base64.b64decode(value["$base64"])) == lookalike
+
+
+async def test_long_urls_and_headers_get_4xx_not_a_crash(http):
+    async with http.get("/v1/keys/" + "a" * 20000) as resp:
+        assert 400 <= resp.status < 500
+    async with http.get("/v1/keys/x", headers={"X-Big": "b" * 20000}) as resp:
+        assert 400 <= resp.status < 500
     assert (await put(http, "still-alive"))[0] == 204
 
 

@@ -110,3 +110,20 @@ def test_embedded_default_and_env_path(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("cache:\n  backend: file\n")
     assert load_config(None, environ={"AGENTCACHE_CONFIG": str(path)}).settings.cache.backend == "file"
+
+
+@pytest.mark.parametrize("url, fragment", [
+    ("valkey://127.0.0.1:notaport", "the port must be a number"),
+    ("valkey://:6379", "names no host"),
+    ("unix://", "socket's path"),
+])
+def test_bad_valkey_urls_are_config_errors(url, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        parse_settings({"services": {"valkey": {"config": {"url": url}}}}, environ={})
+
+
+def test_non_utf8_config_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path, environ={})
