@@ -172,8 +172,9 @@ class KeyApi:
         if taken is False:
             _observe(self.metrics, "lock", "held", started)
             return error_response(409, "locked", "another caller holds this lock")
-        _observe(self.metrics, "lock", "ok" if taken else "degraded", started)
-        return web.json_response({"token": token, "degraded": taken is None})
+        degraded = taken is None or not self.service.primary_up  # None: nobody holds locks; down: only this pod
+        _observe(self.metrics, "lock", "degraded" if degraded else "ok", started)
+        return web.json_response({"token": token, "degraded": degraded})
 
     async def unlock(self, request: web.Request, key: str) -> web.StreamResponse:
         started = time.perf_counter()
