@@ -166,6 +166,11 @@ def _statefulset(cache: Cache, name: str, role: str, replicas: int, extra_env: l
     if valkey["topology"] == "cluster":
         ports.append({"name": "cluster-bus", "containerPort": CLUSTER_BUS_PORT, "protocol": "TCP"})
     ping = 'REDISCLI_AUTH="$VALKEY_PASSWORD" valkey-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG'
+    if valkey["topology"] == "cluster":
+        # A node is ready only while the cluster it belongs to is healthy, so the StatefulSet's readyReplicas
+        # (what the operator reads) follows the cluster state; the headless Service publishes unready pods,
+        # which the bootstrap Job needs to reach them before the cluster exists.
+        ping = 'REDISCLI_AUTH="$VALKEY_PASSWORD" valkey-cli -h 127.0.0.1 -p 6379 cluster info | grep -q "cluster_state:ok"'
     container = {
         "name": "valkey",
         "image": image(cache),
