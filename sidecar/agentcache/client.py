@@ -38,7 +38,6 @@ from .serializers import JSON_TYPE, MISS, Codec, Serializer
 
 DEFAULT_TIMEOUT = 5.0
 BATCH_CHUNK = 1000
-_JSON_HEADERS = {"Content-Type": JSON_TYPE}
 
 
 def default_socket_path() -> str:
