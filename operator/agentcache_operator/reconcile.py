@@ -26,7 +26,7 @@ from .metrics import RECONCILE_DURATION, RECONCILES, PhaseBook
 from .render import Cache, SpecError, render_children
 from .render.common import quantity_bytes
 from .render.valkey import PASSWORD_KEY
-from .status import Assessment, Observed, assess, changed, failed, status
+from .status import Assessment, Observed, assess, changed, count_pods, failed, sidecar_config_hash, status
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,7 @@ class Reconciler:
                 await self._prune(cache, children)
             observed.statefulsets = [o for o in applied if o["kind"] == "StatefulSet"]
             observed.bootstrap_job = next((o for o in applied if o["kind"] == "Job"), None)
+            observed.config_hash = sidecar_config_hash(cache, applied)
             assessment = assess(cache, observed, previous.get("phase"))
         except SpecError as error:
             assessment = failed("InvalidSpec", str(error))
@@ -121,7 +122,9 @@ class Reconciler:
             if error.status not in (400, 403, 422):
                 raise
             assessment = failed("ChildRejected", f"the API server rejected a child object: {error.message}")
-        observed.injected_pods, observed.uninjected_pods = await self._count_pods(cache)
+        current_hash = observed.config_hash or previous.get("configHash")
+        observed.injected_pods, observed.uninjected_pods, observed.outdated_pods = await self._count_pods(
+            cache, current_hash)
         new_status = status(cache, assessment, observed, previous)
         if changed(previous, new_status):
             await self.client.patch_status(namespace, name, new_status)
@@ -222,12 +225,10 @@ class Reconciler:
                     logger.info("pruning %s %s/%s", kind, cache.namespace, item["metadata"]["name"])
                     await self.client.delete(kind, cache.namespace, item["metadata"]["name"])
 
-    async def _count_pods(self, cache: Cache) -> tuple[int, int]:
-        """Pods labelled with this cache: (with the sidecar, without it)."""
+    async def _count_pods(self, cache: Cache, config_hash: str | None) -> tuple[int, int, int]:
+        """(injected, uninjected, outdated) pods labelled with this cache; see ``count_pods``."""
         pods = await self.client.list("Pod", cache.namespace, f"{names.LABEL_CACHE}={cache.name}")
-        pods = [p for p in pods if (p["metadata"].get("labels") or {}).get(names.LABEL_CACHE) == cache.name]
-        injected = sum(1 for p in pods if p["metadata"]["labels"].get(names.LABEL_INJECTED) == "true")
-        return injected, len(pods) - injected
+        return count_pods(pods, cache.name, config_hash)
 
     async def _event(self, body: dict[str, Any], assessment: Assessment) -> None:
         meta = body["metadata"]

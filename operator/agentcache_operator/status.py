@@ -1,4 +1,4 @@
-"""From observed children to ``status`` (phase, conditions): pure functions, no API calls.
+"""From observed children and pods to ``status`` (phase, conditions, pod counts): pure functions, no API calls.
 
 Phases:
 - Pending: not usable yet and never was (pods starting, cluster forming).
@@ -35,6 +35,32 @@ class Observed:
     bootstrap_job: dict[str, Any] | None = None
     injected_pods: int = 0
     uninjected_pods: int = 0
+    outdated_pods: int = 0
+    config_hash: str | None = None  # of the sidecar ConfigMap as applied; None when this reconcile applied none
+
+
+def sidecar_config_hash(cache: Cache, objects: list[dict[str, Any]]) -> str | None:
+    """The ``agentcache.io/config-hash`` annotated on ``cache``'s sidecar ConfigMap among ``objects``, if there."""
+    for obj in objects:
+        if obj.get("kind") == "ConfigMap" and obj["metadata"]["name"] == names.config_map_name(cache.name):
+            return (obj["metadata"].get("annotations") or {}).get(names.ANNOTATION_CONFIG_HASH)
+    return None
+
+
+def count_pods(pods: list[dict[str, Any]], cache_name: str, config_hash: str | None) -> tuple[int, int, int]:
+    """Pods labelled with ``cache_name``: (with the sidecar, without it, with the sidecar but not ``config_hash``).
+
+    A pod is outdated when its ``agentcache.io/config-hash`` annotation (the hash its sidecar
+    started with, set by the injector) differs from ``config_hash``; a missing annotation differs
+    too. With no known ``config_hash`` no pod is outdated.
+    """
+    mine = [p for p in pods if (p["metadata"].get("labels") or {}).get(names.LABEL_CACHE) == cache_name]
+    injected = [p for p in mine if p["metadata"]["labels"].get(names.LABEL_INJECTED) == "true"]
+    outdated = 0
+    if config_hash is not None:
+        outdated = sum(1 for p in injected
+                       if (p["metadata"].get("annotations") or {}).get(names.ANNOTATION_CONFIG_HASH) != config_hash)
+    return len(injected), len(mine) - len(injected), outdated
 
 
 def _ready(statefulset: dict[str, Any]) -> tuple[int, int]:
@@ -125,14 +151,17 @@ def conditions(assessment: Assessment, generation: int, previous: list[dict[str,
 
 
 def status(cache: Cache, assessment: Assessment, observed: Observed, previous: dict[str, Any]) -> dict[str, Any]:
-    """The whole ``status`` to write."""
+    """The ``status`` to write (a merge patch: ``configHash`` is left as it was when none was applied)."""
     result: dict[str, Any] = {
         "phase": assessment.phase,
         "observedGeneration": cache.generation,
         "conditions": conditions(assessment, cache.generation, previous.get("conditions") or []),
         "injectedPods": observed.injected_pods,
         "uninjectedPods": observed.uninjected_pods,
+        "outdatedPods": observed.outdated_pods,
     }
+    if observed.config_hash is not None:
+        result["configHash"] = observed.config_hash
     # null removes a stale endpoint in the merge patch: a Failed cache has none
     result["endpoint"] = endpoint(cache) if assessment.phase != "Failed" else None
     return result

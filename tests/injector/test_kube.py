@@ -24,7 +24,6 @@ from agentcache_operator.injector import certs
 from agentcache_operator.injector.kubeapi import ApiCacheLookup, Credentials, KubeApi
 from agentcache_operator.injector.tls import ManagedCertificates, SecretStore, WebhookCaBundle, utc_now
 from agentcache_operator.injector.webhook import render_webhook_configuration
-from tests.support.k8s import kube, kube_namespace  # noqa: F401  (fixtures)
 
 from .helpers import SERVICE, InjectorProcess, apply, assert_wired, client_ssl_context, patch_of, pod, review
 

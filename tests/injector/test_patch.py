@@ -6,7 +6,9 @@ import pytest
 
 from agentcache_operator import names
 from agentcache_operator.injector.admission import MalformedReview, decide, parse_review
-from agentcache_operator.injector.patch import InjectionError, SidecarDefaults, build_patch, escape_pointer
+from agentcache_operator.injector.patch import (
+    SCRAPE_ANNOTATIONS, InjectionError, SidecarDefaults, build_patch, escape_pointer,
+)
 
 from .helpers import NAMESPACE, agentcache, apply, assert_wired, patch_of, pod, review, sidecar_of, validate_pod
 
@@ -35,6 +37,32 @@ def test_injecting_twice_changes_nothing():
     obj = pod()
     once = apply(obj, build_patch(obj, agentcache(), NAMESPACE, DEFAULTS))
     assert build_patch(once, agentcache(), NAMESPACE, DEFAULTS) == []
+
+
+def cache_with_hash(config_hash: str) -> dict:
+    cache = agentcache()
+    cache["status"]["configHash"] = config_hash
+    return cache
+
+
+@pytest.mark.parametrize("annotations, kept", [
+    (None, SCRAPE_ANNOTATIONS),
+    ({}, SCRAPE_ANNOTATIONS),
+    ({"team": "a"}, {"team": "a", **SCRAPE_ANNOTATIONS}),
+    ({"prometheus.io/scrape": "false"}, {"prometheus.io/scrape": "false"}),
+    ({names.ANNOTATION_CONFIG_HASH: "stale"}, SCRAPE_ANNOTATIONS),
+])
+def test_the_pod_records_the_config_hash_it_starts_with_once(annotations, kept):
+    obj = pod(annotations=annotations)
+    once = apply(obj, build_patch(obj, cache_with_hash("0123abcd"), NAMESPACE, DEFAULTS))
+    validate_pod(once)
+    assert once["metadata"]["annotations"] == {**kept, names.ANNOTATION_CONFIG_HASH: "0123abcd"}
+    assert build_patch(once, cache_with_hash("ffff0000"), NAMESPACE, DEFAULTS) == []
+
+
+def test_a_cache_not_yet_reconciled_gives_no_config_hash():
+    patched = apply(pod(), build_patch(pod(), agentcache(), NAMESPACE, DEFAULTS))
+    assert names.ANNOTATION_CONFIG_HASH not in patched["metadata"]["annotations"]
 
 
 def test_existing_socket_variable_is_left_as_the_user_set_it():

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from agentcache_operator import names
-from tests.support.k8s import Kube, kube, kube_namespace  # noqa: F401  (fixtures)
+from tests.support.k8s import Kube
 from tests.support.tools import ROOT
 
 from .examples import EXAMPLE_FILES, MANIFEST_CRDS, documents
@@ -300,6 +300,31 @@ def test_labelled_pods_are_counted(kube, kube_namespace, operator):  # noqa: F81
     kube.api.wait_for(cache_path(kube_namespace, "memory-cache"),
                       lambda o: (o.get("status") or {}).get("injectedPods") == 1
                       and o["status"].get("uninjectedPods") == 1, what="pod counts")
+
+
+def test_pods_started_with_an_older_sidecar_config_are_counted_outdated(kube, kube_namespace, operator):  # noqa: F811
+    if not kube.is_emulator:
+        pytest.skip("a real cluster's injector annotates the pods; this counts hand-made pods")
+    kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["memory"]))
+    ready = wait_phase(kube, kube_namespace, "memory-cache", "Ready", accept=lambda o: "configHash" in o["status"])
+    old_hash = ready["status"]["configHash"]
+    config_map = kube.api.get(child_path("ConfigMap", kube_namespace, names.config_map_name("memory-cache")))
+    assert config_map["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH] == old_hash
+    labels = {names.LABEL_CACHE: "memory-cache", names.LABEL_INJECTED: "true"}
+    kube.apply({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "started-earlier", "labels": labels,
+                             "annotations": {names.ANNOTATION_CONFIG_HASH: old_hash}},
+                "spec": {"containers": [{"name": "agent", "image": "busybox"}]}}, "-n", kube_namespace)
+    kube.api.wait_for(cache_path(kube_namespace, "memory-cache"),
+                      lambda o: o["status"].get("injectedPods") == 1 and o["status"].get("outdatedPods") == 0,
+                      what="the pod counted as current")
+    kube.kubectl("patch", "acache", "memory-cache", "-n", kube_namespace, "--type=merge",
+                 "-p", '{"spec":{"defaultTTL":42}}')
+    changed = kube.api.wait_for(cache_path(kube_namespace, "memory-cache"),
+                                lambda o: o["status"].get("configHash") not in (None, old_hash)
+                                and o["status"].get("outdatedPods") == 1, what="the pod counted as outdated")
+    config_map = kube.api.get(child_path("ConfigMap", kube_namespace, names.config_map_name("memory-cache")))
+    assert config_map["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH] == changed["status"]["configHash"]
 
 
 def test_deleting_the_cache_removes_everything(kube, kube_namespace, operator):  # noqa: F811

@@ -11,7 +11,6 @@ import uuid
 import pytest
 
 from agentcache_operator import names
-from tests.support.k8s import kube, kube_namespace  # noqa: F401  (fixtures)
 
 from .test_e2e import EXAMPLES, cache_path, child_path, install_crd, running_operator, wait_phase
 

@@ -1,9 +1,12 @@
-"""From observed children to phase and conditions (pure; the e2e tests cover the API side)."""
+"""From observed children and pods to phase, conditions and counts (pure; the e2e tests cover the API side)."""
 
 from __future__ import annotations
 
-from agentcache_operator.render import Cache
-from agentcache_operator.status import Observed, assess, changed, conditions
+from agentcache_operator import names
+from agentcache_operator.render import Cache, render_children
+from agentcache_operator.status import (
+    Observed, assess, changed, conditions, count_pods, sidecar_config_hash, status,
+)
 
 
 def cache(**valkey) -> Cache:
@@ -74,3 +77,40 @@ def test_status_is_unchanged_when_only_timestamps_differ():
     new = {"phase": "Ready", "conditions": [{**c, "lastTransitionTime": "later"} for c in old["conditions"]]}
     assert not changed(old, new)
     assert changed(old, {**new, "phase": "Degraded"})
+
+
+def memory_cache(**spec) -> Cache:
+    return Cache.from_body({"metadata": {"name": "m", "namespace": "n", "generation": 1},
+                            "spec": {"backend": "memory", **spec}})
+
+
+def agent_pod(name: str, cache: str = "m", injected: bool = True, config_hash: str | None = None) -> dict:
+    labels = {names.LABEL_CACHE: cache, **({names.LABEL_INJECTED: "true"} if injected else {})}
+    annotations = {names.ANNOTATION_CONFIG_HASH: config_hash} if config_hash else {}
+    return {"metadata": {"name": name, "labels": labels, "annotations": annotations}}
+
+
+def test_the_config_hash_is_the_sidecar_config_maps_and_follows_the_spec():
+    before = sidecar_config_hash(memory_cache(), render_children(memory_cache()))
+    after = sidecar_config_hash(memory_cache(defaultTTL=42), render_children(memory_cache(defaultTTL=42)))
+    assert before and after and before != after
+    assert before == sidecar_config_hash(memory_cache(), render_children(memory_cache()))
+    assert sidecar_config_hash(memory_cache(), []) is None
+
+
+def test_injected_pods_with_another_or_no_config_hash_are_outdated():
+    pods = [agent_pod("current", config_hash="new"), agent_pod("old", config_hash="old"),
+            agent_pod("unannotated"), agent_pod("plain", injected=False, config_hash="old"),
+            agent_pod("other-cache", cache="x", config_hash="old")]
+    assert count_pods(pods, "m", "new") == (3, 1, 2)
+    assert count_pods(pods, "m", None) == (3, 1, 0)
+
+
+def test_status_publishes_the_config_hash_and_keeps_the_old_one_when_none_was_applied():
+    cache = memory_cache()
+    ready = assess(cache, Observed(), None)
+    written = status(cache, ready, Observed(injected_pods=2, outdated_pods=1, config_hash="abc"), {})
+    assert written["configHash"] == "abc" and written["outdatedPods"] == 1 and written["injectedPods"] == 2
+    failed_run = status(cache, ready, Observed(), {"configHash": "abc"})
+    assert "configHash" not in failed_run  # a merge patch without the key leaves the published hash
+    assert changed(written, {**written, "configHash": "def"})

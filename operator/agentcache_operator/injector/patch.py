@@ -11,6 +11,9 @@ Invariants of ``build_patch``:
   every later init container and every container can use the cache from its
   first instruction. The price is that the user's init containers wait for the
   sidecar to be ready (with ``fallback: memory`` it is ready without Valkey).
+- The pod is annotated ``agentcache.io/config-hash`` with the cache's ``status.configHash``
+  (when it has one): the sidecar config the pod starts with, which the operator compares
+  with the current one to count outdated pods.
 - Anything that would make an invalid pod (a volume or mount path already taken,
   the metrics port already used, a bad override annotation) raises
   ``InjectionError`` with a message that names it, never a broken patch.
@@ -89,7 +92,8 @@ def build_patch(pod: dict, cache: dict, namespace: str, settings: SidecarDefault
     volumes = pod_volumes(cache)
     _check_conflicts(spec, volumes)
 
-    ops = _label_ops(pod) + _annotation_ops(annotations) + _volume_ops(spec, volumes)
+    config_hash = (cache.get("status") or {}).get("configHash")
+    ops = _label_ops(pod) + _annotation_ops(annotations, config_hash) + _volume_ops(spec, volumes)
     for field in ("initContainers", "containers"):
         for index, container in enumerate(spec.get(field) or []):
             ops += _socket_ops(f"/spec/{field}/{index}", container)
@@ -248,14 +252,18 @@ def _label_ops(pod: dict) -> list[dict]:
     return [{"op": "add", "path": f"/metadata/labels/{escape_pointer(names.LABEL_INJECTED)}", "value": "true"}]
 
 
-def _annotation_ops(annotations: dict[str, str]) -> list[dict]:
-    """Scrape annotations, only when the pod has none of its own (then it scrapes its own app)."""
-    if any(key in annotations for key in SCRAPE_ANNOTATIONS):
+def _annotation_ops(annotations: dict[str, str], config_hash: str | None) -> list[dict]:
+    """Scrape annotations, only when the pod has none of its own (then it scrapes its own app),
+    and the config hash, over any the pod brought (JSONPatch ``add`` replaces an existing key)."""
+    wanted = {} if any(key in annotations for key in SCRAPE_ANNOTATIONS) else dict(SCRAPE_ANNOTATIONS)
+    if config_hash:
+        wanted[names.ANNOTATION_CONFIG_HASH] = str(config_hash)
+    if not wanted:
         return []
     if not annotations:
-        return [{"op": "add", "path": "/metadata/annotations", "value": dict(SCRAPE_ANNOTATIONS)}]
+        return [{"op": "add", "path": "/metadata/annotations", "value": wanted}]
     return [{"op": "add", "path": f"/metadata/annotations/{escape_pointer(key)}", "value": value}
-            for key, value in SCRAPE_ANNOTATIONS.items()]
+            for key, value in wanted.items()]
 
 
 def _volume_ops(spec: dict, volumes: list[dict]) -> list[dict]:
