@@ -65,7 +65,13 @@ class _AnswerReader:
         self.on_complete = on_complete
         self.started = False
         self.expect_head = False
+        self._done_at_headers = False
         self._reset()
+
+    def begin(self, head: bool) -> None:
+        """Before each exchange: is the answer to a HEAD (no body, whatever Content-Length says)?"""
+        self.expect_head = head
+        self._done_at_headers = False
 
     def _reset(self) -> None:
         self._headers: CIMultiDict = CIMultiDict()
@@ -85,9 +91,12 @@ class _AnswerReader:
         if self.expect_head:  # llhttp would read a length-less body to EOF; HTTP/1.1 keeps alive unless told
             self._keep_alive = self._headers.get("Connection", "").lower() != "close"
             self._finish(self.parser.get_status_code())
+            self._done_at_headers = True  # the old parser may still report this message complete
             self.parser = httptools.HttpResponseParser(self)
 
     def on_message_complete(self) -> None:
+        if self._done_at_headers:
+            return
         self._keep_alive = self.parser.should_keep_alive()
         self._finish(self.parser.get_status_code())
 
@@ -132,7 +141,7 @@ class _Protocol(asyncio.Protocol):
             self.waiter.set_exception(exc)
 
     async def exchange(self, request: bytes, head: bool) -> Answer:
-        self.reader.expect_head = head
+        self.reader.begin(head)
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         try:
@@ -238,7 +247,7 @@ class SyncConnection:
         if self.sock is None:
             self.sock, self._reader = self._open(), _AnswerReader(self._complete)
         self._answer = None
-        self._reader.expect_head = head
+        self._reader.begin(head)
         try:
             self.sock.sendall(data)
             while self._answer is None:

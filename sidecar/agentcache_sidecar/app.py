@@ -1,4 +1,7 @@
-"""The HTTP API of DESIGN.md §3, built by ``create_app``; handlers are small and delegate to ``CacheService``.
+"""The HTTP API of DESIGN.md §3, built by ``create_server``; handlers are small and delegate to ``CacheService``.
+
+Handlers return aiohttp ``Response`` objects (a convenient value type); ``server.py`` serves them on the
+Unix socket, and the TCP metrics listener (aiohttp) reuses ``health`` and ``ready``.
 
 Keys are taken from the *raw* request path so that percent-encoding is decoded
 exactly once and strictly: ``/v1/keys/a%2Fb`` is the key ``a/b``, while a
@@ -13,16 +16,16 @@ import json
 import logging
 import secrets
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 
 from .backends.base import DEFAULT_CONTENT_TYPE, Entry, ValueTooLarge
 from .config import Settings
 from .keys import (ApiError, check_content_type, check_key, check_pattern, check_seconds, decode_path_key,
                    parse_limit, parse_seconds)
 from .metrics import SidecarMetrics
+from .server import CacheServer, Handler, Request
 from .store import CacheService
 
 log = logging.getLogger("agentcache.sidecar")
@@ -36,7 +39,6 @@ SERVICE = web.AppKey("service", CacheService)
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", SidecarMetrics)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -55,22 +57,12 @@ def _observe(metrics: SidecarMetrics, op: str, result: str, started: float) -> N
     metrics.observe_request(op, result, time.perf_counter() - started)
 
 
-@web.middleware
-async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def errors_as_json(request: Request, handler: Handler) -> web.StreamResponse:
     """Every failure is a JSON error; client mistakes are 4xx, and nothing leaks a traceback."""
     try:
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message)
-    except RequestPayloadError as exc:
-        return error_response(400, "bad_body", f"the request body could not be read: {exc}")
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, "too_large", exc.text or "request body too large")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
-        return error_response(exc.status, code, exc.reason)
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error; see the sidecar log")
@@ -93,7 +85,7 @@ class KeyApi:
 
     # --- single keys ------------------------------------------------------------------------------
 
-    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def dispatch(self, request: Request) -> web.StreamResponse:
         raw_path = request.raw_path.split("?", 1)[0]
         key_part, slash, sub = raw_path[len(KEYS_PREFIX):].partition("/")
         key = decode_path_key(key_part, self.max_key)
@@ -106,7 +98,7 @@ class KeyApi:
             raise ApiError(404, "not_found", f"no such resource: /v1/keys/{{key}}/{sub}")
         return await handler(request, key)
 
-    async def get(self, request: web.Request, key: str) -> web.StreamResponse:
+    async def get(self, request: Request, key: str) -> web.StreamResponse:
         started = time.perf_counter()
         allow_stale = bool(request.query_string) and request.query.get("allow_stale", "") in ("1", "true", "yes")
         entry = await self.service.get(key, allow_stale=allow_stale)
@@ -119,13 +111,13 @@ class KeyApi:
         _observe(self.metrics, "get", "hit", started)
         return web.Response(body=entry.value, headers=headers)
 
-    async def head(self, request: web.Request, key: str) -> web.StreamResponse:
+    async def head(self, request: Request, key: str) -> web.StreamResponse:
         started = time.perf_counter()
         found = await self.service.exists(key)
         _observe(self.metrics, "exists", "hit" if found else "miss", started)
         return web.Response(status=200 if found else 404)
 
-    async def put(self, request: web.Request, key: str) -> web.StreamResponse:
+    async def put(self, request: Request, key: str) -> web.StreamResponse:
         started = time.perf_counter()
         ttl = parse_seconds(request.query.get("ttl"), "ttl", self.default_ttl)
         stale_ttl = parse_seconds(request.query.get("stale_ttl"), "stale_ttl", 0)
@@ -146,7 +138,7 @@ class KeyApi:
         except ValueTooLarge as exc:
             raise ApiError(413, "too_large", str(exc)) from None
 
-    async def delete(self, request: web.Request, key: str) -> web.StreamResponse:
+    async def delete(self, request: Request, key: str) -> web.StreamResponse:
         started = time.perf_counter()
         deleted = await self.service.delete(key)
         _observe(self.metrics, "delete", "ok" if deleted else "miss", started)
@@ -154,7 +146,7 @@ class KeyApi:
             return miss_response()
         return web.Response(status=204)
 
-    async def ttl(self, request: web.Request, key: str) -> web.StreamResponse:
+    async def ttl(self, request: Request, key: str) -> web.StreamResponse:
         started = time.perf_counter()
         entry = await self.service.get(key, count=False)
         _observe(self.metrics, "ttl", "hit" if entry else "miss", started)
@@ -162,7 +154,7 @@ class KeyApi:
             return miss_response()
         return web.json_response({"ttl": _ttl_number(entry)})
 
-    async def lock(self, request: web.Request, key: str) -> web.StreamResponse:
+    async def lock(self, request: Request, key: str) -> web.StreamResponse:
         started = time.perf_counter()
         ttl = parse_seconds(request.query.get("ttl"), "ttl", DEFAULT_LOCK_TTL)
         if ttl <= 0:
@@ -176,7 +168,7 @@ class KeyApi:
         _observe(self.metrics, "lock", "degraded" if degraded else "ok", started)
         return web.json_response({"token": token, "degraded": degraded})
 
-    async def unlock(self, request: web.Request, key: str) -> web.StreamResponse:
+    async def unlock(self, request: Request, key: str) -> web.StreamResponse:
         started = time.perf_counter()
         token = request.query.get("token", "")
         if not token:
@@ -189,7 +181,7 @@ class KeyApi:
 
     # --- collections -----------------------------------------------------------------------------
 
-    async def delete_keys(self, request: web.Request) -> web.StreamResponse:
+    async def delete_keys(self, request: Request) -> web.StreamResponse:
         started = time.perf_counter()
         pattern = request.query.get("pattern")
         if pattern is None:
@@ -201,7 +193,7 @@ class KeyApi:
         _observe(self.metrics, op, "ok", started)
         return web.json_response({"deleted": deleted})
 
-    async def list_keys(self, request: web.Request) -> web.StreamResponse:
+    async def list_keys(self, request: Request) -> web.StreamResponse:
         started = time.perf_counter()
         pattern = check_pattern(request.query.get("pattern", "*"), self.max_key)
         limit = parse_limit(request.query.get("limit"), 1000, MAX_LIST_LIMIT)
@@ -209,7 +201,7 @@ class KeyApi:
         _observe(self.metrics, "list", "ok", started)
         return web.json_response({"keys": keys})
 
-    async def _json_body(self, request: web.Request, field: str, kind: type) -> tuple[dict, Any]:
+    async def _json_body(self, request: Request, field: str, kind: type) -> tuple[dict, Any]:
         try:
             body = json.loads(await request.text(), parse_constant=_reject_constant)
         except (ValueError, RecursionError, LookupError):  # bad syntax or encoding, too deep, unknown charset
@@ -221,7 +213,7 @@ class KeyApi:
             raise ApiError(400, "too_many_keys", f"at most {MAX_BATCH_KEYS} keys per batch")
         return body, body[field]
 
-    async def batch_get(self, request: web.Request) -> web.StreamResponse:
+    async def batch_get(self, request: Request) -> web.StreamResponse:
         started = time.perf_counter()
         _, keys = await self._json_body(request, "keys", list)
         keys = [check_key(k, self.max_key) for k in keys]
@@ -229,7 +221,7 @@ class KeyApi:
         _observe(self.metrics, "get_many", "ok", started)
         return web.json_response({"values": {k: _as_json_value(e) for k, e in zip(keys, entries)}})
 
-    async def batch_set(self, request: web.Request) -> web.StreamResponse:
+    async def batch_set(self, request: Request) -> web.StreamResponse:
         started = time.perf_counter()
         body, items = await self._json_body(request, "items", dict)
         ttl = check_seconds(body.get("ttl", self.default_ttl), "ttl")
@@ -246,7 +238,7 @@ class KeyApi:
         _observe(self.metrics, "set_many", outcome.degraded or "ok", started)
         return _write_response(outcome)
 
-    async def batch_delete(self, request: web.Request) -> web.StreamResponse:
+    async def batch_delete(self, request: Request) -> web.StreamResponse:
         started = time.perf_counter()
         _, keys = await self._json_body(request, "keys", list)
         deleted = await self.service.delete_many([check_key(k, self.max_key) for k in keys])
@@ -309,46 +301,52 @@ def _from_json_value(key: str, value: Any) -> tuple[bytes, str]:
                                         "deeply nested)") from None
 
 
-async def health(request: web.Request) -> web.Response:
+async def health(request: Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def ready(request: web.Request) -> web.Response:
+async def ready(request: Request) -> web.Response:
     service = request.app[SERVICE]
     body = {"ready": service.ready, "backend": service.backend.name, "backend_up": service.primary_up,
             "fallback_active": not service.primary_up and service.fallback is not None}
     return web.json_response(body, status=200 if service.ready else 503)
 
 
-async def stats(request: web.Request) -> web.Response:
+async def stats(request: Request) -> web.Response:
     return web.json_response(await request.app[SERVICE].stats())
 
 
-def create_app(settings: Settings, service: CacheService, metrics: SidecarMetrics) -> web.Application:
-    """The cache API application (served on the Unix socket)."""
-    batch_limit = max(4 * settings.sidecar.max_value_bytes, 32 * 1024 * 1024)
-    app = web.Application(middlewares=[errors_as_json], client_max_size=batch_limit)
-    app[SERVICE] = service
-    app[SETTINGS] = settings
-    app[METRICS] = metrics
+def create_server(settings: Settings, service: CacheService, metrics: SidecarMetrics) -> CacheServer:
+    """The cache API (served on the Unix socket): its routes, limits and shared state."""
     api = KeyApi(service, settings, metrics)
-    app.router.add_route("*", r"/v1/keys/{tail:[\s\S]+}", api.dispatch)
-    app.router.add_get("/v1/keys", api.list_keys, allow_head=False)
-    app.router.add_delete("/v1/keys", api.delete_keys)
-    app.router.add_post("/v1/batch/get", api.batch_get)
-    app.router.add_post("/v1/batch/set", api.batch_set)
-    app.router.add_post("/v1/batch/delete", api.batch_delete)
-    app.router.add_get("/v1/stats", stats)
-    app.router.add_get("/healthz", health)
-    app.router.add_get("/readyz", ready)
-    app.on_startup.append(_start_service)
-    app.on_cleanup.append(_close_service)
-    return app
+    exact: dict[tuple[str, str], Handler] = {
+        ("GET", "/v1/keys"): api.list_keys,
+        ("DELETE", "/v1/keys"): api.delete_keys,
+        ("POST", "/v1/batch/get"): api.batch_get,
+        ("POST", "/v1/batch/set"): api.batch_set,
+        ("POST", "/v1/batch/delete"): api.batch_delete,
+        ("GET", "/v1/stats"): stats,
+        ("GET", "/healthz"): health,
+        ("GET", "/readyz"): ready,
+    }
+    known_paths = {path for _, path in exact}
+
+    def route(method: str, path: str) -> Handler:
+        if path.startswith(KEYS_PREFIX) and len(path) > len(KEYS_PREFIX):
+            handler = api.dispatch
+        else:
+            handler = exact.get((method, path)) or (_method_not_allowed if path in known_paths else _not_found)
+        return lambda request: errors_as_json(request, handler)
+
+    side = settings.sidecar
+    return CacheServer(route, {SERVICE: service, SETTINGS: settings, METRICS: metrics},
+                       max_body=max(4 * side.max_value_bytes, 32 * 1024 * 1024),
+                       max_line=max(8190, 3 * side.max_key_bytes + 1024))
 
 
-async def _start_service(app: web.Application) -> None:
-    await app[SERVICE].start()
+async def _not_found(request) -> web.Response:
+    raise ApiError(404, "not_found", f"no such resource: {request.path}")
 
 
-async def _close_service(app: web.Application) -> None:
-    await app[SERVICE].close()
+async def _method_not_allowed(request) -> web.Response:
+    raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")

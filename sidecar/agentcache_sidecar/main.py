@@ -22,7 +22,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .app import SERVICE, create_app
+from .app import SERVICE, create_server
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .config import ConfigError, Settings, load_config
@@ -93,10 +93,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     side = settings.sidecar
     metrics = SidecarMetrics()
     service = build_service(settings, metrics)
-    app = create_app(settings, service, metrics)
-    line_limit = 3 * side.max_key_bytes + 1024  # a fully percent-encoded key plus the rest of the request line
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=side.shutdown_timeout, handle_signals=False,
-                           max_line_size=max(8190, line_limit), max_field_size=8190)
+    server = create_server(settings, service, metrics)
     metrics_runner = None
     socket_path = str(Path(side.socket_path))
     if side.metrics_port:  # bound first: a busy port must fail before the socket exists
@@ -107,10 +104,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         except OSError:
             await metrics_runner.cleanup()
             raise
-    await runner.setup()
+    await service.start()
     Path(socket_path).parent.mkdir(parents=True, exist_ok=True)
     clear_stale_socket(socket_path)
-    await web.UnixSite(runner, socket_path).start()
+    await server.start(socket_path)
     os.chmod(socket_path, side.socket_mode)
     log.info("agentcache sidecar serving %s backend on %s (metrics on %s:%s)", settings.cache.backend,
              socket_path, side.metrics_host, side.metrics_port or "off")
@@ -123,11 +120,12 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         log.info("shutting down: finishing in-flight requests")
-        if metrics_runner:
-            await metrics_runner.cleanup()
-        await runner.cleanup()
+        await server.close(side.shutdown_timeout)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
+        if metrics_runner:
+            await metrics_runner.cleanup()
+        await service.close()
 
 
 def _loop_factory():
