@@ -1,7 +1,7 @@
 """The HTTP API of DESIGN.md §3, built by ``create_server``; handlers are small and delegate to ``CacheService``.
 
-Handlers return aiohttp ``Response`` objects (a convenient value type); ``server.py`` serves them on the
-Unix socket, and the TCP metrics listener (aiohttp) reuses ``health`` and ``ready``.
+``server.py`` serves them on the Unix socket; the TCP metrics listener (aiohttp) reuses ``health`` and
+``ready`` through ``main.as_aiohttp``.
 
 Keys are taken from the *raw* request path so that percent-encoding is decoded
 exactly once and strictly: ``/v1/keys/a%2Fb`` is the key ``a/b``, while a
@@ -25,7 +25,7 @@ from .config import Settings
 from .keys import (ApiError, check_content_type, check_key, check_pattern, check_seconds, decode_path_key,
                    parse_limit, parse_seconds)
 from .metrics import SidecarMetrics
-from .server import CacheServer, Handler, Request
+from .server import CacheServer, Handler, Request, Response, json_response
 from .store import CacheService
 
 log = logging.getLogger("agentcache.sidecar")
@@ -41,23 +41,23 @@ METRICS = web.AppKey("metrics", SidecarMetrics)
 
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response({"error": code, "message": message}, status=status)
 
 
 MISS_BODY = json.dumps({"error": "miss", "message": "no value for this key"}).encode()
 
 
-def miss_response() -> web.Response:
+def miss_response() -> Response:
     """The 404 of a miss: the most frequent error, so its body is encoded once."""
-    return web.Response(status=404, body=MISS_BODY, content_type=JSON_TYPE)
+    return Response(404, MISS_BODY, {"Content-Type": JSON_TYPE})
 
 
 def _observe(metrics: SidecarMetrics, op: str, result: str, started: float) -> None:
     metrics.observe_request(op, result, time.perf_counter() - started)
 
 
-async def errors_as_json(request: Request, handler: Handler) -> web.StreamResponse:
+async def errors_as_json(request: Request, handler: Handler) -> Response:
     """Every failure is a JSON error; client mistakes are 4xx, and nothing leaks a traceback."""
     try:
         return await handler(request)
@@ -85,7 +85,7 @@ class KeyApi:
 
     # --- single keys ------------------------------------------------------------------------------
 
-    async def dispatch(self, request: Request) -> web.StreamResponse:
+    async def dispatch(self, request: Request) -> Response:
         raw_path = request.raw_path.split("?", 1)[0]
         key_part, slash, sub = raw_path[len(KEYS_PREFIX):].partition("/")
         key = decode_path_key(key_part, self.max_key)
@@ -98,7 +98,7 @@ class KeyApi:
             raise ApiError(404, "not_found", f"no such resource: /v1/keys/{{key}}/{sub}")
         return await handler(request, key)
 
-    async def get(self, request: Request, key: str) -> web.StreamResponse:
+    async def get(self, request: Request, key: str) -> Response:
         started = time.perf_counter()
         allow_stale = bool(request.query_string) and request.query.get("allow_stale", "") in ("1", "true", "yes")
         entry = await self.service.get(key, allow_stale=allow_stale)
@@ -109,15 +109,15 @@ class KeyApi:
         if not entry.is_fresh():
             headers["X-Cache-Stale"] = "1"
         _observe(self.metrics, "get", "hit", started)
-        return web.Response(body=entry.value, headers=headers)
+        return Response(200, entry.value, headers)
 
-    async def head(self, request: Request, key: str) -> web.StreamResponse:
+    async def head(self, request: Request, key: str) -> Response:
         started = time.perf_counter()
         found = await self.service.exists(key)
         _observe(self.metrics, "exists", "hit" if found else "miss", started)
-        return web.Response(status=200 if found else 404)
+        return Response(200 if found else 404)
 
-    async def put(self, request: Request, key: str) -> web.StreamResponse:
+    async def put(self, request: Request, key: str) -> Response:
         started = time.perf_counter()
         ttl = parse_seconds(request.query.get("ttl"), "ttl", self.default_ttl)
         stale_ttl = parse_seconds(request.query.get("stale_ttl"), "stale_ttl", 0)
@@ -138,23 +138,23 @@ class KeyApi:
         except ValueTooLarge as exc:
             raise ApiError(413, "too_large", str(exc)) from None
 
-    async def delete(self, request: Request, key: str) -> web.StreamResponse:
+    async def delete(self, request: Request, key: str) -> Response:
         started = time.perf_counter()
         deleted = await self.service.delete(key)
         _observe(self.metrics, "delete", "ok" if deleted else "miss", started)
         if not deleted:
             return miss_response()
-        return web.Response(status=204)
+        return Response(204)
 
-    async def ttl(self, request: Request, key: str) -> web.StreamResponse:
+    async def ttl(self, request: Request, key: str) -> Response:
         started = time.perf_counter()
         entry = await self.service.get(key, count=False)
         _observe(self.metrics, "ttl", "hit" if entry else "miss", started)
         if entry is None:
             return miss_response()
-        return web.json_response({"ttl": _ttl_number(entry)})
+        return json_response({"ttl": _ttl_number(entry)})
 
-    async def lock(self, request: Request, key: str) -> web.StreamResponse:
+    async def lock(self, request: Request, key: str) -> Response:
         started = time.perf_counter()
         ttl = parse_seconds(request.query.get("ttl"), "ttl", DEFAULT_LOCK_TTL)
         if ttl <= 0:
@@ -166,9 +166,9 @@ class KeyApi:
             return error_response(409, "locked", "another caller holds this lock")
         degraded = taken is None or not self.service.primary_up  # None: nobody holds locks; down: only this pod
         _observe(self.metrics, "lock", "degraded" if degraded else "ok", started)
-        return web.json_response({"token": token, "degraded": degraded})
+        return json_response({"token": token, "degraded": degraded})
 
-    async def unlock(self, request: Request, key: str) -> web.StreamResponse:
+    async def unlock(self, request: Request, key: str) -> Response:
         started = time.perf_counter()
         token = request.query.get("token", "")
         if not token:
@@ -177,11 +177,11 @@ class KeyApi:
         _observe(self.metrics, "unlock", "ok" if released else "conflict", started)
         if not released:
             return error_response(409, "not_holder", "this token does not hold the lock (expired or taken)")
-        return web.Response(status=204)
+        return Response(204)
 
     # --- collections -----------------------------------------------------------------------------
 
-    async def delete_keys(self, request: Request) -> web.StreamResponse:
+    async def delete_keys(self, request: Request) -> Response:
         started = time.perf_counter()
         pattern = request.query.get("pattern")
         if pattern is None:
@@ -191,15 +191,15 @@ class KeyApi:
             deleted = await self.service.delete_pattern(check_pattern(pattern, self.max_key))
             op = "delete_pattern"
         _observe(self.metrics, op, "ok", started)
-        return web.json_response({"deleted": deleted})
+        return json_response({"deleted": deleted})
 
-    async def list_keys(self, request: Request) -> web.StreamResponse:
+    async def list_keys(self, request: Request) -> Response:
         started = time.perf_counter()
         pattern = check_pattern(request.query.get("pattern", "*"), self.max_key)
         limit = parse_limit(request.query.get("limit"), 1000, MAX_LIST_LIMIT)
         keys = await self.service.list_keys(pattern, limit)
         _observe(self.metrics, "list", "ok", started)
-        return web.json_response({"keys": keys})
+        return json_response({"keys": keys})
 
     async def _json_body(self, request: Request, field: str, kind: type) -> tuple[dict, Any]:
         try:
@@ -213,15 +213,15 @@ class KeyApi:
             raise ApiError(400, "too_many_keys", f"at most {MAX_BATCH_KEYS} keys per batch")
         return body, body[field]
 
-    async def batch_get(self, request: Request) -> web.StreamResponse:
+    async def batch_get(self, request: Request) -> Response:
         started = time.perf_counter()
         _, keys = await self._json_body(request, "keys", list)
         keys = [check_key(k, self.max_key) for k in keys]
         entries = await self.service.get_many(keys)
         _observe(self.metrics, "get_many", "ok", started)
-        return web.json_response({"values": {k: _as_json_value(e) for k, e in zip(keys, entries)}})
+        return json_response({"values": {k: _as_json_value(e) for k, e in zip(keys, entries)}})
 
-    async def batch_set(self, request: Request) -> web.StreamResponse:
+    async def batch_set(self, request: Request) -> Response:
         started = time.perf_counter()
         body, items = await self._json_body(request, "items", dict)
         ttl = check_seconds(body.get("ttl", self.default_ttl), "ttl")
@@ -238,12 +238,12 @@ class KeyApi:
         _observe(self.metrics, "set_many", outcome.degraded or "ok", started)
         return _write_response(outcome)
 
-    async def batch_delete(self, request: Request) -> web.StreamResponse:
+    async def batch_delete(self, request: Request) -> Response:
         started = time.perf_counter()
         _, keys = await self._json_body(request, "keys", list)
         deleted = await self.service.delete_many([check_key(k, self.max_key) for k in keys])
         _observe(self.metrics, "delete_many", "ok", started)
-        return web.json_response({"deleted": deleted})
+        return json_response({"deleted": deleted})
 
 
 def _ttl_number(entry: Entry) -> float:
@@ -255,9 +255,9 @@ def _ttl_text(entry: Entry) -> str:
     return str(_ttl_number(entry))
 
 
-def _write_response(outcome) -> web.Response:
+def _write_response(outcome) -> Response:
     headers = {"X-Cache-Degraded": outcome.degraded} if outcome.degraded else None
-    return web.Response(status=204, headers=headers)
+    return Response(204, b"", headers)
 
 
 def _as_json_value(entry: Entry | None) -> Any:
@@ -301,19 +301,19 @@ def _from_json_value(key: str, value: Any) -> tuple[bytes, str]:
                                         "deeply nested)") from None
 
 
-async def health(request: Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+async def health(request: Request) -> Response:
+    return json_response({"status": "ok"})
 
 
-async def ready(request: Request) -> web.Response:
+async def ready(request: Request) -> Response:
     service = request.app[SERVICE]
     body = {"ready": service.ready, "backend": service.backend.name, "backend_up": service.primary_up,
             "fallback_active": not service.primary_up and service.fallback is not None}
-    return web.json_response(body, status=200 if service.ready else 503)
+    return json_response(body, status=200 if service.ready else 503)
 
 
-async def stats(request: Request) -> web.Response:
-    return web.json_response(await request.app[SERVICE].stats())
+async def stats(request: Request) -> Response:
+    return json_response(await request.app[SERVICE].stats())
 
 
 def create_server(settings: Settings, service: CacheService, metrics: SidecarMetrics) -> CacheServer:
@@ -344,9 +344,9 @@ def create_server(settings: Settings, service: CacheService, metrics: SidecarMet
                        max_line=max(8190, 3 * side.max_key_bytes + 1024))
 
 
-async def _not_found(request) -> web.Response:
+async def _not_found(request) -> Response:
     raise ApiError(404, "not_found", f"no such resource: {request.path}")
 
 
-async def _method_not_allowed(request) -> web.Response:
+async def _method_not_allowed(request) -> Response:
     raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")

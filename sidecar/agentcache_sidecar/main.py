@@ -27,6 +27,7 @@ from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .config import ConfigError, Settings, load_config
 from .metrics import SidecarMetrics
+from .server import Handler
 from .store import CacheService
 
 log = logging.getLogger("agentcache.sidecar")
@@ -49,6 +50,14 @@ def build_service(settings: Settings, metrics: SidecarMetrics) -> CacheService:
                         fallback_max_items=settings.cache.max_size)
 
 
+def as_aiohttp(handler: Handler):
+    """One of the socket API's handlers, served by aiohttp (the TCP listener for probes)."""
+    async def serve(request: web.Request) -> web.Response:
+        answer = await handler(request)
+        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+    return serve
+
+
 def create_metrics_app(service: CacheService, metrics: SidecarMetrics) -> web.Application:
     """``/metrics`` for Prometheus plus ``/healthz`` and ``/readyz`` for kubelet probes, on TCP."""
     from .app import health, ready
@@ -60,8 +69,8 @@ def create_metrics_app(service: CacheService, metrics: SidecarMetrics) -> web.Ap
     app = web.Application()
     app[SERVICE] = service
     app.router.add_get("/metrics", serve_metrics)
-    app.router.add_get("/healthz", health)
-    app.router.add_get("/readyz", ready)
+    app.router.add_get("/healthz", as_aiohttp(health))
+    app.router.add_get("/readyz", as_aiohttp(ready))
     return app
 
 

@@ -4,7 +4,7 @@ aiohttp's server costs about twice a Valkey round trip per request, which is
 most of the sidecar's latency; this protocol parses requests with httptools
 (llhttp) and calls the same handlers ``app.py`` defines, with a small request
 object that offers what they read (method, raw path, query, headers, body)
-and the aiohttp ``Response`` objects they return turned into bytes.
+and the ``Response`` objects they return turned into bytes.
 
 Invariants: requests on one connection are answered in order, one at a time;
 a body is read whole before its handler runs and is refused with 413 as soon
@@ -23,17 +23,34 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
 
 import httptools
-from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 log = logging.getLogger("agentcache.sidecar")
 
-Handler = Callable[["Request"], Awaitable[web.StreamResponse]]
+Handler = Callable[["Request"], Awaitable["Response"]]
 Router = Callable[[str, str], Handler]
 
 
+class Response:
+    """An answer: status, headers (Content-Length is computed), body."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int = 200, body: bytes = b"", headers: dict[str, str] | None = None):
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(status, json.dumps(data).encode(), JSON_HEADERS)
+
+
 class Request:
-    """The part of ``aiohttp.web.Request`` the cache API handlers use."""
+    """What the cache API handlers read of a request (the names follow ``aiohttp.web.Request``)."""
 
     __slots__ = ("method", "raw_path", "path", "query_string", "headers", "_body", "_query", "app")
 
@@ -70,7 +87,7 @@ class Request:
 
 def _json_error(status: int, code: str, message: str) -> bytes:
     body = json.dumps({"error": code, "message": message}).encode()
-    return _encode(status, {"Content-Type": "application/json; charset=utf-8"}, body, close=True)
+    return _encode(status, JSON_HEADERS, body, close=True)
 
 
 _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
@@ -199,8 +216,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.busy = False
             if self.transport.is_closing():
                 break
-            body = response.body if isinstance(response.body, bytes) else b""
-            self.transport.write(_encode(response.status, response.headers, body, close=not keep_alive,
+            self.transport.write(_encode(response.status, response.headers, response.body, close=not keep_alive,
                                          head=request.method == "HEAD"))
             if not keep_alive or self.server.closing:
                 break
@@ -220,7 +236,7 @@ class CacheServer:
         self.closing = False
         self._server: asyncio.base_events.Server | None = None
 
-    async def handle(self, request: Request) -> web.StreamResponse:
+    async def handle(self, request: Request) -> Response:
         return await self.route(request.method, request.path)(request)
 
     async def start(self, socket_path: str) -> None:
