@@ -73,7 +73,9 @@ class _Coalescer(Generic[Item, Result]):
     ``execute(items)`` returns one result per item, in order. Invariant: every
     submitted future is resolved exactly once, with its result or a
     ``BackendError``. While a batch is in flight, new submissions form the next
-    batch, so batches overlap on different connections.
+    batch, so batches overlap on different connections. When nothing is in
+    flight, ``run`` executes its item at once: a lone request pays no batching
+    hop, and batching starts as soon as requests overlap.
     """
 
     def __init__(self, execute: Callable[[list[Item]], Awaitable[list[Result]]], max_batch: int):
@@ -82,6 +84,21 @@ class _Coalescer(Generic[Item, Result]):
         self._pending: list[tuple[Item, asyncio.Future]] = []
         self._flush_scheduled = False
         self._tasks: set[asyncio.Task] = set()
+        self._direct = 0
+
+    async def run(self, item: Item) -> Result:
+        if self._direct or self._pending or self._tasks:
+            return await self.submit(item)
+        self._direct += 1
+        try:
+            return (await self._execute([item]))[0]
+        except (BackendError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("valkey request failed unexpectedly")
+            raise BackendError(f"valkey request failed: {type(exc).__name__}: {exc}"[:_REASON_LIMIT]) from None
+        finally:
+            self._direct -= 1
 
     def submit(self, item: Item) -> asyncio.Future:
         loop = asyncio.get_running_loop()
@@ -267,7 +284,7 @@ class ValkeyBackend(Backend):
             await self._unlink(keys)
 
     async def get(self, key: str) -> Entry | None:
-        blob = await self._gets.submit(key)
+        blob = await self._gets.run(key)
         if blob is None:
             return None
         try:
@@ -315,7 +332,7 @@ class ValkeyBackend(Backend):
         return key, record.encode(entry, self._compress_threshold), _px(entry)
 
     async def set(self, key: str, entry: Entry) -> None:
-        await self._sets.submit(self._item(key, entry))
+        await self._sets.run(self._item(key, entry))
 
     async def set_many(self, items: Iterable[tuple[str, Entry]]) -> None:
         prepared = [self._item(key, entry) for key, entry in items]
