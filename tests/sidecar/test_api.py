@@ -6,9 +6,11 @@ import asyncio
 import base64
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
+import time
 import sys
 
 import pytest
@@ -364,3 +366,48 @@ def test_bad_config_is_a_clear_error_not_a_traceback(tmp_path):
     assert "cache.backend: 'redis'" in result.stderr and "memory, file or valkey" in result.stderr
     assert "cache.default_ttl: 'soon'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _raw_exchange(socket_path: str, data: bytes, wait: float = 0.5) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(socket_path)
+        sock.sendall(data)
+        received = b""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def test_pipelined_requests_are_answered_in_order_and_http10_closes(memory_sidecar):
+    answer = _raw_exchange(memory_sidecar.socket_path,
+                           b"PUT /v1/keys/p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+                           b"GET /v1/keys/p HTTP/1.1\r\nHost: x\r\n\r\n"
+                           b"GET /nope HTTP/1.0\r\n\r\n")
+    statuses = re.findall(rb"HTTP/1\.1 \d{3} [A-Za-z ]+?(?=\r\n)", answer)
+    assert statuses == [b"HTTP/1.1 204 No Content", b"HTTP/1.1 200 OK", b"HTTP/1.1 404 Not Found"]
+    assert b"\r\n\r\nhi" in answer and answer.endswith(b'"no such resource: /nope"}')
+
+
+def test_expect_100_continue_is_answered_at_once(memory_sidecar):
+    """curl sends Expect: 100-continue for bodies over 1 KiB and waits a second unless told to go on."""
+    started = time.monotonic()
+    answer = _raw_exchange(memory_sidecar.socket_path,
+                           b"PUT /v1/keys/e HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n",
+                           wait=0.3)
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\n") and time.monotonic() - started < 1
+
+
+def test_malformed_http_gets_a_json_400_and_the_sidecar_keeps_serving(memory_sidecar):
+    answer = _raw_exchange(memory_sidecar.socket_path, b"NOT HTTP AT ALL\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request") and b'"error": "bad_request"' in answer
+    assert _raw_exchange(memory_sidecar.socket_path, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                         wait=0.3).startswith(b"HTTP/1.1 200 OK")
