@@ -184,7 +184,8 @@ class HttpProtocol(asyncio.Protocol):
         declared = self._headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self.server.max_body:
             raise _Refused(413, "too_large", f"request body of {declared} bytes exceeds {self.server.max_body} bytes")
-        if self._headers.get("Expect", "").lower() == "100-continue":  # curl waits a second for this otherwise
+        idle = not self.busy and self.queue.empty()  # an interim answer must not overtake queued ones
+        if idle and self._headers.get("Expect", "").lower() == "100-continue":  # curl waits a second otherwise
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -195,7 +196,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         method = self.parser.get_method().decode("ascii")
-        raw_path = b"".join(self._url).decode("latin-1")
+        raw_path = b"".join(self._url).decode("ascii")  # llhttp refuses any other byte in a URL
         request = Request(method, raw_path, CIMultiDictProxy(self._headers), b"".join(self._body), self.server.app)
         self.queue.put_nowait((request, self.parser.should_keep_alive()))
         self._reset()

@@ -411,3 +411,10 @@ def test_malformed_http_gets_a_json_400_and_the_sidecar_keeps_serving(memory_sid
     assert answer.startswith(b"HTTP/1.1 400 Bad Request") and b'"error": "bad_request"' in answer
     assert _raw_exchange(memory_sidecar.socket_path, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
                          wait=0.3).startswith(b"HTTP/1.1 200 OK")
+
+
+def test_raw_non_ascii_paths_are_a_json_400(memory_sidecar):
+    """URLs are ASCII: keys travel percent-encoded."""
+    for path in (b"/v1/keys/\xff\xfe", "/v1/keys/к".encode()):
+        answer = _raw_exchange(memory_sidecar.socket_path, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request") and b'"error": "bad_request"' in answer
