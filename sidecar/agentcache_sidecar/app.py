@@ -36,9 +36,7 @@ MAX_LIST_LIMIT = 10000
 DEFAULT_LOCK_TTL = 30.0
 
 SERVICE = web.AppKey("service", CacheService)
-SETTINGS = web.AppKey("settings", Settings)
-METRICS = web.AppKey("metrics", SidecarMetrics)
-
+"""Where ``health``/``ready``/``stats`` find the service, on the socket server and the aiohttp metrics app alike."""
 
 
 def error_response(status: int, code: str, message: str) -> Response:
@@ -339,7 +337,7 @@ def create_server(settings: Settings, service: CacheService, metrics: SidecarMet
         return lambda request: errors_as_json(request, handler)
 
     side = settings.sidecar
-    return CacheServer(route, {SERVICE: service, SETTINGS: settings, METRICS: metrics},
+    return CacheServer(route, {SERVICE: service},
                        max_body=max(4 * side.max_value_bytes, 32 * 1024 * 1024),
                        max_line=max(8190, 3 * side.max_key_bytes + 1024))
 
