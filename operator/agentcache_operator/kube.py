@@ -46,6 +46,18 @@ class ApiError(Exception):
         self.message = message
 
 
+async def json_reply(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The JSON body of an API server's answer; a non-2xx answer raises ``ApiError`` with the server's message."""
+    text = await response.text()
+    if response.status >= 400:
+        try:
+            message = json.loads(text).get("message", text)
+        except (ValueError, AttributeError):
+            message = text
+        raise ApiError(response.status, message)
+    return json.loads(text) if text else {}
+
+
 def path(kind: str, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
     prefix, plural = KINDS[kind]
     parts = [prefix, "namespaces", quote(namespace, safe=""), plural]
@@ -81,15 +93,8 @@ class Client:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
         async with self._session.request(method, f"{self.server}{url}{query}", data=data, headers=headers) as resp:
-            text = await resp.text()
             logger.debug("%s %s -> %s", method, url, resp.status)
-            if resp.status >= 400:
-                try:
-                    message = json.loads(text).get("message", text)
-                except (ValueError, AttributeError):
-                    message = text
-                raise ApiError(resp.status, message)
-            return json.loads(text) if text else {}
+            return await json_reply(resp)
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""

@@ -383,7 +383,24 @@ class _SyncTransport:
 # --- the caches ----------------------------------------------------------------------------------
 
 
-class AsyncCache:
+class _CacheFace:
+    """What both caches show of themselves; the operations live in ``_Operations``."""
+
+    _ops: _Operations
+
+    @property
+    def socket_path(self) -> str:
+        return self._ops.socket_path
+
+    @property
+    def scope(self) -> str:
+        return self._ops.scope
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(socket_path={self.socket_path!r}, scope={self.scope!r})"
+
+
+class AsyncCache(_CacheFace):
     """The cache for asyncio code. One per process is enough (``agentcache.get_cache()``).
 
     ``serializer``: ``"json"`` (default), ``"msgpack"``, ``"pickle"`` (needs
@@ -400,16 +417,6 @@ class AsyncCache:
             weakref.finalize(self, self._transport.abandon)
         self._twin: Cache | None = None
 
-    @property
-    def socket_path(self) -> str:
-        return self._ops.socket_path
-
-    @property
-    def scope(self) -> str:
-        return self._ops.scope
-
-    def __repr__(self) -> str:
-        return f"AsyncCache(socket_path={self.socket_path!r}, scope={self.scope!r})"
 
     async def get(self, key: str, default: Any = None) -> Any:
         """The value, or ``default`` on a miss (also for an expired value or one that fails to verify)."""
@@ -502,7 +509,7 @@ class AsyncCache:
         await self.close()
 
 
-class Cache:
+class Cache(_CacheFace):
     """The same operations as ``AsyncCache``, blocking, for synchronous code. Thread-safe."""
 
     def __init__(self, socket_path: str | None = None, *, serializer: str | Serializer = "json",
@@ -513,16 +520,6 @@ class Cache:
         self._transport = _transport or _SyncTransport(self._ops.socket_path, self._ops.timeout)
         self._twin: AsyncCache | None = None
 
-    @property
-    def socket_path(self) -> str:
-        return self._ops.socket_path
-
-    @property
-    def scope(self) -> str:
-        return self._ops.scope
-
-    def __repr__(self) -> str:
-        return f"Cache(socket_path={self.socket_path!r}, scope={self.scope!r})"
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._transport.send(self._ops.get_call(key, default))

@@ -57,11 +57,10 @@ def test_kubectl_apply_creates_every_rendered_object(kube, kube_namespace, crds_
     for obj in objects:  # dashboards go to the release namespace here: the test owns no other one
         if obj["kind"] == "ConfigMap":
             obj["metadata"]["namespace"] = kube_namespace
-    foreign = {o["apiVersion"].split("/")[0] for o in objects} & set(FOREIGN_CRDS)
-    if foreign and not kube.is_emulator:
-        missing = [g for g in foreign if not kube.api.exists(f"/apis/{g}/v1")]
-        if missing:
-            pytest.skip(f"the cluster lacks the CRDs of {missing}")
+    if not kube.is_emulator:  # a real cluster without cert-manager / Prometheus Operator: check the rest
+        foreign = {o["apiVersion"].split("/")[0] for o in objects} & set(FOREIGN_CRDS)
+        missing = {g for g in foreign if not kube.api.exists(f"/apis/{g}/v1")}
+        objects = [o for o in objects if o["apiVersion"].split("/")[0] not in missing]
     manifest = yaml.safe_dump_all(objects)
     try:
         applied = kube.kubectl("apply", "--validate=false", "-f", "-", input=manifest)

@@ -519,9 +519,8 @@ class _Injector(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.emulator_only("a real API server cannot reach a webhook on the test host's loopback")
 def test_admission_webhooks_mutate_and_refuse_on_create(kube, kube_namespace, tmp_path):
-    if not kube.is_emulator:
-        pytest.skip("a real API server cannot reach a webhook on the test host's loopback")
     ca_pem, context = _webhook_tls(tmp_path)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Injector)
     server.socket = context.wrap_socket(server.socket, server_side=True)

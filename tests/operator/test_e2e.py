@@ -289,9 +289,8 @@ def test_managed_password_is_generated_once(kube, kube_namespace, operator):  # 
     assert base64.b64decode(kube.api.get(secret_path)["data"]["password"]) == password
 
 
+@pytest.mark.emulator_only("a real cluster's injector decides which pods get the sidecar; this counts hand-made pods")
 def test_labelled_pods_are_counted(kube, kube_namespace, operator):  # noqa: F811
-    if not kube.is_emulator:
-        pytest.skip("a real cluster's injector decides which pods get the sidecar; this counts hand-made pods")
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["memory"]))
     for pod, injected in [("with-sidecar", "true"), ("without-sidecar", None)]:
         labels = {names.LABEL_CACHE: "memory-cache", **({names.LABEL_INJECTED: injected} if injected else {})}
@@ -302,9 +301,8 @@ def test_labelled_pods_are_counted(kube, kube_namespace, operator):  # noqa: F81
                       and o["status"].get("uninjectedPods") == 1, what="pod counts")
 
 
+@pytest.mark.emulator_only("a real cluster's injector annotates the pods; this counts hand-made pods")
 def test_pods_started_with_an_older_sidecar_config_are_counted_outdated(kube, kube_namespace, operator):  # noqa: F811
-    if not kube.is_emulator:
-        pytest.skip("a real cluster's injector annotates the pods; this counts hand-made pods")
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["memory"]))
     ready = wait_phase(kube, kube_namespace, "memory-cache", "Ready", accept=lambda o: "configHash" in o["status"])
     old_hash = ready["status"]["configHash"]
@@ -348,9 +346,8 @@ def test_operator_exports_its_metrics(kube, kube_namespace, operator):  # noqa: 
     assert samples['agentcache_operator_caches{phase="Ready"}'] >= 1
 
 
+@pytest.mark.emulator_only("expanding a real claim needs a StorageClass with allowVolumeExpansion")
 def test_a_larger_volume_size_expands_the_claims(kube, kube_namespace, operator):  # noqa: F811
-    if not kube.is_emulator:
-        pytest.skip("expanding a real claim needs a StorageClass with allowVolumeExpansion")
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["replicated"]))
     kube.api.wait_for(child_path("StatefulSet", kube_namespace, "replicated-cache-valkey"), lambda o: o is not None)
     claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data-replicated-cache-valkey-0"},

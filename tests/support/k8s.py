@@ -271,12 +271,33 @@ def write_kubeconfig(path: Path, server: str) -> Path:
     return path
 
 
+def real_cluster_kubeconfig() -> str:
+    """The kubeconfig of a real cluster the suite was pointed at, or "" for the emulator."""
+    return os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "emulator_only(reason): needs the emulator (e.g. hand-made pods, loopback "
+                                       "webhooks); deselected, not skipped, when KUBECONFIG names a real cluster")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if not real_cluster_kubeconfig():
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("emulator_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def kube() -> Iterator[Kube]:
     """The Kubernetes API of the session: $KUBECONFIG's cluster, else a fresh emulator."""
     with tempfile.TemporaryDirectory(prefix="kube-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
-        given = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+        given = real_cluster_kubeconfig()
         if given:
             kubeconfig, is_emulator = Path(given).expanduser(), False
         else:

@@ -21,17 +21,12 @@ from typing import Callable, Protocol
 import aiohttp
 
 from .. import names
+from ..kube import json_reply
 
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_REREAD_SECONDS = 60.0
-
-
-class ApiError(RuntimeError):
-    def __init__(self, status: int, message: str):
-        super().__init__(f"Kubernetes API answered {status}: {message}")
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -108,16 +103,9 @@ class KubeApi:
             headers["Content-Type"] = content_type
             data = json.dumps(body)
         async with self._session.request(method, self.credentials.server + path, data=data, headers=headers) as reply:
-            text = await reply.text()
             if reply.status == 404 and method == "GET":
                 return None
-            if reply.status >= 400:
-                try:
-                    message = json.loads(text).get("message", text)
-                except (ValueError, AttributeError):
-                    message = text
-                raise ApiError(reply.status, message)
-            return json.loads(text) if text else {}
+            return await json_reply(reply)
 
     async def get(self, path: str) -> dict | None:
         return await self.request("GET", path)

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Awaitable, Callable, Protocol
 
 from . import certs
-from .kubeapi import ApiError, KubeApi
+from ..kube import ApiError
+from .kubeapi import KubeApi
 
 log = logging.getLogger(__name__)
 
