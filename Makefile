@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test install tools manifests bench
+.PHONY: run test install tools k8s cluster cluster-down manifests bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,22 @@ install: $(BIN)/.installed
 tools:
 	bash scripts/install-tools.sh
 
+# The real Kubernetes control plane (built from pinned Go modules) the tests run on.
+k8s:
+	bash scripts/install-k8s.sh
+
+# Start it in the background (etcd, kube-apiserver, controllers, scheduler, kwok's nodes);
+# the admin kubeconfig is .tools/kubeconfig.
+cluster: install tools k8s
+	bash scripts/cluster.sh up
+
+cluster-down:
+	bash scripts/cluster.sh down
+
 run: install
 	$(BIN)/agentcache-sidecar $(ARGS)
 
-test: install tools
+test: install tools k8s
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install tools

@@ -1,38 +1,45 @@
-"""Benchmark: how fast the operator brings N AgentCaches to their phase, and its peak memory.
+"""Benchmark: the operator on a real control plane, and what it costs the API server at rest.
 
-Runs the real ``agentcache-operator`` process against the Kubernetes API emulator of
-tests/support. Half the caches are ``memory`` (expected: Ready), half managed
-standalone Valkey (expected: Pending, since the emulator runs no pods). Then the
-benchmark plays the StatefulSet controller, marks every StatefulSet ready, and times
-the managed half reaching Ready. Peak RSS is sampled with psutil every 20 ms.
+Runs the real ``agentcache-operator`` process against the local control plane of
+scripts/cluster.sh (started if none runs; or the cluster $KUBECONFIG names). Half the
+caches are ``memory``, half managed standalone Valkey: those reach Ready once the real
+StatefulSet controller's pods are scheduled on kwok's nodes and made Ready.
 
-    .venv/bin/python bench/operator.py [--caches 200] [--runs 3]
+It prints, for each size:
+- the time for every cache to reach Ready, and the operator's peak RSS (psutil, every 20 ms);
+- the API server's request rate in steady state (nothing changes; the operator's resync
+  runs), read from its own ``apiserver_request_total`` over ``--window`` seconds with the
+  operator running, minus the same window with the operator stopped (the rest of the
+  control plane: controllers, scheduler, kwok's heartbeats), as reads and writes per minute.
+
+    .venv/bin/python bench/operator.py [--caches 200 1000] [--window 150]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.k8s import KubeApi, start_emulator, write_kubeconfig  # noqa: E402
+from tests.support.k8s import KubeApi, local_control_plane, real_cluster_kubeconfig  # noqa: E402
 
 CRD = ROOT / "charts" / "agentcache" / "crds" / "agentcaches.agentcache.io.yaml"
-NAMESPACE = "bench"
-CACHES_PATH = f"/apis/agentcache.io/v1alpha1/namespaces/{NAMESPACE}/agentcaches"
-STS_PATH = f"/apis/apps/v1/namespaces/{NAMESPACE}/statefulsets"
+WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}
 
 
 class PeakRss:
@@ -59,78 +66,103 @@ class PeakRss:
         return self.peak
 
 
-def wait_phases(api: KubeApi, expected: dict[str, str], timeout: float) -> float:
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        items = api.get(CACHES_PATH)["items"]
-        phases = {i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in items}
-        if all(phases.get(name) == phase for name, phase in expected.items()):
-            return time.perf_counter() - started
-        time.sleep(0.05)
-    missing = sum(1 for n, p in expected.items() if phases.get(n) != p)
-    raise SystemExit(f"{missing} caches did not reach their phase within {timeout}s")
+def request_counts(api: KubeApi) -> tuple[float, float]:
+    """(reads, writes) the API server has answered since it started, from its /metrics."""
+    _, text = api.request("GET", "/metrics")
+    reads = writes = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            if sample.name == "apiserver_request_total":
+                if sample.labels.get("verb") in WRITE_VERBS:
+                    writes += sample.value
+                else:
+                    reads += sample.value
+    return reads, writes
 
 
-def one_run(count: int, workdir: Path) -> dict[str, float]:
-    with start_emulator(workdir) as server:
-        kubeconfig = write_kubeconfig(workdir / "kubeconfig", server)
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(workdir / "kube-cache")}
-        api = KubeApi(kubeconfig)
-        api.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", yaml.safe_load(CRD.read_text()))
-        api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        log = (workdir / "operator.log").open("wb")
-        operator = subprocess.Popen(
+def rate_per_minute(api: KubeApi, window: float) -> tuple[float, float]:
+    reads0, writes0 = request_counts(api)
+    time.sleep(window)
+    reads1, writes1 = request_counts(api)
+    return (reads1 - reads0) * 60 / window, (writes1 - writes0) * 60 / window
+
+
+@contextlib.contextmanager
+def operator_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
             [sys.executable, "-m", "agentcache_operator.main", "-A", "--metrics-port", "0", "--liveness-port", "0"],
-            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
-        rss = PeakRss(operator.pid)
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.send_signal(2)
         try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_ready(api: KubeApi, path: str, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = api.get(path)["items"]
+        if sum(1 for i in items if (i.get("status") or {}).get("phase") == "Ready") == count:
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"not every cache reached Ready within {timeout}s")
+
+
+def one_size(api: KubeApi, env: dict[str, str], count: int, window: float, workdir: Path) -> dict[str, float]:
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    path = f"/apis/agentcache.io/v1alpha1/namespaces/{namespace}/agentcaches"
+    api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    try:
+        with operator_process(env, workdir / f"operator-{count}.log") as operator:
+            rss = PeakRss(operator.pid)
             time.sleep(2)  # let kopf log in and start its watches
-            expected = {}
             started = time.perf_counter()
             for i in range(count):
-                name = f"cache-{i:04d}"
                 spec = {"backend": "memory"} if i % 2 == 0 else {"backend": "valkey", "valkey": {"mode": "managed"}}
-                api.create(CACHES_PATH, {"apiVersion": "agentcache.io/v1alpha1", "kind": "AgentCache",
-                                         "metadata": {"name": name}, "spec": spec})
-                expected[name] = "Ready" if i % 2 == 0 else "Pending"
+                api.create(path, {"apiVersion": "agentcache.io/v1alpha1", "kind": "AgentCache",
+                                  "metadata": {"name": f"cache-{i:04d}"}, "spec": spec})
             created = time.perf_counter() - started
-            to_phase = wait_phases(api, expected, timeout=300) + created
-            ready_started = time.perf_counter()
-            for sts in api.get(STS_PATH)["items"]:
-                api.patch(f"{STS_PATH}/{sts['metadata']['name']}/status", {"status": {
-                    "replicas": 1, "readyReplicas": 1, "observedGeneration": sts["metadata"]["generation"]}})
-            wait_phases(api, {name: "Ready" for name in expected}, timeout=300)
-            to_ready = time.perf_counter() - ready_started
-            emulator = next(p for p in psutil.Process().children() if p.pid != operator.pid)
-            return {"create_s": created, "to_phase_s": to_phase, "managed_ready_s": to_ready,
-                    "peak_rss_mib": rss.peak / 2**20, "operator_cpu_s": sum(psutil.Process(operator.pid).cpu_times()[:2]),
-                    "emulator_cpu_s": sum(emulator.cpu_times()[:2])}
-        finally:
-            operator.send_signal(2)
-            try:
-                operator.wait(15)
-            except subprocess.TimeoutExpired:
-                operator.kill()
-                operator.wait()
-            rss.stop()
-            log.close()
+            wait_ready(api, path, count, timeout=60 + count)
+            to_ready = time.perf_counter() - started
+            time.sleep(5)  # the last status writes and pod events settle
+            with_reads, with_writes = rate_per_minute(api, window)
+            peak = rss.stop()
+        base_reads, base_writes = rate_per_minute(api, window)
+        return {"create_s": created, "all_ready_s": to_ready, "peak_rss_mib": peak / 2**20,
+                "operator_reads_per_min": with_reads - base_reads, "operator_writes_per_min": with_writes - base_writes,
+                "rest_of_control_plane_per_min": base_reads + base_writes}
+    finally:
+        api.request("DELETE", f"/api/v1/namespaces/{namespace}", check=False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--caches", type=int, default=200)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--caches", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--window", type=float, default=150.0,
+                        help="seconds of steady state measured (at least two of the operator's 60 s resyncs)")
     args = parser.parse_args()
-    results = []
-    for run in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
-            result = one_run(args.caches, Path(tmp))
-        results.append(result)
-        print(f"run {run + 1}: " + ", ".join(f"{k}={v:.2f}" for k, v in result.items()), flush=True)
-    print(f"median of {args.runs} runs, {args.caches} AgentCaches (half memory, half managed Valkey):")
-    for key in results[0]:
-        print(f"  {key}: {statistics.median(r[key] for r in results):.2f}")
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
+        given = real_cluster_kubeconfig()
+        kubeconfig = Path(given) if given else stack.enter_context(local_control_plane())
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(Path(tmp) / "kube-cache")}
+        api = KubeApi(kubeconfig)
+        api.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                    yaml.safe_load(CRD.read_text()), check=False)
+        api.wait_for("/apis/agentcache.io/v1alpha1/agentcaches?limit=1", lambda o: o is not None, timeout=30)
+        print(f"operator on {'the cluster $KUBECONFIG names' if given else 'the local control plane'}; "
+              f"steady-state windows of {args.window:.0f} s", flush=True)
+        for count in args.caches:
+            result = one_size(api, env, count, args.window, Path(tmp))
+            print(f"{count} AgentCaches (half memory, half managed Valkey): "
+                  + ", ".join(f"{k}={v:.1f}" for k, v in result.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The rendered chart applied with the real kubectl to a Kubernetes API creates every object.
 
-The API is the session's ``kube`` (the cluster $KUBECONFIG names, else the emulator of
-tests/support/k8s_emulator.py). cert-manager's and the Prometheus Operator's CRDs cannot be
-downloaded here: on the emulator, minimal stand-in CRDs (same group, kind and scope, schema
-left open) let their objects be created; on a real cluster their real CRDs must be installed.
+The API is the session's ``kube`` (the local control plane of scripts/cluster.sh, or the
+cluster $KUBECONFIG names). cert-manager's and the Prometheus Operator's CRDs cannot be
+downloaded here: on the local control plane, minimal stand-in CRDs (same group, kind and
+scope, schema left open) let their objects be created; on another cluster the objects whose
+CRDs are not installed are left out.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ def stand_in_crd(group: str, kind: str, plural: str) -> dict:
 
 @pytest.fixture(scope="module")
 def crds_installed(kube):
-    """The chart's own CRDs, and stand-ins for the foreign ones on the emulator."""
+    """The chart's own CRDs, and stand-ins for the foreign ones on the local control plane."""
     kube.kubectl("apply", "--validate=false", "-f", str(CHART / "crds"))
-    if kube.is_emulator:
+    if kube.is_local:
         kube.apply([stand_in_crd(group, kind, plural) for group, kinds in FOREIGN_CRDS.items()
                     for kind, plural in kinds])
 
@@ -57,7 +58,7 @@ def test_kubectl_apply_creates_every_rendered_object(kube, kube_namespace, crds_
     for obj in objects:  # dashboards go to the release namespace here: the test owns no other one
         if obj["kind"] == "ConfigMap":
             obj["metadata"]["namespace"] = kube_namespace
-    if not kube.is_emulator:  # a real cluster without cert-manager / Prometheus Operator: check the rest
+    if not kube.is_local:  # a cluster without cert-manager / Prometheus Operator: check the rest
         foreign = {o["apiVersion"].split("/")[0] for o in objects} & set(FOREIGN_CRDS)
         missing = {g for g in foreign if not kube.api.exists(f"/apis/{g}/v1")}
         objects = [o for o in objects if o["apiVersion"].split("/")[0] not in missing]

@@ -1,6 +1,6 @@
 """Every operator dashboard query returns data from a real Prometheus scraping the real operator.
 
-``agentcache-operator`` runs against the session's Kubernetes API (the emulator, or
+``agentcache-operator`` runs against the session's real Kubernetes API (the local control plane, or
 $KUBECONFIG's cluster) and reconciles two caches: one it can honour and one whose spec
 names a missing Secret (phase Failed), so ok and failed reconciles are both real.
 """

@@ -1,4 +1,4 @@
-"""The injector against a Kubernetes API: the emulator (tests/support/k8s.py), or $KUBECONFIG's cluster.
+"""The injector against a real Kubernetes API (tests/support/k8s.py: the local control plane or $KUBECONFIG's cluster).
 
 AgentCache lookups, the TLS Secret it creates once and reuses, rotation, the
 caBundle it keeps in sync, and the running injector getting its caches from the

@@ -1,17 +1,14 @@
-"""Pytest fixtures for a Kubernetes API: the cluster $KUBECONFIG names, else the emulator.
+"""Pytest fixtures for a real Kubernetes API: the cluster $KUBECONFIG names, else a local control plane.
 
 ``kube`` (session) yields a :class:`Kube`: ``.kubeconfig`` (path), ``.kubectl(*args)``
 (the real kubectl binary), ``.api`` (:class:`KubeApi`, HTTP with the kubeconfig's
 credentials), ``.env`` (the environment for child processes: KUBECONFIG, KUBECACHEDIR),
-``.is_emulator`` and ``.run_operator(target)`` (a real ``kopf run`` subprocess).
-Without $KUBECONFIG it starts ``python -m tests.support.k8s_emulator`` on a free port.
+and ``.is_local``. Without $KUBECONFIG it uses the control plane of scripts/cluster.sh
+(etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok's two nodes),
+building it with scripts/install-k8s.sh and starting it when none is running.
 ``kube_namespace`` gives each test a fresh namespace, deleted afterwards; tests that
 share the session's API must create namespaced objects there (cluster-scoped objects
 need unique names).
-
-Operators run here must log in with ``@kopf.on.login()`` returning
-``kopf.login_with_kubeconfig(**kwargs)``: it reads $KUBECONFIG when called, whereas
-the ``kubernetes`` client library reads it when imported.
 """
 
 from __future__ import annotations
@@ -20,11 +17,7 @@ import contextlib
 import dataclasses
 import json
 import os
-import select
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -38,10 +31,8 @@ import yaml
 
 from tests.support.tools import ROOT, require_tool
 
-__all__ = ["ApiFailure", "Kube", "KubeApi", "OperatorProcess", "kube", "kube_namespace"]
+__all__ = ["ApiFailure", "Kube", "KubeApi", "kube", "kube_namespace"]
 
-EMULATOR_START_TIMEOUT = 10.0
-EMULATOR_BOOKMARK_INTERVAL = 1.0
 Obj = dict[str, Any]
 
 
@@ -65,6 +56,7 @@ class KubeApi:
         kubernetes.config.load_kube_config(config_file=str(kubeconfig), client_configuration=self._config)
         self.base_url = self._config.host.rstrip("/")
         self._session = requests.Session()
+        self._session.trust_env = False  # else $REQUESTS_CA_BUNDLE overrides the kubeconfig's CA
         self._session.verify = (self._config.ssl_ca_cert or True) if self._config.verify_ssl else False
         if self._config.cert_file:
             self._session.cert = (self._config.cert_file, self._config.key_file)
@@ -146,30 +138,9 @@ class KubeApi:
 
 
 @dataclasses.dataclass
-class OperatorProcess:
-    """A ``kopf run`` subprocess with its log file."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGINT (kopf's graceful stop), then SIGKILL if it does not exit in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@dataclasses.dataclass
 class Kube:
     kubeconfig: Path
-    is_emulator: bool
+    is_local: bool  # the control plane of scripts/cluster.sh, not a cluster $KUBECONFIG names
     env: dict[str, str]
     api: KubeApi
     workdir: Path
@@ -192,119 +163,46 @@ class Kube:
             manifests = yaml.safe_dump_all(documents)
         return self.kubectl("apply", "--validate=false", "-f", "-", *extra, input=manifests)
 
-    @contextlib.contextmanager
-    def run_operator(self, target: str | Path, *extra: str, namespace: str | None = None,
-                     ready_timeout: float = 20.0) -> Iterator[OperatorProcess]:
-        """Run ``kopf run --standalone`` on a file (``*.py``) or a module, stop it on exit.
 
-        Ready means kopf's liveness endpoint answers; the log is shown if it never does.
-        """
-        port = _free_port()
-        scope = ["--namespace", namespace] if namespace else ["--all-namespaces"]
-        source = [str(target)] if str(target).endswith(".py") else ["-m", str(target)]
-        log_path = self.workdir / f"kopf-{uuid.uuid4().hex[:8]}.log"
-        command = [sys.executable, "-m", "kopf", "run", "--standalone", *scope, "--verbose",
-                   "--liveness", f"http://127.0.0.1:{port}/healthz", *extra, *source]
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        operator = OperatorProcess(process, log_path)
-        try:
-            _wait_for_http(f"http://127.0.0.1:{port}/healthz", process, ready_timeout,
-                           lambda: f"kopf did not become live:\n{operator.logs()}")
-            yield operator
-        finally:
-            operator.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float,
-                   explain: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError(explain())
-
-
-@contextlib.contextmanager
-def start_emulator(workdir: Path) -> Iterator[str]:
-    """Run the emulator as a subprocess on a free port; yield its URL."""
-    log_path = workdir / "k8s-emulator.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.k8s_emulator", "--port", "0",
-             "--bookmark-interval", str(EMULATOR_BOOKMARK_INTERVAL)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=log)
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], EMULATOR_START_TIMEOUT)
-        line = process.stdout.readline().decode() if ready else ""
-        if not line.startswith("listening on "):
-            raise AssertionError(f"the Kubernetes emulator did not start: {line!r}\n"
-                                 f"{log_path.read_text(errors='replace')}")
-        yield line.removeprefix("listening on ").strip()
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def write_kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
-        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
-        "users": [{"name": "emulator", "user": {}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "emulator"}}],
-    }))
-    return path
+CLUSTER_SCRIPT = ROOT / "scripts" / "cluster.sh"
+INSTALL_K8S_SCRIPT = ROOT / "scripts" / "install-k8s.sh"
+LOCAL_KUBECONFIG = ROOT / ".tools" / "kubeconfig"
 
 
 def real_cluster_kubeconfig() -> str:
-    """The kubeconfig of a real cluster the suite was pointed at, or "" for the emulator."""
+    """The kubeconfig $KUBECONFIG names (a kind, k3d or cloud cluster), or "" for the local control plane."""
     return os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
 
 
-def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "emulator_only(reason): needs the emulator (e.g. hand-made pods, loopback "
-                                       "webhooks); deselected, not skipped, when KUBECONFIG names a real cluster")
+@contextlib.contextmanager
+def local_control_plane() -> Iterator[Path]:
+    """The control plane of scripts/cluster.sh: reuse a running one, else build, start and (after) stop it.
 
-
-def pytest_collection_modifyitems(config, items) -> None:
-    if not real_cluster_kubeconfig():
+    ``AGENTCACHE_KEEP_CLUSTER=1`` leaves a cluster this fixture started running, for the next session.
+    """
+    if subprocess.run(["bash", str(CLUSTER_SCRIPT), "status"]).returncode == 0:
+        yield LOCAL_KUBECONFIG
         return
-    kept, dropped = [], []
-    for item in items:
-        (dropped if item.get_closest_marker("emulator_only") else kept).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    for script, args in ((INSTALL_K8S_SCRIPT, ()), (CLUSTER_SCRIPT, ("up",))):
+        result = subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise AssertionError(f"{script.name} {' '.join(args)} failed:\n{result.stderr}{result.stdout}")
+    try:
+        yield LOCAL_KUBECONFIG
+    finally:
+        if os.environ.get("AGENTCACHE_KEEP_CLUSTER") != "1":
+            subprocess.run(["bash", str(CLUSTER_SCRIPT), "down"], capture_output=True)
 
 
 @pytest.fixture(scope="session")
 def kube() -> Iterator[Kube]:
-    """The Kubernetes API of the session: $KUBECONFIG's cluster, else a fresh emulator."""
+    """The Kubernetes API of the session: $KUBECONFIG's cluster, else the local real control plane."""
     with tempfile.TemporaryDirectory(prefix="kube-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         given = real_cluster_kubeconfig()
-        if given:
-            kubeconfig, is_emulator = Path(given).expanduser(), False
-        else:
-            server = stack.enter_context(start_emulator(workdir))
-            kubeconfig, is_emulator = write_kubeconfig(workdir / "kubeconfig", server), True
+        kubeconfig = Path(given).expanduser() if given else stack.enter_context(local_control_plane())
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(workdir / "kube-cache")}
-        yield Kube(kubeconfig, is_emulator, env, KubeApi(kubeconfig), workdir)
+        yield Kube(kubeconfig, not given, env, KubeApi(kubeconfig), workdir)
 
 
 @pytest.fixture
