@@ -166,7 +166,8 @@ class Kube:
 
 CLUSTER_SCRIPT = ROOT / "scripts" / "cluster.sh"
 INSTALL_K8S_SCRIPT = ROOT / "scripts" / "install-k8s.sh"
-LOCAL_KUBECONFIG = ROOT / ".tools" / "kubeconfig"
+CLUSTER_DIR = Path(os.environ.get("AGENTCACHE_CLUSTER_DIR", ROOT / ".tools" / "cluster"))
+LOCAL_KUBECONFIG = CLUSTER_DIR.parent / "kubeconfig"  # where scripts/cluster.sh writes it
 
 
 def real_cluster_kubeconfig() -> str:
