@@ -258,3 +258,21 @@ def test_quantities_become_bytes(quantity, expected):
 def test_a_bad_quantity_names_the_field():
     with pytest.raises(SpecError, match="spec.valkey.maxMemory: 'lots'"):
         quantity_bytes("lots", "spec.valkey.maxMemory")
+
+
+def _name_limit() -> int:
+    from agentcache_operator import crd
+    rule = next(r["rule"] for r in crd.openapi_schema()["x-kubernetes-validations"] if "size(self.metadata.name)" in r["rule"])
+    return int(rule.rsplit("<=", 1)[1])
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.stem)
+def test_the_longest_name_the_crd_allows_names_every_child_and_its_pods(path):
+    """A StatefulSet's pods carry controller-revision-hash=<statefulset>-<10 chars>, a label of at most 63."""
+    body = agent_cache(path)
+    body["metadata"]["name"] = "a" * _name_limit()
+    for obj in render_children(Cache.from_body(body), PASSWORD):
+        limit = 63 - 11 if obj["kind"] == "StatefulSet" else 63
+        assert len(obj["metadata"]["name"]) <= limit, (obj["kind"], obj["metadata"]["name"])
+        for value in (obj["metadata"].get("labels") or {}).values():
+            assert len(value) <= 63
