@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import ssl
 import tempfile
 from dataclasses import dataclass, replace
@@ -89,6 +90,14 @@ def service_dns_names(service: str, namespace: str) -> list[str]:
             f"{service}.{namespace}.svc.cluster.local"]
 
 
+def _san(name: str) -> x509.GeneralName:
+    """An IP address SAN for an address (a webhook reached by URL at an IP), else a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 def _new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
@@ -120,7 +129,7 @@ def generate_ca(common_name: str, now: dt.datetime, days: int = CA_DAYS) -> tupl
 
 def issue_serving_cert(ca_cert_pem: bytes, ca_key_pem: bytes, dns_names: list[str], now: dt.datetime,
                        days: int = CERT_DAYS) -> tuple[bytes, bytes]:
-    """A server certificate for ``dns_names`` signed by the CA, never outliving it: (cert, key) PEM."""
+    """A server certificate for ``dns_names`` (IP addresses too) signed by the CA, never outliving it: (cert, key) PEM."""
     if not dns_names:
         raise ValueError("a serving certificate needs at least one DNS name")
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
@@ -134,7 +143,7 @@ def issue_serving_cert(ca_cert_pem: bytes, ca_key_pem: bytes, dns_names: list[st
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE).not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_san(n) for n in dns_names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, key_cert_sign=False,
                                      crl_sign=False, content_commitment=False, data_encipherment=False,
@@ -178,7 +187,7 @@ def _cert_problem(bundle: CertBundle, dns_names: list[str], now: dt.datetime,
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return "the serving certificate has no DNS names"
-    names = sorted(sans.get_values_for_type(x509.DNSName))
+    names = sorted([*sans.get_values_for_type(x509.DNSName), *map(str, sans.get_values_for_type(x509.IPAddress))])
     if names != sorted(dns_names):
         return f"the serving certificate names {names}, the service needs {sorted(dns_names)}"
     return None

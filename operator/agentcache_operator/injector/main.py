@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the injector's namespace (default: $POD_NAMESPACE)")
     parser.add_argument("--service", default="agentcache-injector",
                         help="the injector's Service; its DNS names go into a generated certificate")
+    parser.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
+                        help="another name or IP address for a generated certificate (repeatable), e.g. "
+                             "127.0.0.1 for an injector the API server reaches by URL")
     parser.add_argument("--tls-cert-file", help="serving certificate PEM (with --tls-key-file)")
     parser.add_argument("--tls-key-file", help="serving key PEM")
     parser.add_argument("--tls-secret", help="Secret holding the injector's own CA and certificate")
@@ -91,7 +94,7 @@ def build_injector(args: argparse.Namespace) -> tuple[Injector, KubeApi | None]:
         lookup = StaticLookup(load_caches(args.caches))
     else:
         lookup = ApiCacheLookup(api, ttl=args.cache_ttl, watch_namespace=args.watch_namespace)
-    dns_names = certs.service_dns_names(args.service, args.namespace)
+    dns_names = certs.service_dns_names(args.service, args.namespace) + args.tls_san
     if args.tls_cert_file:
         source = FileCertificates(args.tls_cert_file, args.tls_key_file)
     elif args.tls_dir:
