@@ -1,13 +1,15 @@
 """kopf handlers: thin triggers of ``Reconciler`` (see reconcile.py for what a reconcile does).
 
 - create / update / resume of an AgentCache: reconcile now (kopf retries API faults);
-- a resync loop every ``AGENTCACHE_RESYNC_SECONDS`` (default 60) over every cache seen: restores
-  drift the watches missed (e.g. a deleted Secret). It is not a ``kopf.timer`` because kopf puts
-  a finalizer on every object with a timer, and deleting a cache would then hang while the
-  operator is down;
+- a resync loop that visits every cache seen once per ``AGENTCACHE_RESYNC_SECONDS`` (default
+  600), spread over that period with jitter rather than all at once: restores drift the watches
+  missed (e.g. a deleted Secret). It is not a ``kopf.timer`` because kopf puts a finalizer on every
+  object with a timer, and deleting a cache would then hang while the operator is down;
 - any event on a child the operator manages (edited or deleted by hand, a StatefulSet
   becoming ready): reconcile its owner;
 - any event on a pod labelled ``agentcache.io/cache``: recount injected pods.
+Children and pods are watched with server-side label selectors and paged lists, so the
+operator's memory and watch traffic follow the caches, not the size of the cluster.
 No finalizer: everything the operator creates lives in Kubernetes and is owned by the
 AgentCache, so deletion cascades through ownerReferences.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 from typing import Any
 
 import kopf
@@ -25,7 +28,8 @@ from . import names
 from .kube import ApiError, Client
 from .reconcile import Reconciler
 
-RESYNC_SECONDS = float(os.environ.get("AGENTCACHE_RESYNC_SECONDS", "60"))
+RESYNC_SECONDS = float(os.environ.get("AGENTCACHE_RESYNC_SECONDS", "600"))
+LIST_PAGE_SIZE = 500
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 WATCHED_CHILDREN = (  # (group/version, plural, kind); Secrets are left to the resync: watching all is too broad
     ("v1", "configmaps", "ConfigMap"),
@@ -56,6 +60,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING  # the operator posts its own phase-transition events
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    settings.watching.chunk_size = LIST_PAGE_SIZE
+    for api_version, plural, _ in WATCHED_CHILDREN:
+        settings.watching.label_selectors[api_version, plural] = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+    settings.watching.label_selectors["v1", "pods"] = names.LABEL_CACHE
 
 
 @kopf.on.login()
@@ -93,7 +101,8 @@ def _reconciler() -> Reconciler:
 @kopf.on.resume(names.GROUP, names.VERSION, names.PLURAL)
 @kopf.on.create(names.GROUP, names.VERSION, names.PLURAL)
 @kopf.on.update(names.GROUP, names.VERSION, names.PLURAL)
-async def reconcile(namespace: str, name: str, **_: Any) -> None:
+async def reconcile(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    _reconciler().observe_cache(dict(body))
     try:
         await _reconciler().reconcile_now(namespace, name)
     except ApiError as error:
@@ -101,22 +110,29 @@ async def reconcile(namespace: str, name: str, **_: Any) -> None:
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
-async def cache_event(type: str | None, namespace: str, name: str, **_: Any) -> None:
-    """Keeps the set of caches the resync loop visits."""
+async def cache_event(type: str | None, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """Keeps the set of caches the resync loop visits, and their latest bodies."""
     if type == "DELETED":
         state.known.discard((namespace, name))
         if state.reconciler is not None:
             state.reconciler.forget(namespace, name)
     else:
         state.known.add((namespace, name))
+        if state.reconciler is not None:
+            state.reconciler.observe_cache(dict(body))
 
 
 async def _resync_forever() -> None:
+    """Visit every known cache once per period, one at a time in random order, evenly spaced."""
     while True:
-        await asyncio.sleep(RESYNC_SECONDS)
-        if state.reconciler is not None:
-            for namespace, name in sorted(state.known):
-                state.reconciler.schedule(namespace, name)
+        keys = list(state.known)
+        random.shuffle(keys)
+        if not keys:
+            await asyncio.sleep(RESYNC_SECONDS)
+        for key in keys:
+            await asyncio.sleep(RESYNC_SECONDS / len(keys) * random.uniform(0.5, 1.5))
+            if state.reconciler is not None and key in state.known:
+                state.reconciler.schedule(*key)
 
 
 @kopf.on.startup()
@@ -128,6 +144,7 @@ def _child_handler(kind: str):
     async def child_event(type: str | None, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
         """A child changed: reconcile its owner, unless this is the version the operator just wrote."""
         reconciler = _reconciler()
+        reconciler.observe_child(kind, dict(body), deleted=type == "DELETED")
         version = body.get("metadata", {}).get("resourceVersion")
         for ref in body.get("metadata", {}).get("ownerReferences") or []:
             if ref.get("kind") != names.KIND or not ref.get("apiVersion", "").startswith(f"{names.GROUP}/"):
@@ -145,7 +162,9 @@ for _api_version, _plural, _kind in WATCHED_CHILDREN:
 
 
 @kopf.on.event("v1", "pods", labels={names.LABEL_CACHE: kopf.PRESENT})
-async def pod_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+async def pod_event(type: str | None, body: kopf.Body, namespace: str, **_: Any) -> None:
+    reconciler = _reconciler()
+    reconciler.observe_pod(dict(body), deleted=type == "DELETED")
     cache = body.get("metadata", {}).get("labels", {}).get(names.LABEL_CACHE)
     if cache:
-        _reconciler().schedule(namespace, cache)
+        reconciler.schedule(namespace, cache)

@@ -21,6 +21,7 @@ LABEL_NAME = "app.kubernetes.io/name"
 MANAGED_BY = "agentcache-operator"
 
 ANNOTATION_CONFIG_HASH = "agentcache.io/config-hash"
+ANNOTATION_APPLIED_HASH = "agentcache.io/applied-hash"  # on every child: the hash of what the operator last applied
 ANNOTATION_SIDECAR_CPU = "agentcache.io/sidecar-cpu"
 ANNOTATION_SIDECAR_MEMORY = "agentcache.io/sidecar-memory"
 ANNOTATION_SIDECAR_CPU_LIMIT = "agentcache.io/sidecar-cpu-limit"

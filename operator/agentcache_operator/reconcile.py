@@ -2,8 +2,10 @@
 
 Every trigger (create/update/resume, the drift timer, an event on a child or on a
 labelled pod) ends here, serialised per cache, so they all converge on the same
-state. Applying is server-side apply with the operator as field manager: a
-reconcile that finds nothing to change writes nothing but, at most, the status.
+state. What the watches deliver (caches, children, labelled pods) is kept in memory,
+so a reconcile reads the API server only for what is not watched (the managed
+password Secret) and writes only what differs (see drift.py): at rest, nothing.
+Applying is server-side apply with the operator as field manager.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import kopf
 
 from . import names
+from .drift import stamp, up_to_date
 from .kube import ApiError, Client, path
 from .metrics import RECONCILE_DURATION, RECONCILES, PhaseBook
 from .render import Cache, SpecError, render_children
@@ -49,6 +52,33 @@ class Reconciler:
         self._pending: set[Key] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._written: dict[Key, dict[tuple[str, str], str]] = {}  # cache -> (kind, child) -> resourceVersion
+        self._caches: dict[Key, dict[str, Any]] = {}  # the latest AgentCache bodies the watch delivered
+        self._children: dict[tuple[str, str, str], dict[str, Any]] = {}  # (namespace, kind, name) -> last seen
+        self._pods: dict[Key, dict[str, dict[str, Any]]] = {}  # (namespace, cache) -> pod name -> its metadata
+        self._grown: dict[Key, int] = {}  # generation whose volume size was last checked
+
+    def observe_cache(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        self._caches[meta["namespace"], meta["name"]] = body
+
+    def observe_child(self, kind: str, body: dict[str, Any], deleted: bool) -> None:
+        """Remember a child as the watch delivered it (or forget it), for the next reconcile to compare."""
+        meta = body.get("metadata", {})
+        key = (meta.get("namespace", ""), kind, meta.get("name", ""))
+        if deleted:
+            self._children.pop(key, None)
+        else:
+            self._children[key] = _slim(body)
+
+    def observe_pod(self, body: dict[str, Any], deleted: bool) -> None:
+        """Keep the metadata of pods labelled with a cache, to count them without listing."""
+        meta = body.get("metadata", {})
+        for pods in self._pods.values():
+            pods.pop(f"{meta.get('namespace')}/{meta.get('name')}", None)
+        cache = (meta.get("labels") or {}).get(names.LABEL_CACHE)
+        if cache and not deleted:
+            self._pods.setdefault((meta["namespace"], cache), {})[f"{meta['namespace']}/{meta['name']}"] = {
+                "metadata": {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}}}
 
     def is_own_write(self, cache: Key, kind: str, child: str, resource_version: str | None) -> bool:
         """Whether this child version is the one the operator itself just wrote (no need to look again)."""
@@ -76,6 +106,8 @@ class Reconciler:
         self.phases.forget((namespace, name))
         self._locks.pop((namespace, name), None)
         self._written.pop((namespace, name), None)
+        self._caches.pop((namespace, name), None)
+        self._grown.pop((namespace, name), None)
 
     async def _scheduled(self, key: Key) -> None:
         async with self._lock(key):
@@ -100,7 +132,7 @@ class Reconciler:
         return phase
 
     async def _reconcile(self, namespace: str, name: str) -> str | None:
-        body = await self.client.get(names.KIND, namespace, name)
+        body = self._caches.get((namespace, name)) or await self.client.get(names.KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         cache = Cache.from_body(body)
@@ -143,7 +175,9 @@ class Reconciler:
     async def _managed_password(self, cache: Cache) -> str:
         """The existing Secret's password, or a new one (the Secret is created once, never rotated)."""
         secret_name = names.valkey_password_secret(cache.name)
-        secret = await self.client.get("Secret", cache.namespace, secret_name)
+        secret = await self.client.get("Secret", cache.namespace, secret_name)  # not watched: read each time
+        self.observe_child("Secret", secret or {"metadata": {"namespace": cache.namespace, "name": secret_name}},
+                           deleted=secret is None)
         if secret is None:
             return secrets.token_urlsafe(PASSWORD_BYTES)
         try:
@@ -185,17 +219,30 @@ class Reconciler:
         versions[obj["kind"], obj["metadata"]["name"]] = result["metadata"].get("resourceVersion", "")
         return result
 
+    async def _existing(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The child as last seen by a watch or a write, else as the API server has it now."""
+        key = (namespace, kind, name)
+        if key not in self._children:
+            found = await self.client.get(kind, namespace, name)
+            self.observe_child(kind, found or {"metadata": {"namespace": namespace, "name": name}}, found is None)
+        return self._children.get(key)
+
     async def _write_one(self, cache: Cache, obj: dict[str, Any]) -> dict[str, Any]:
         kind, name = obj["kind"], obj["metadata"]["name"]
-        if kind in CREATE_ONLY_KINDS:
-            existing = await self.client.get(kind, cache.namespace, name)
-            return existing if existing is not None else await self.client.create(obj)
-        if kind == "StatefulSet" and "volumeClaimTemplates" in obj["spec"]:
-            existing = await self.client.get(kind, cache.namespace, name)
-            if existing is not None:
+        existing = await self._existing(kind, cache.namespace, name)
+        if kind in CREATE_ONLY_KINDS and existing is not None:
+            return existing
+        if kind == "StatefulSet" and "volumeClaimTemplates" in obj["spec"] and existing is not None:
+            if self._grown.get((cache.namespace, cache.name)) != cache.generation:
                 await self._grow_volumes(cache, obj, existing)
-                obj["spec"]["volumeClaimTemplates"] = existing["spec"].get("volumeClaimTemplates", [])
-        return await self.client.apply(obj)
+                self._grown[cache.namespace, cache.name] = cache.generation
+            obj["spec"]["volumeClaimTemplates"] = existing["spec"].get("volumeClaimTemplates", [])
+        stamp(obj)
+        if up_to_date(existing, obj):
+            return existing  # type: ignore[return-value]
+        written = await (self.client.create(obj) if kind in CREATE_ONLY_KINDS else self.client.apply(obj))
+        self.observe_child(kind, written, deleted=False)
+        return written
 
     async def _grow_volumes(self, cache: Cache, desired: dict[str, Any], existing: dict[str, Any]) -> None:
         """Expand each pod's claim to a larger ``persistence.size`` (templates themselves are immutable)."""
@@ -226,8 +273,8 @@ class Reconciler:
                     await self.client.delete(kind, cache.namespace, item["metadata"]["name"])
 
     async def _count_pods(self, cache: Cache, config_hash: str | None) -> tuple[int, int, int]:
-        """(injected, uninjected, outdated) pods labelled with this cache; see ``count_pods``."""
-        pods = await self.client.list("Pod", cache.namespace, f"{names.LABEL_CACHE}={cache.name}")
+        """(injected, uninjected, outdated) pods labelled with this cache, as the pod watch saw them."""
+        pods = list(self._pods.get((cache.namespace, cache.name), {}).values())
         return count_pods(pods, cache.name, config_hash)
 
     async def _event(self, body: dict[str, Any], assessment: Assessment) -> None:
@@ -255,3 +302,9 @@ class Reconciler:
             await self.client.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", event)
         except ApiError as error:  # events are best effort, like kubectl's
             logger.warning("could not post event for %s/%s: %s", meta["namespace"], meta["name"], error)
+
+
+def _slim(body: dict[str, Any]) -> dict[str, Any]:
+    """The object without its managedFields (most of its size, never compared)."""
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    return {**body, "metadata": meta}

@@ -220,6 +220,30 @@ def test_reconciling_again_changes_nothing(kube, kube_namespace, operator):  # n
         assert now["metadata"]["resourceVersion"] == versions[kind, child], f"{kind} {child} was written"
 
 
+OWN_RESOURCES = {"agentcaches", "configmaps", "secrets", "services", "statefulsets", "poddisruptionbudgets",
+                 "networkpolicies", "jobs", "pods"}
+WRITE_VERBS = {"APPLY", "PATCH", "POST", "PUT"}
+
+
+def test_steady_state_sends_the_api_server_no_writes_and_few_reads(kube, kube_namespace, operator):  # noqa: F811
+    """Counted by the API server itself: nothing changes, so the resyncs write nothing."""
+    for stem in ("memory", "managed-standalone", "cluster"):
+        kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES[stem]))
+    for stem in ("memory", "managed-standalone", "cluster"):
+        wait_phase(kube, kube_namespace, example_cache_name(stem), "Ready")
+    kube.api.wait_for("/api/v1/namespaces", lambda o: not any(  # earlier tests' namespaces are being emptied
+        n["status"]["phase"] == "Terminating" for n in o["items"]), timeout=120, what="no terminating namespace")
+    time.sleep(RESYNC_SECONDS * 1.5)
+    before = kube.api.request_counts(OWN_RESOURCES)
+    time.sleep(RESYNC_SECONDS * 3)  # three resync periods
+    after = kube.api.request_counts(OWN_RESOURCES)
+    delta = {verb: after.get(verb, 0) - before.get(verb, 0) for verb in after}
+    writes = {verb: n for verb, n in delta.items() if verb in WRITE_VERBS and n}
+    assert not writes, f"writes at rest: {writes}"
+    reads = sum(n for verb, n in delta.items() if verb not in WRITE_VERBS)
+    assert reads <= 3 * 3, f"{reads} reads in three resyncs of three caches: {delta}"
+
+
 def test_deleted_or_edited_child_is_restored(kube, kube_namespace, operator):  # noqa: F811
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["memory"]))
     wait_phase(kube, kube_namespace, "memory-cache", "Ready")

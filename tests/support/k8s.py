@@ -121,6 +121,17 @@ class KubeApi:
                 if line:
                     yield json.loads(line)
 
+    def request_counts(self, resources: set[str]) -> dict[str, float]:
+        """The API server's own ``apiserver_request_total`` for ``resources``, summed by verb."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        counts: dict[str, float] = {}
+        for family in text_string_to_metric_families(self.request("GET", "/metrics")[1]):
+            for sample in family.samples:
+                if sample.name == "apiserver_request_total" and sample.labels.get("resource") in resources:
+                    counts[sample.labels["verb"]] = counts.get(sample.labels["verb"], 0) + sample.value
+        return counts
+
     def wait_for(self, path: str, predicate: Callable[[Obj | None], bool], *, timeout: float = 15.0,
                  what: str = "the condition") -> Obj | None:
         """Poll ``path`` until ``predicate(object or None if absent)`` holds; answer the object."""
