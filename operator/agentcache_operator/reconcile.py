@@ -42,6 +42,10 @@ PASSWORD_BYTES = 32
 EVENT_TYPES = {"Ready": "Normal", "Pending": "Normal", "Degraded": "Warning", "Failed": "Warning"}
 
 
+class SecretNotUsable(SpecError):
+    """A Secret the cache needs is missing or wrong: fixable without changing the spec."""
+
+
 class Reconciler:
     """Reconciles caches; at most one reconcile per cache at a time, extra triggers coalesce."""
 
@@ -148,8 +152,10 @@ class Reconciler:
             observed.bootstrap_job = next((o for o in applied if o["kind"] == "Job"), None)
             observed.config_hash = sidecar_config_hash(cache, applied)
             assessment = assess(cache, observed, previous.get("phase"))
+        except SecretNotUsable as error:
+            assessment = failed(names.REASON_SECRET_NOT_USABLE, str(error))
         except SpecError as error:
-            assessment = failed("InvalidSpec", str(error))
+            assessment = failed(names.REASON_INVALID_SPEC, str(error))
         except ApiError as error:
             if error.status not in (400, 403, 422):
                 raise
@@ -183,7 +189,7 @@ class Reconciler:
         try:
             return base64.b64decode((secret.get("data") or {})[PASSWORD_KEY], validate=True).decode()
         except (KeyError, binascii.Error, UnicodeDecodeError):
-            raise SpecError(
+            raise SecretNotUsable(
                 f"Secret {cache.namespace}/{secret_name} exists but holds no valid key {PASSWORD_KEY!r}: "
                 "delete it and the operator generates a new password"
             ) from None
@@ -196,12 +202,12 @@ class Reconciler:
         create = (f"kubectl create secret generic {ref['name']} -n {cache.namespace} "
                   f"--from-literal={ref['key']}=<password>")
         if secret is None:
-            raise SpecError(
+            raise SecretNotUsable(
                 f"spec.valkey.passwordSecretRef names Secret {cache.namespace}/{ref['name']}, which does not exist: "
                 f"create it ({create}) or correct the name"
             )
         if ref["key"] not in (secret.get("data") or {}):
-            raise SpecError(
+            raise SecretNotUsable(
                 f"Secret {cache.namespace}/{ref['name']} has no key {ref['key']!r} "
                 f"(spec.valkey.passwordSecretRef.key): add it or correct the key"
             )

@@ -58,9 +58,33 @@ def as_aiohttp(handler: Handler):
     return serve
 
 
-def create_metrics_app(service: CacheService, metrics: SidecarMetrics) -> web.Application:
-    """``/metrics`` for Prometheus plus ``/healthz`` and ``/readyz`` for kubelet probes, on TCP."""
-    from .app import health, ready
+SOCKET_PROBE_TIMEOUT = 1.0
+
+
+async def socket_serves(socket_path: str) -> bool:
+    """Whether the cache API answers ``GET /healthz`` on its Unix socket within a second."""
+    try:
+        async with asyncio.timeout(SOCKET_PROBE_TIMEOUT):
+            reader, writer = await asyncio.open_unix_connection(socket_path)
+            try:
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+                await writer.drain()
+                return (await reader.readline()).startswith(b"HTTP/1.1 200")
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return False
+
+
+def create_metrics_app(service: CacheService, metrics: SidecarMetrics, socket_path: str) -> web.Application:
+    """``/metrics`` for Prometheus plus kubelet probes on TCP: ``/healthz`` means the socket serves
+    (whatever the backend's health), ``/readyz`` also reports the backend."""
+    from .app import ready
+
+    async def health(request: web.Request) -> web.Response:
+        if await socket_serves(socket_path):
+            return web.json_response({"status": "ok"})
+        return web.json_response({"status": "the cache socket does not answer", "socket": socket_path}, status=503)
 
     async def serve_metrics(request: web.Request) -> web.Response:
         await service.sample_gauges()
@@ -69,7 +93,7 @@ def create_metrics_app(service: CacheService, metrics: SidecarMetrics) -> web.Ap
     app = web.Application()
     app[SERVICE] = service
     app.router.add_get("/metrics", serve_metrics)
-    app.router.add_get("/healthz", as_aiohttp(health))
+    app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", as_aiohttp(ready))
     return app
 
@@ -106,7 +130,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     metrics_runner = None
     socket_path = str(Path(side.socket_path))
     if side.metrics_port:  # bound first: a busy port must fail before the socket exists
-        metrics_runner = web.AppRunner(create_metrics_app(service, metrics), access_log=None, handle_signals=False)
+        metrics_runner = web.AppRunner(create_metrics_app(service, metrics, socket_path), access_log=None, handle_signals=False)
         await metrics_runner.setup()
         try:
             await web.TCPSite(metrics_runner, side.metrics_host, side.metrics_port).start()

@@ -6,6 +6,8 @@ import aiohttp
 import pytest
 import yaml
 
+from agentcache_operator import names
+
 from .helpers import InjectorProcess, agentcache, client_ssl_context
 
 CACHES = [
@@ -21,6 +23,8 @@ CACHES = [
                                       "limits": {"cpu": 1, "memory": "256Mi"}}}),
     agentcache("pending-cache", phase="Pending"),
     agentcache("broken-cache", phase="Failed"),
+    agentcache("secret-wait-cache", phase="Failed", reason=names.REASON_SECRET_NOT_USABLE),
+    agentcache("private-cache", backend="memory", sidecar={"imagePullSecrets": [{"name": "cache-regcred"}]}),
     agentcache("team-b-cache", namespace="team-b"),
 ]
 
@@ -33,7 +37,8 @@ def injector(tmp_path_factory):
     caches_file.write_text(yaml.safe_dump_all(CACHES))
     tls_dir = workdir / "tls"
     process = InjectorProcess(workdir, ["--tls-dir", str(tls_dir), "--caches", str(caches_file),
-                                        "--sidecar-image", "agentcache/sidecar:test"])
+                                        "--sidecar-image", "agentcache/sidecar:test",
+                                        "--sidecar-image-pull-secret", "org-regcred"])
     process.start()
     process.ca_file = tls_dir / "ca.crt"
     yield process

@@ -25,11 +25,13 @@ SERVICE = "agentcache-injector"
 K8S_VERSION = "1.35"
 
 
-def agentcache(name: str = "llm-cache", namespace: str = NAMESPACE, phase: str = "Ready", **spec) -> dict:
+def agentcache(name: str = "llm-cache", namespace: str = NAMESPACE, phase: str = "Ready",
+               reason: str = names.REASON_INVALID_SPEC, **spec) -> dict:
     status = {"phase": phase}
     if phase == "Failed":
-        status["conditions"] = [{"type": "Ready", "status": "False", "reason": "InvalidSpec",
-                                 "message": "spec.valkey.url 'valkey://:6379' names no host"}]
+        message = ("spec.valkey.url 'valkey://:6379' names no host" if reason == names.REASON_INVALID_SPEC
+                   else "Secret agents/ext does not exist")
+        status["conditions"] = [{"type": "Ready", "status": "False", "reason": reason, "message": message}]
     return {"apiVersion": names.API_VERSION, "kind": names.KIND,
             "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())},
             "spec": spec or {"backend": "memory"}, "status": status}

@@ -47,7 +47,8 @@ def create_cache(kube, namespace: str, name: str, phase: str | None = None, mess
     created = kube.api.create(path, body)
     if phase:
         status = {"phase": phase, "conditions": [{"type": "Ready", "status": str(phase == "Ready"),
-                                                   "reason": phase, "message": message or phase,
+                                                   "reason": names.REASON_INVALID_SPEC if phase == "Failed" else phase,
+                                                   "message": message or phase,
                                                    "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
         created = kube.api.patch(f"{path}/{name}/status", {"status": status})
     return created

@@ -7,7 +7,7 @@ import pytest
 from agentcache_operator import names
 from agentcache_operator.injector.admission import MalformedReview, decide, parse_review
 from agentcache_operator.injector.patch import (
-    SCRAPE_ANNOTATIONS, InjectionError, SidecarDefaults, build_patch, escape_pointer,
+    SAFE_TO_EVICT_LOCAL_VOLUMES, SCRAPE_ANNOTATIONS, InjectionError, SidecarDefaults, build_patch, escape_pointer,
 )
 
 from .helpers import NAMESPACE, agentcache, apply, assert_wired, patch_of, pod, review, sidecar_of, validate_pod
@@ -56,7 +56,8 @@ def test_the_pod_records_the_config_hash_it_starts_with_once(annotations, kept):
     obj = pod(annotations=annotations)
     once = apply(obj, build_patch(obj, cache_with_hash("0123abcd"), NAMESPACE, DEFAULTS))
     validate_pod(once)
-    assert once["metadata"]["annotations"] == {**kept, names.ANNOTATION_CONFIG_HASH: "0123abcd"}
+    assert once["metadata"]["annotations"] == {**kept, names.ANNOTATION_CONFIG_HASH: "0123abcd",
+                                               SAFE_TO_EVICT_LOCAL_VOLUMES: names.SOCKET_VOLUME}
     assert build_patch(once, cache_with_hash("ffff0000"), NAMESPACE, DEFAULTS) == []
 
 

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from agentcache_operator import names
+from agentcache_operator.injector.patch import SAFE_TO_EVICT_LOCAL_VOLUMES as SAFE_TO_EVICT
 
 from .helpers import (NAMESPACE, apply, assert_wired, patch_of, pod, review, sidecar_of,
                       validate_pod)
@@ -35,9 +36,14 @@ async def test_plain_pod_gets_the_sidecar(post):
     assert sidecar["restartPolicy"] == "Always"
     assert sidecar["image"] == "agentcache/sidecar:test"  # the injector's --sidecar-image
     assert sidecar["command"] == ["agentcache-sidecar", "--config", names.CONFIG_PATH]
-    assert sidecar["startupProbe"]["httpGet"] == {"path": "/readyz", "port": names.METRICS_PORT, "scheme": "HTTP"}
-    assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # "the socket serves": never the backend's health, which must not take the agent out of its Service
+    assert sidecar["startupProbe"]["httpGet"] == {"path": "/healthz", "port": names.METRICS_PORT, "scheme": "HTTP"}
+    assert sidecar["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert sidecar["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert sidecar["resources"] == {"requests": {"cpu": "25m", "memory": "32Mi"},
+                                    "limits": {"cpu": "1", "memory": "128Mi"}}, "a quota that requires them admits it"
+    assert patched["metadata"]["annotations"][SAFE_TO_EVICT] == names.SOCKET_VOLUME
+    assert patched["spec"]["imagePullSecrets"] == [{"name": "org-regcred"}]
     assert [p["containerPort"] for p in sidecar["ports"]] == [names.METRICS_PORT]
     security = sidecar["securityContext"]
     assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"]
@@ -49,7 +55,8 @@ async def test_plain_pod_gets_the_sidecar(post):
     assert {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}[names.CONFIG_VOLUME] == names.CONFIG_DIR
     assert patched["metadata"]["labels"][names.LABEL_INJECTED] == "true"
     assert patched["metadata"]["annotations"] == {
-        "prometheus.io/scrape": "true", "prometheus.io/port": str(names.METRICS_PORT), "prometheus.io/path": "/metrics"}
+        "prometheus.io/scrape": "true", "prometheus.io/port": str(names.METRICS_PORT), "prometheus.io/path": "/metrics",
+        SAFE_TO_EVICT: names.SOCKET_VOLUME}
     assert not any(e["name"] == names.ENV_VALKEY_PASSWORD for e in sidecar["env"])  # memory backend
     assert patched["spec"]["containers"][0]["command"] == original["spec"]["containers"][0]["command"]
 
@@ -106,6 +113,11 @@ async def test_resources_come_from_the_agentcache(post):
                                                 "limits": {"cpu": "1", "memory": "256Mi"}}
 
 
+async def test_a_default_limit_never_falls_below_the_request(post):
+    _, patched = await inject(post, pod(annotations={names.ANNOTATION_SIDECAR_MEMORY: "300Mi"}))
+    assert sidecar_of(patched)["resources"]["limits"]["memory"] == "300Mi"
+
+
 async def test_bad_override_is_refused_with_the_annotation_named(post):
     status, answer = await post(review(pod(annotations={names.ANNOTATION_SIDECAR_MEMORY: "lots"})))
     assert status == 200
@@ -117,7 +129,7 @@ async def test_bad_override_is_refused_with_the_annotation_named(post):
 async def test_user_scrape_annotations_are_kept(post):
     mine = {"prometheus.io/scrape": "true", "prometheus.io/port": "8000"}
     _, patched = await inject(post, pod(annotations=mine))
-    assert patched["metadata"]["annotations"] == mine
+    assert patched["metadata"]["annotations"] == {**mine, SAFE_TO_EVICT: names.SOCKET_VOLUME}
 
 
 @pytest.mark.parametrize("cache, secret_ref", [
@@ -153,6 +165,26 @@ async def test_unknown_cache_is_refused_by_name(post):
     assert status == 200 and response["allowed"] is False
     assert "'no-such-cache'" in response["status"]["message"] and "'agents'" in response["status"]["message"]
     assert response["status"]["code"] == 404
+
+
+async def test_a_cache_failed_for_a_missing_secret_still_gets_its_pods_with_a_warning(post):
+    """Only a spec that can never work blocks agents; the pod starts once the Secret exists."""
+    response, patched = await inject(post, pod("secret-wait-cache"))
+    assert response["allowed"] is True and sidecar_of(patched)
+    assert any("does not exist" in w for w in response["warnings"])
+
+
+async def test_pull_secrets_of_the_cache_and_the_injector_join_the_pods_own(post):
+    obj = pod("private-cache")
+    obj["spec"]["imagePullSecrets"] = [{"name": "app-regcred"}, {"name": "org-regcred"}]
+    _, patched = await inject(post, obj)
+    assert patched["spec"]["imagePullSecrets"] == [{"name": "app-regcred"}, {"name": "org-regcred"},
+                                                   {"name": "cache-regcred"}]
+
+
+async def test_evictable_local_volumes_the_pod_names_are_kept(post):
+    _, patched = await inject(post, pod(annotations={SAFE_TO_EVICT: "scratch"}))
+    assert patched["metadata"]["annotations"][SAFE_TO_EVICT] == f"scratch,{names.SOCKET_VOLUME}"
 
 
 async def test_failed_cache_is_refused_with_its_reason(post):

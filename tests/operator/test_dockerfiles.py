@@ -74,7 +74,7 @@ def test_operator_image_serves_the_operator_and_the_injector_on_their_default_po
     operator = parse_operator_args(exec_form(stage.last("CMD")))
     injector = parse_injector_args(["--tls-dir", "/tls"])
     assert {operator.metrics_port, operator.liveness_port, injector.port} <= exposed(stage)
-    assert injector.port == 8443
+    assert injector.port == 10250
 
 
 def test_sidecar_image_exposes_the_metrics_and_probe_port():

@@ -265,7 +265,7 @@ def test_missing_external_secret_fails_with_a_fix_and_recovers(kube, kube_namesp
     failed = wait_phase(kube, kube_namespace, "external-cache", "Failed")
     message = condition(failed, "Ready")["message"]
     assert "external-valkey-auth" in message and "does not exist" in message and "kubectl create secret" in message
-    assert condition(failed, "Ready")["reason"] == "InvalidSpec"
+    assert condition(failed, "Ready")["reason"] == names.REASON_SECRET_NOT_USABLE
     assert operator.live()
     events = kube.api.get(f"/api/v1/namespaces/{kube_namespace}/events")["items"]
     assert any(e["involvedObject"]["name"] == "external-cache" and e["reason"] == "Failed"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import asyncio
 import random
 import time
@@ -140,3 +142,22 @@ async def test_lock_is_exclusive_across_sidecars_sharing_valkey(sidecar_factory,
             assert resp.status == 204
         async with b.get("/v1/keys/shared") as resp:
             assert await resp.read() == b"from-one"
+
+
+async def test_the_kubelet_probe_means_the_socket_serves_whatever_the_backend(sidecar_factory, valkey_server):
+    """The injected probes hit TCP /healthz: an agent pod must stay in its Service while Valkey is down."""
+    from aiohttp import ClientSession
+    sidecar = sidecar_factory(valkey_config(valkey_server.url, "miss"))
+    valkey_server.stop()
+    async with sidecar.session() as http:
+        async with http.get("/v1/keys/x") as resp:  # the sidecar notices the outage
+            assert resp.status == 404
+    probe = f"http://127.0.0.1:{sidecar.metrics_port}"
+    async with ClientSession() as tcp:
+        async with tcp.get(f"{probe}/readyz") as resp:
+            assert resp.status == 503, "readyz still reports the backend"
+        async with tcp.get(f"{probe}/healthz") as resp:
+            assert resp.status == 200
+        os.unlink(sidecar.socket_path)  # the socket no longer serves agents
+        async with tcp.get(f"{probe}/healthz") as resp:
+            assert resp.status == 503 and "socket" in (await resp.json())["status"]

@@ -76,7 +76,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "agentcache.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- include "agentcache.registry" (dict "image" (printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag)) "root" .) -}}
+{{- end -}}
+
+{{/* An image reference with .Values.imageRegistry in front (when set). */}}
+{{- define "agentcache.registry" -}}
+{{- if .root.Values.imageRegistry }}{{ printf "%s/%s" (trimSuffix "/" .root.Values.imageRegistry) .image }}{{ else }}{{ .image }}{{ end -}}
 {{- end -}}
 
 {{/* Restricted-profile pod security context shared by the operator and the injector. */}}

@@ -132,18 +132,24 @@ def decide(request: Request, caches: Iterable[dict], settings: SidecarDefaults) 
     status = cache.get("status") or {}
     if cache["metadata"].get("deletionTimestamp"):
         return response(request.uid, code=409, denied=f"AgentCache {name!r} in {where} is being deleted")
-    if status.get("phase") == "Failed":
+    if status.get("phase") == "Failed" and failure_reason(status) == names.REASON_INVALID_SPEC:
         return response(request.uid, code=409, denied=(
-            f"AgentCache {name!r} in {where} has failed: {failure_message(status)}"))
+            f"AgentCache {name!r} in {where} has a spec that cannot work: {failure_message(status)}"))
     try:
         patch = build_patch(request.object, cache, request.namespace, settings)
     except InjectionError as error:
         return response(request.uid, code=400, denied=f"cannot add the cache sidecar of AgentCache {name!r}: {error}")
     warnings = []
-    if status.get("phase") != "Ready":
+    if status.get("phase") == "Failed":  # e.g. a Secret not created yet: the pod starts once it is
+        warnings.append(f"AgentCache {name!r} has failed: {failure_message(status)}")
+    elif status.get("phase") != "Ready":
         warnings.append(f"AgentCache {name!r} is {status.get('phase') or 'not yet reconciled'}; "
                         f"the pod waits for its cache sidecar to become ready")
     return response(request.uid, patch=patch, warnings=warnings)
+
+
+def failure_reason(status: dict) -> str | None:
+    return next((c.get("reason") for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
 
 
 def failure_message(status: dict) -> str:

@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="agentcache-injector", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
-    parser.add_argument("--port", type=int, default=8443, help="HTTPS port (default: 8443)")
+    parser.add_argument("--port", type=int, default=10250,
+                        help="HTTPS port (default: 10250, which managed control planes can reach)")
     parser.add_argument("--namespace", default=env.get("POD_NAMESPACE", "default"),
                         help="the injector's namespace (default: $POD_NAMESPACE)")
     parser.add_argument("--service", default="agentcache-injector",
@@ -54,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sidecar-image", default=env.get("AGENTCACHE_SIDECAR_IMAGE") or names.SIDECAR_IMAGE_DEFAULT,
                         help="sidecar image when an AgentCache does not set spec.sidecar.image "
                              "(default: $AGENTCACHE_SIDECAR_IMAGE)")
+    parser.add_argument("--sidecar-image-pull-secret", action="append", default=[], metavar="SECRET",
+                        help="a Secret of the agent's namespace for pulling the sidecar image (repeatable)")
     parser.add_argument("--sidecar-pull-policy", default="IfNotPresent", choices=["Always", "IfNotPresent", "Never"])
     parser.add_argument("--watch-namespace", default=env.get("AGENTCACHE_WATCH_NAMESPACE") or None,
                         help="read AgentCaches of this namespace only (a namespaced install)")
@@ -103,7 +106,8 @@ def build_injector(args: argparse.Namespace) -> tuple[Injector, KubeApi | None]:
         publish = WebhookCaBundle(api, args.webhook_configuration) if args.webhook_configuration else None
         labels = {names.LABEL_MANAGED_BY: "agentcache-injector", names.LABEL_COMPONENT: "injector"}
         source = ManagedCertificates(SecretStore(api, args.namespace, args.tls_secret, labels), dns_names, publish)
-    settings = SidecarDefaults(image=args.sidecar_image, image_pull_policy=args.sidecar_pull_policy)
+    settings = SidecarDefaults(image=args.sidecar_image, image_pull_policy=args.sidecar_pull_policy,
+                               image_pull_secrets=tuple(args.sidecar_image_pull_secret))
     return Injector(lookup, settings, source, refresh_seconds=args.cert_refresh_seconds), api
 
 

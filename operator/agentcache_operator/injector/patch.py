@@ -34,6 +34,7 @@ from ..render.sidecar_config import FILE_STORAGE_DIR
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SIDECAR_COMMAND = ["agentcache-sidecar", "--config", names.CONFIG_PATH]
 
+SAFE_TO_EVICT_LOCAL_VOLUMES = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes"
 SCRAPE_ANNOTATIONS = {
     "prometheus.io/scrape": "true",
     "prometheus.io/port": str(names.METRICS_PORT),
@@ -59,6 +60,11 @@ class SidecarDefaults:
 
     image: str = names.SIDECAR_IMAGE_DEFAULT
     image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()
+    # Requests and limits the sidecar gets unless the AgentCache or the pod says otherwise, so that
+    # a namespace whose ResourceQuota requires them admits the pod.
+    resources: tuple[tuple[str, str, str], ...] = (
+        ("requests", "cpu", "25m"), ("requests", "memory", "32Mi"), ("limits", "cpu", "1"), ("limits", "memory", "128Mi"))
 
 
 def escape_pointer(token: str) -> str:
@@ -93,7 +99,9 @@ def build_patch(pod: dict, cache: dict, namespace: str, settings: SidecarDefault
     _check_conflicts(spec, volumes)
 
     config_hash = (cache.get("status") or {}).get("configHash")
-    ops = _label_ops(pod) + _annotation_ops(annotations, config_hash) + _volume_ops(spec, volumes)
+    local_volumes = [v["name"] for v in volumes if "emptyDir" in v]
+    ops = (_label_ops(pod) + _annotation_ops(annotations, config_hash, local_volumes) + _volume_ops(spec, volumes)
+           + _pull_secret_ops(spec, cache, settings))
     for field in ("initContainers", "containers"):
         for index, container in enumerate(spec.get(field) or []):
             ops += _socket_ops(f"/spec/{field}/{index}", container)
@@ -139,8 +147,10 @@ def password_env(cache: dict) -> list[dict]:
     return [{"name": names.ENV_VALKEY_PASSWORD, "valueFrom": {"secretKeyRef": ref}}]
 
 
-def sidecar_resources(cache: dict, annotations: dict[str, str]) -> dict:
-    """``spec.sidecar.resources`` with the pod's override annotations applied, checked."""
+def sidecar_resources(cache: dict, annotations: dict[str, str],
+                      defaults: tuple[tuple[str, str, str], ...] = ()) -> dict:
+    """``spec.sidecar.resources`` with the pod's override annotations applied, then ``defaults``
+    for what neither sets (a default limit is never below the request), checked."""
     base = cache["spec"]["sidecar"].get("resources") or {}
     resources = {kind: {name: str(value) for name, value in (base.get(kind) or {}).items()}
                  for kind in ("requests", "limits") if base.get(kind)}
@@ -153,6 +163,10 @@ def sidecar_resources(cache: dict, annotations: dict[str, str]) -> dict:
                 f"annotation {annotation}={annotations[annotation]!r} is not a Kubernetes quantity "
                 f"(examples: 100m, 0.5, 64Mi, 1Gi)")
         resources.setdefault(kind, {})[resource] = value
+    for kind, resource, value in sorted(defaults, key=lambda d: d[0] != "requests"):
+        if kind == "limits" and resource in resources.get("requests", {}):
+            value = max(value, resources["requests"][resource], key=parse_quantity)
+        resources.setdefault(kind, {}).setdefault(resource, value)
     for resource in ("cpu", "memory"):
         request = resources.get("requests", {}).get(resource)
         limit = resources.get("limits", {}).get(resource)
@@ -196,8 +210,10 @@ def sidecar_container(cache: dict, annotations: dict[str, str], settings: Sideca
         "env": env,
         "ports": [{"name": names.METRICS_PORT_NAME, "containerPort": names.METRICS_PORT, "protocol": "TCP"}],
         "volumeMounts": mounts,
-        "startupProbe": _probe("/readyz", period=1, failures=60),
-        "readinessProbe": _probe("/readyz", period=5, failures=3),
+        # "The socket serves", whatever the backend's health: an unhealthy cache must never take
+        # the agent's pod out of its Service (backend health is in metrics, stats and status).
+        "startupProbe": _probe("/healthz", period=1, failures=60),
+        "readinessProbe": _probe("/healthz", period=5, failures=3),
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "securityContext": {
             "runAsNonRoot": True,
@@ -211,9 +227,7 @@ def sidecar_container(cache: dict, annotations: dict[str, str], settings: Sideca
         },
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    resources = sidecar_resources(cache, annotations)
-    if resources:
-        container["resources"] = resources
+    container["resources"] = sidecar_resources(cache, annotations, settings.resources)
     return container
 
 
@@ -252,18 +266,34 @@ def _label_ops(pod: dict) -> list[dict]:
     return [{"op": "add", "path": f"/metadata/labels/{escape_pointer(names.LABEL_INJECTED)}", "value": "true"}]
 
 
-def _annotation_ops(annotations: dict[str, str], config_hash: str | None) -> list[dict]:
-    """Scrape annotations, only when the pod has none of its own (then it scrapes its own app),
-    and the config hash, over any the pod brought (JSONPatch ``add`` replaces an existing key)."""
+def _annotation_ops(annotations: dict[str, str], config_hash: str | None, local_volumes: list[str]) -> list[dict]:
+    """Scrape annotations, only when the pod has none of its own (then it scrapes its own app);
+    the config hash, over any the pod brought (JSONPatch ``add`` replaces an existing key); and
+    the sidecar's emptyDir volumes added to those the cluster autoscaler may evict the pod with
+    (it holds back a pod with local volumes otherwise)."""
     wanted = {} if any(key in annotations for key in SCRAPE_ANNOTATIONS) else dict(SCRAPE_ANNOTATIONS)
     if config_hash:
         wanted[names.ANNOTATION_CONFIG_HASH] = str(config_hash)
+    evictable = [v for v in str(annotations.get(SAFE_TO_EVICT_LOCAL_VOLUMES, "")).split(",") if v.strip()]
+    wanted[SAFE_TO_EVICT_LOCAL_VOLUMES] = ",".join([*evictable, *(v for v in local_volumes if v not in evictable)])
     if not wanted:
         return []
     if not annotations:
         return [{"op": "add", "path": "/metadata/annotations", "value": wanted}]
     return [{"op": "add", "path": f"/metadata/annotations/{escape_pointer(key)}", "value": value}
             for key, value in wanted.items()]
+
+
+def _pull_secret_ops(spec: dict, cache: dict, settings: SidecarDefaults) -> list[dict]:
+    """The sidecar image's pull secrets (the AgentCache's, then the injector's), those the pod lacks."""
+    have = {s.get("name") for s in spec.get("imagePullSecrets") or []}
+    wanted = [s["name"] for s in cache["spec"]["sidecar"].get("imagePullSecrets") or []]
+    missing = list(dict.fromkeys(n for n in [*wanted, *settings.image_pull_secrets] if n not in have))
+    if not missing:
+        return []
+    if spec.get("imagePullSecrets") is None:
+        return [{"op": "add", "path": "/spec/imagePullSecrets", "value": [{"name": n} for n in missing]}]
+    return [{"op": "add", "path": "/spec/imagePullSecrets/-", "value": {"name": n}} for n in missing]
 
 
 def _volume_ops(spec: dict, volumes: list[dict]) -> list[dict]:

@@ -99,7 +99,7 @@ class Injector:
             except Exception as error:  # keep serving with the current certificate and try again later
                 log.error("certificate refresh failed: %s", error)
 
-    async def start(self, host: str = "0.0.0.0", port: int = 8443) -> int:
+    async def start(self, host: str = "0.0.0.0", port: int = 10250) -> int:
         """Serve until ``stop``; returns the bound port (``port=0`` picks a free one)."""
         await self.reload_certificate()
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)

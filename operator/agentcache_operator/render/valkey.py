@@ -12,6 +12,8 @@ Every topology also gets the headless Service ``<cache>-valkey-headless`` (stabl
 
 from __future__ import annotations
 
+import os
+
 import base64
 from typing import Any
 
@@ -79,7 +81,7 @@ def bootstrap_name(cache: str) -> str:
 
 
 def image(cache: Cache) -> str:
-    return cache.valkey.get("image") or names.VALKEY_IMAGE_DEFAULT
+    return cache.valkey.get("image") or os.environ.get(names.ENV_VALKEY_IMAGE) or names.VALKEY_IMAGE_DEFAULT
 
 
 def cluster_size(cache: Cache) -> int:
