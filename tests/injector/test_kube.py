@@ -177,3 +177,9 @@ def test_missing_kubeconfig_is_a_clear_error(tmp_path: Path):
     from agentcache_operator.injector.main import main
 
     assert main(["--tls-dir", str(tmp_path / "tls"), "--kubeconfig", str(tmp_path / "absent")]) == 1
+
+
+async def test_the_server_version_is_read_for_the_native_sidecar_check(api):
+    from agentcache_operator.injector.kubeapi import server_version
+    major, minor = await server_version(api)
+    assert major == 1 and minor >= 29

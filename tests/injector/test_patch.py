@@ -146,3 +146,17 @@ def test_pod_without_the_label_passes_unchanged():
 def test_parse_review_rejects_what_it_cannot_answer(body):
     with pytest.raises(MalformedReview):
         parse_review(body)
+
+
+@pytest.mark.parametrize(("version", "allowed"), [((1, 28), False), ((1, 29), True), ((1, 35), True), (None, True)])
+def test_a_cluster_without_native_sidecars_is_told_so_instead_of_a_confusing_api_error(version, allowed):
+    from dataclasses import replace
+
+    from agentcache_operator.injector.admission import decide, parse_review
+
+    from .helpers import review
+    answer = decide(parse_review(review(pod())), [agentcache()], replace(DEFAULTS, kubernetes_version=version))
+    assert answer["response"]["allowed"] is allowed
+    if not allowed:
+        assert "Kubernetes 1.28" in answer["response"]["status"]["message"]
+        assert "needs Kubernetes 1.29 or newer" in answer["response"]["status"]["message"]

@@ -37,6 +37,9 @@ class Request:
         return ((self.object.get("metadata") or {}).get("labels") or {}).get(names.LABEL_CACHE)
 
 
+NATIVE_SIDECARS_SINCE = (1, 29)
+
+
 def parse_review(review: object) -> Request:
     """The ``request`` of an AdmissionReview, checked enough to answer it safely."""
     if not isinstance(review, dict):
@@ -135,6 +138,13 @@ def decide(request: Request, caches: Iterable[dict], settings: SidecarDefaults) 
     if status.get("phase") == "Failed" and failure_reason(status) == names.REASON_INVALID_SPEC:
         return response(request.uid, code=409, denied=(
             f"AgentCache {name!r} in {where} has a spec that cannot work: {failure_message(status)}"))
+    version = settings.kubernetes_version
+    if version is not None and version < NATIVE_SIDECARS_SINCE:
+        return response(request.uid, code=403, denied=(
+            f"this cluster runs Kubernetes {version[0]}.{version[1]}; the cache sidecar of AgentCache {name!r} is a "
+            f"native sidecar (an init container with restartPolicy: Always), which needs Kubernetes "
+            f"{NATIVE_SIDECARS_SINCE[0]}.{NATIVE_SIDECARS_SINCE[1]} or newer: upgrade the cluster, or remove the "
+            f"pod's {names.LABEL_CACHE} label"))
     try:
         patch = build_patch(request.object, cache, request.namespace, settings)
     except InjectionError as error:

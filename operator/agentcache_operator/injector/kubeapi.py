@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 import aiohttp
 
 from .. import names
-from ..kube import json_reply
+from ..kube import ApiError, json_reply
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,15 @@ class KubeApi:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def server_version(api: KubeApi) -> tuple[int, int] | None:
+    """The API server's (major, minor) from ``/version`` ("1", "35+" -> (1, 35)); None if unreadable."""
+    try:
+        found = await api.get("/version") or {}
+        return int(found["major"].rstrip("+")), int(found["minor"].rstrip("+"))
+    except (KeyError, ValueError, TypeError, ApiError, OSError, asyncio.TimeoutError):
+        return None
 
 
 def agentcaches_path(namespace: str | None = None) -> str:

@@ -16,13 +16,14 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 
 import yaml
 from kubernetes.config import ConfigException
 
 from .. import names
 from . import certs
-from .kubeapi import ApiCacheLookup, Credentials, KubeApi, StaticLookup
+from .kubeapi import ApiCacheLookup, Credentials, KubeApi, StaticLookup, server_version
 from .patch import SidecarDefaults
 from .server import Injector
 from .tls import DirectoryStore, FileCertificates, ManagedCertificates, SecretStore, WebhookCaBundle
@@ -113,6 +114,11 @@ def build_injector(args: argparse.Namespace) -> tuple[Injector, KubeApi | None]:
 
 async def run(args: argparse.Namespace) -> None:
     injector, api = build_injector(args)
+    if api is not None:
+        version = await server_version(api)
+        if version is None:
+            log.warning("cannot read the API server's version; pods are not checked for native sidecar support")
+        injector.settings = replace(injector.settings, kubernetes_version=version)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -61,6 +61,7 @@ class SidecarDefaults:
     image: str = names.SIDECAR_IMAGE_DEFAULT
     image_pull_policy: str = "IfNotPresent"
     image_pull_secrets: tuple[str, ...] = ()
+    kubernetes_version: tuple[int, int] | None = None  # the API server's (major, minor), when known
     # Requests and limits the sidecar gets unless the AgentCache or the pod says otherwise, so that
     # a namespace whose ResourceQuota requires them admits the pod.
     resources: tuple[tuple[str, str, str], ...] = (
