@@ -272,11 +272,17 @@ class Reconciler:
         wanted = {(c["kind"], c["metadata"]["name"]) for c in children}
         selector = f"{names.LABEL_INSTANCE}={cache.name},{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
         for kind in CHILD_KINDS:
-            for item in await self.client.list(kind, cache.namespace, selector):
+            if kind == "Secret":  # never listed (the operator may only get Secrets by name)
+                secret = await self.client.get(kind, cache.namespace, names.valkey_password_secret(cache.name))
+                found = [secret] if secret is not None else []
+            else:
+                found = await self.client.list(kind, cache.namespace, selector)
+            for item in found:
                 owned = any(ref.get("uid") == cache.uid for ref in item["metadata"].get("ownerReferences") or [])
                 if owned and (kind, item["metadata"]["name"]) not in wanted:
                     logger.info("pruning %s %s/%s", kind, cache.namespace, item["metadata"]["name"])
                     await self.client.delete(kind, cache.namespace, item["metadata"]["name"])
+                    self.observe_child(kind, item, deleted=True)
 
     async def _count_pods(self, cache: Cache, config_hash: str | None) -> tuple[int, int, int]:
         """(injected, uninjected, outdated) pods labelled with this cache, as the pod watch saw them."""

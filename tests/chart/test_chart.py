@@ -344,8 +344,11 @@ def test_operator_may_manage_its_children_and_nothing_cluster_wide_when_namespac
         group = "" if prefix == "/api/v1" else prefix.split("/")[2]
         assert grants(cluster, group, plural, "get") or kind == "Event", f"the operator cannot read {kind}"
         if kind not in ("Pod", "Event", "PersistentVolumeClaim", names.KIND):
-            for verb in ("list", "watch", "create", "patch", "delete"):
+            verbs = ("create", "patch", "delete") if kind == "Secret" else ("list", "watch", "create", "patch", "delete")
+            for verb in verbs:
                 assert grants(cluster, group, plural, verb), f"the operator cannot {verb} {kind}"
+    assert not grants(cluster, "", "secrets", "list") and not grants(cluster, "", "secrets", "watch"), \
+        "Secrets are read by name: the operator must not be able to read every Secret of the cluster"
     granted = {(group, resource) for rule in cluster for group in rule["apiGroups"] for resource in rule["resources"]}
     needed = {("" if p == "/api/v1" else p.split("/")[2], plural) for p, plural in operator_kinds.KINDS.values()}
     extra = granted - needed - {("events.k8s.io", "events"), ("apiextensions.k8s.io", "customresourcedefinitions"),

@@ -144,7 +144,11 @@ def test_installed_chart_injects_agents_in_a_restricted_namespace(kube, release,
             assert mwc["webhooks"][0]["clientConfig"]["url"].endswith(f":{injector.port}/mutate")
             kube.apply({"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": {"name": "llm"},
                         "spec": {"backend": "memory"}}, "-n", agents)
+            # a managed Valkey too: its Secret is read by name only, its pods pass PodSecurity restricted
+            kube.apply({"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": {"name": "kv"},
+                        "spec": {"backend": "valkey", "valkey": {"mode": "managed"}}}, "-n", agents)
             wait_phase(kube, agents, "llm", "Ready")
+            wait_phase(kube, agents, "kv", "Ready")
             kube.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "agent"},
                         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "agent"}},
                                  "template": agent_pod_template("llm")}}, "-n", agents)

@@ -203,12 +203,15 @@ def test_a_new_password_rolls_the_valkey_pods():
         assert old != new
 
 
-def test_network_policy_admits_only_this_caches_agents_the_operator_and_peers():
+def test_network_policy_admits_only_this_caches_agents_and_its_own_valkey_pods():
     policy = rendered(example("managed-standalone"))[("NetworkPolicy", "llm-cache-valkey")]
     sources = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
     agents = {"podSelector": {"matchLabels": {names.LABEL_CACHE: "llm-cache", names.LABEL_INJECTED: "true"}}}
     assert agents in sources
-    assert all("podSelector" in peer for peer in sources)
+    assert all(list(peer) == ["podSelector"] for peer in sources), "no namespaceSelector: this namespace only"
+    others = [peer["podSelector"]["matchLabels"] for peer in sources if peer != agents]
+    assert others and all(labels.get(names.LABEL_INSTANCE) == "llm-cache" for labels in others), \
+        "besides the agents, only this cache's own pods (the operator never connects to Valkey)"
     assert policy["spec"]["policyTypes"] == ["Ingress"]
 
 

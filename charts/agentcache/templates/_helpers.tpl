@@ -156,8 +156,13 @@ checksum all see the same certificate.
   resources: ["agentcaches/finalizers"]
   verbs: ["update"]
 - apiGroups: [""]
-  resources: ["configmaps", "secrets", "services"]
+  resources: ["configmaps", "services"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# Secrets only by name (each cache's own password Secret, and the external one its spec names):
+# no list or watch, so the operator can never read the Secrets of the whole cluster.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]

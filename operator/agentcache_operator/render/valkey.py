@@ -33,7 +33,6 @@ CONFIG_DIR = "/etc/valkey"
 DATA_DIR = "/data"
 PASSWORD_ENV = "VALKEY_PASSWORD"
 PASSWORD_KEY = "password"
-OPERATOR_POD_LABELS = {names.LABEL_NAME: "agentcache", names.LABEL_COMPONENT: "operator"}  # the chart's operator pods
 
 START_SCRIPT = r"""#!/bin/sh
 # Starts valkey-server with valkey.conf; the password comes from the environment
@@ -309,7 +308,8 @@ def render_pdb(cache: Cache) -> dict[str, Any]:
 
 
 def render_network_policy(cache: Cache) -> dict[str, Any]:
-    """Ingress to Valkey only from this cache's injected agent pods, the operator, and Valkey's own pods.
+    """Ingress to Valkey only from this cache's injected agent pods and Valkey's own pods (the
+    operator never connects to Valkey, so it is not admitted either).
 
     Agent pods are those labelled ``agentcache.io/cache: <cache>`` that also carry the sidecar
     (``agentcache.io/injected: "true"``, set by the injector): only the sidecar talks to Valkey.
@@ -318,7 +318,6 @@ def render_network_policy(cache: Cache) -> dict[str, Any]:
     agents = {names.LABEL_CACHE: cache.name, names.LABEL_INJECTED: "true"}
     client_port = [{"protocol": "TCP", "port": names.VALKEY_PORT}]
     peer_ports = [*client_port, {"protocol": "TCP", "port": CLUSTER_BUS_PORT}]
-    operator = {"namespaceSelector": {}, "podSelector": {"matchLabels": OPERATOR_POD_LABELS}}
     peers = [
         {"podSelector": {"matchLabels": valkey_pods}},
         {"podSelector": {"matchLabels": selector_labels(cache, BOOTSTRAP_COMPONENT)}},
@@ -332,7 +331,6 @@ def render_network_policy(cache: Cache) -> dict[str, Any]:
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"from": [{"podSelector": {"matchLabels": agents}}], "ports": client_port},
-                {"from": [operator], "ports": client_port},
                 {"from": peers, "ports": peer_ports},
             ],
         },
