@@ -17,6 +17,7 @@ RECONCILE_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CACHES = Gauge("agentcache_operator_caches", "AgentCache resources by phase.", ["phase"])
+LEADER = Gauge("agentcache_operator_leader", "1 while this operator process holds the leader Lease and reconciles.")
 
 
 class PhaseBook:

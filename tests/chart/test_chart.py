@@ -349,6 +349,10 @@ def test_operator_may_manage_its_children_and_nothing_cluster_wide_when_namespac
                 assert grants(cluster, group, plural, verb), f"the operator cannot {verb} {kind}"
     assert not grants(cluster, "", "secrets", "list") and not grants(cluster, "", "secrets", "watch"), \
         "Secrets are read by name: the operator must not be able to read every Secret of the cluster"
+    election = one(rendered[()], "Role", "leader-election")
+    assert election["metadata"]["namespace"] == one(rendered[()], "Deployment", "operator")["metadata"]["namespace"]
+    assert election["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                  "verbs": ["get", "create", "update", "delete"]}]
     granted = {(group, resource) for rule in cluster for group in rule["apiGroups"] for resource in rule["resources"]}
     needed = {("" if p == "/api/v1" else p.split("/")[2], plural) for p, plural in operator_kinds.KINDS.values()}
     extra = granted - needed - {("events.k8s.io", "events"), ("apiextensions.k8s.io", "customresourcedefinitions"),

@@ -103,7 +103,8 @@ def release(kube: Kube, helm: Helm, tmp_path_factory) -> Iterator[tuple[str, Inj
 def operator_as_its_service_account(kube: Kube, namespace: str, workdir: Path) -> Iterator[Operator]:
     config = service_account_kubeconfig(kube, namespace, "agentcache-operator", workdir / "operator.kubeconfig")
     env = {**kube.env, "KUBECONFIG": str(config)}
-    operator = Operator(Kube(config, kube.is_local, env, kube.api, workdir), workdir)
+    operator = Operator(Kube(config, kube.is_local, env, kube.api, workdir), workdir,
+                        extra=("--leader-election-namespace", namespace))  # as the chart's POD_NAMESPACE
     try:
         operator.wait_live()
         yield operator

@@ -51,13 +51,15 @@ def _get(url: str) -> tuple[int, str]:
 class Operator:
     """``agentcache-operator`` as a process; ``scope`` is its namespace arguments (default: all)."""
 
-    def __init__(self, kube: Kube, workdir: Path, scope: tuple[str, ...] = ("--all-namespaces",)):
+    def __init__(self, kube: Kube, workdir: Path, scope: tuple[str, ...] = ("--all-namespaces",),
+                 extra: tuple[str, ...] = ()):
         self.metrics_port, self.liveness_port = _free_port(), _free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "agentcache-operator.log"
         command = [
             sys.executable, "-m", "agentcache_operator.main", *scope, "--bind", "127.0.0.1",
             "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port),
-            "--resync-seconds", str(RESYNC_SECONDS),
+            "--resync-seconds", str(RESYNC_SECONDS), *extra,
         ]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=kube.env, stdout=log, stderr=subprocess.STDOUT)
@@ -70,6 +72,13 @@ class Operator:
 
     def metrics(self) -> str:
         return _get(f"http://127.0.0.1:{self.metrics_port}/metrics")[1]
+
+    def sample(self, name: str) -> float:
+        """One sample of its /metrics (0 when absent)."""
+        for line in self.metrics().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split(" ")[1])
+        return 0.0
 
     def wait_live(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
