@@ -66,27 +66,30 @@ class PeakRss:
         return self.peak
 
 
-def request_counts(api: KubeApi) -> tuple[float, float]:
-    """(reads, writes) the API server has answered since it started, from its /metrics."""
+Counts = dict[tuple[str, str], float]  # (verb, resource) -> requests
+
+
+def request_counts(api: KubeApi) -> Counts:
+    """Requests the API server has answered since it started, by verb and resource, from its /metrics."""
     _, text = api.request("GET", "/metrics")
-    reads = writes = 0.0
+    counts: Counts = {}
     for family in text_string_to_metric_families(text):
-        if family.name != "apiserver_request":
-            continue
         for sample in family.samples:
             if sample.name == "apiserver_request_total":
-                if sample.labels.get("verb") in WRITE_VERBS:
-                    writes += sample.value
-                else:
-                    reads += sample.value
-    return reads, writes
+                key = (sample.labels.get("verb", ""), sample.labels.get("resource", ""))
+                counts[key] = counts.get(key, 0) + sample.value
+    return counts
 
 
-def rate_per_minute(api: KubeApi, window: float) -> tuple[float, float]:
-    reads0, writes0 = request_counts(api)
+def per_minute(api: KubeApi, window: float) -> Counts:
+    before = request_counts(api)
     time.sleep(window)
-    reads1, writes1 = request_counts(api)
-    return (reads1 - reads0) * 60 / window, (writes1 - writes0) * 60 / window
+    after = request_counts(api)
+    return {key: (n - before.get(key, 0)) * 60 / window for key, n in after.items() if n != before.get(key, 0)}
+
+
+def total(counts: Counts, writes: bool) -> float:
+    return sum(n for (verb, _), n in counts.items() if (verb in WRITE_VERBS) == writes)
 
 
 @contextlib.contextmanager
@@ -106,14 +109,23 @@ def operator_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Pope
             process.wait()
 
 
-def wait_ready(api: KubeApi, path: str, count: int, timeout: float) -> None:
+def wait_ready(api: KubeApi, path: str, count: int, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
+    shown = time.monotonic()
+    phases: dict[str, int] = {}
     while time.monotonic() < deadline:
-        items = api.get(path)["items"]
-        if sum(1 for i in items if (i.get("status") or {}).get("phase") == "Ready") == count:
+        phases = {}
+        for item in api.get(path)["items"]:
+            phase = (item.get("status") or {}).get("phase") or "none"
+            phases[phase] = phases.get(phase, 0) + 1
+        if phases.get("Ready") == count:
             return
-        time.sleep(0.5)
-    raise SystemExit(f"not every cache reached Ready within {timeout}s")
+        if time.monotonic() - shown > 30:
+            print(f"  ... {phases}", flush=True)
+            shown = time.monotonic()
+        time.sleep(1)
+    tail = log.read_text(errors="replace")[-3000:]
+    raise SystemExit(f"not every cache reached Ready within {timeout}s: {phases}\noperator log:\n{tail}")
 
 
 def one_size(api: KubeApi, env: dict[str, str], count: int, window: float, workdir: Path) -> dict[str, float]:
@@ -121,7 +133,8 @@ def one_size(api: KubeApi, env: dict[str, str], count: int, window: float, workd
     path = f"/apis/agentcache.io/v1alpha1/namespaces/{namespace}/agentcaches"
     api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     try:
-        with operator_process(env, workdir / f"operator-{count}.log") as operator:
+        log = workdir / f"operator-{count}.log"
+        with operator_process(env, log) as operator:
             rss = PeakRss(operator.pid)
             time.sleep(2)  # let kopf log in and start its watches
             started = time.perf_counter()
@@ -130,15 +143,19 @@ def one_size(api: KubeApi, env: dict[str, str], count: int, window: float, workd
                 api.create(path, {"apiVersion": "agentcache.io/v1alpha1", "kind": "AgentCache",
                                   "metadata": {"name": f"cache-{i:04d}"}, "spec": spec})
             created = time.perf_counter() - started
-            wait_ready(api, path, count, timeout=60 + count)
+            wait_ready(api, path, count, timeout=120 + 2 * count, log=log)
             to_ready = time.perf_counter() - started
             time.sleep(5)  # the last status writes and pod events settle
-            with_reads, with_writes = rate_per_minute(api, window)
+            running = per_minute(api, window)
             peak = rss.stop()
-        base_reads, base_writes = rate_per_minute(api, window)
+        rest = per_minute(api, window)
+        operator_share = {key: n - rest.get(key, 0) for key, n in running.items()}
+        busiest = sorted(operator_share.items(), key=lambda kv: -kv[1])[:4]
+        print("  operator's busiest requests/min: " + ", ".join(f"{v} {r or '-'} {n:.1f}" for (v, r), n in busiest))
         return {"create_s": created, "all_ready_s": to_ready, "peak_rss_mib": peak / 2**20,
-                "operator_reads_per_min": with_reads - base_reads, "operator_writes_per_min": with_writes - base_writes,
-                "rest_of_control_plane_per_min": base_reads + base_writes}
+                "operator_reads_per_min": total(running, False) - total(rest, False),
+                "operator_writes_per_min": total(running, True) - total(rest, True),
+                "rest_of_control_plane_per_min": total(rest, False) + total(rest, True)}
     finally:
         api.request("DELETE", f"/api/v1/namespaces/{namespace}", check=False)
 
