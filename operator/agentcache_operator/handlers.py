@@ -7,7 +7,7 @@
   object with a timer, and deleting a cache would then hang while the operator is down;
 - any event on a child the operator manages (edited or deleted by hand, a StatefulSet
   becoming ready): reconcile its owner;
-- any event on a pod labelled ``agentcache.io/cache``: recount injected pods.
+- any event on a pod labelled ``agentcache.io/cache``: recount its cache's pods (nothing else).
 Children and pods are watched with server-side label selectors and paged lists, so the
 operator's memory and watch traffic follow the caches, not the size of the cluster.
 No finalizer: everything the operator creates lives in Kubernetes and is owned by the
@@ -167,4 +167,4 @@ async def pod_event(type: str | None, body: kopf.Body, namespace: str, **_: Any)
     reconciler.observe_pod(dict(body), deleted=type == "DELETED")
     cache = body.get("metadata", {}).get("labels", {}).get(names.LABEL_CACHE)
     if cache:
-        reconciler.schedule(namespace, cache)
+        reconciler.recount(namespace, cache)

@@ -106,6 +106,32 @@ class Reconciler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def recount(self, namespace: str, name: str) -> None:
+        """Soon, update only the cache's pod counts (a pod event changes nothing else)."""
+        key = (namespace, name)
+        if key in self._pending:  # a full reconcile is coming: it counts too
+            return
+        task = asyncio.create_task(self._recount(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _recount(self, key: Key) -> None:
+        async with self._lock(key):
+            body = self._caches.get(key)
+            if body is None:
+                return
+            previous = body.get("status") or {}
+            if not previous.get("phase"):  # not reconciled yet: the first reconcile counts
+                return
+            pods = list(self._pods.get(key, {}).values())
+            injected, uninjected, outdated = count_pods(pods, key[1], previous.get("configHash"))
+            counts = {"injectedPods": injected, "uninjectedPods": uninjected, "outdatedPods": outdated}
+            if any(previous.get(field) != value for field, value in counts.items()):
+                try:
+                    await self.client.patch_status(*key, counts)
+                except ApiError as error:
+                    logger.warning("recount of %s/%s failed: %s", *key, error)
+
     def forget(self, namespace: str, name: str) -> None:
         self.phases.forget((namespace, name))
         self._locks.pop((namespace, name), None)
