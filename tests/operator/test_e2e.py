@@ -250,7 +250,9 @@ def test_steady_state_sends_the_api_server_no_writes_and_few_reads(kube, kube_na
     writes = {verb: n for verb, n in delta.items() if verb in WRITE_VERBS and n}
     assert not writes, f"writes at rest: {writes}"
     reads = sum(n for verb, n in delta.items() if verb not in WRITE_VERBS)
-    assert reads <= 3 * 3, f"{reads} reads in three resyncs of three caches: {delta}"
+    # about one read (a managed cache's password Secret, not watched) per cache and resync, which
+    # the jittered resync may visit twice in a period; before, each visit read the cache, its pods and children
+    assert reads <= 2 * 3 * 3, f"{reads} reads in three resyncs of three caches: {delta}"
 
 
 def test_deleted_or_edited_child_is_restored(kube, kube_namespace, operator):  # noqa: F811
