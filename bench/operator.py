@@ -40,6 +40,7 @@ from tests.support.k8s import KubeApi, local_control_plane, real_cluster_kubecon
 
 CRD = ROOT / "charts" / "agentcache" / "crds" / "agentcaches.agentcache.io.yaml"
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}
+WATCH_BYTES = "watch-bytes"  # not a verb: bytes of watch events the API server sent
 
 
 class PeakRss:
@@ -78,6 +79,9 @@ def request_counts(api: KubeApi) -> Counts:
             if sample.name == "apiserver_request_total":
                 key = (sample.labels.get("verb", ""), sample.labels.get("resource", ""))
                 counts[key] = counts.get(key, 0) + sample.value
+            elif sample.name == "apiserver_watch_events_sizes_sum":
+                key = (WATCH_BYTES, sample.labels.get("resource", ""))
+                counts[key] = counts.get(key, 0) + sample.value
     return counts
 
 
@@ -89,7 +93,37 @@ def per_minute(api: KubeApi, window: float) -> Counts:
 
 
 def total(counts: Counts, writes: bool) -> float:
-    return sum(n for (verb, _), n in counts.items() if (verb in WRITE_VERBS) == writes)
+    return sum(n for (verb, _), n in counts.items() if verb != WATCH_BYTES and (verb in WRITE_VERBS) == writes)
+
+
+def watch_kib(counts: Counts) -> float:
+    return sum(n for (verb, _), n in counts.items() if verb == WATCH_BYTES) / 1024
+
+
+def add_unrelated(api: KubeApi, kubeconfig: Path, env: dict[str, str], count: int) -> None:
+    """``count`` ConfigMaps (4 KiB each) and a Deployment of ``count`` pods that are none of the operator's."""
+    namespace = "unrelated"
+    api.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+                check=False)
+    maps = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"noise-{i}", "labels": {"app": "noise"}},
+             "data": {"blob": "x" * 4096}} for i in range(count)]
+    kubectl = [str(ROOT / ".tools" / "bin" / "kubectl"), "--kubeconfig", str(kubeconfig), "-n", namespace]
+    subprocess.run([*kubectl, "create", "-f", "-"], input=yaml.safe_dump({"apiVersion": "v1", "kind": "List",
+                                                                          "items": maps}),
+                   text=True, capture_output=True, env=env, check=False)
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "noise"},
+                  "spec": {"replicas": count, "selector": {"matchLabels": {"app": "noise"}},
+                           "template": {"metadata": {"labels": {"app": "noise"}},
+                                        "spec": {"containers": [{"name": "c", "image": "registry.example/noise:1"}]}}}}
+    subprocess.run([*kubectl, "apply", "-f", "-"], input=yaml.safe_dump(deployment), text=True, capture_output=True,
+                   env=env, check=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        pods = api.get(f"/api/v1/namespaces/{namespace}/pods", limit="1")
+        if int(pods["metadata"].get("remainingItemCount", 0)) + len(pods["items"]) >= count:
+            break
+        time.sleep(2)
+    print(f"{count} unrelated ConfigMaps and pods in the cluster", flush=True)
 
 
 @contextlib.contextmanager
@@ -153,6 +187,7 @@ def one_size(api: KubeApi, env: dict[str, str], count: int, window: float, workd
         busiest = sorted(operator_share.items(), key=lambda kv: -kv[1])[:4]
         print("  operator's busiest requests/min: " + ", ".join(f"{v} {r or '-'} {n:.1f}" for (v, r), n in busiest))
         return {"create_s": created, "all_ready_s": to_ready, "peak_rss_mib": peak / 2**20,
+                "operator_watch_kib_per_min": watch_kib(running) - watch_kib(rest),
                 "operator_reads_per_min": total(running, False) - total(rest, False),
                 "operator_writes_per_min": total(running, True) - total(rest, True),
                 "rest_of_control_plane_per_min": total(rest, False) + total(rest, True)}
@@ -163,6 +198,8 @@ def one_size(api: KubeApi, env: dict[str, str], count: int, window: float, workd
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--caches", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--unrelated", type=int, default=0,
+                        help="first fill the cluster with this many ConfigMaps and pods that are not the operator's")
     parser.add_argument("--window", type=float, default=150.0,
                         help="seconds of steady state measured (at least two of the operator's 60 s resyncs)")
     args = parser.parse_args()
@@ -174,6 +211,8 @@ def main() -> None:
         api.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                     yaml.safe_load(CRD.read_text()), check=False)
         api.wait_for("/apis/agentcache.io/v1alpha1/agentcaches?limit=1", lambda o: o is not None, timeout=30)
+        if args.unrelated:
+            add_unrelated(api, kubeconfig, env, args.unrelated)
         print(f"operator on {'the cluster $KUBECONFIG names' if given else 'the local control plane'}; "
               f"steady-state windows of {args.window:.0f} s", flush=True)
         for count in args.caches:

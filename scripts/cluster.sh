@@ -176,8 +176,8 @@ metadata:
   annotations: {kwok.x-k8s.io/node: fake, node.alpha.kubernetes.io/ttl: "0"}
   labels: {kubernetes.io/hostname: $node, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "250", ephemeral-storage: 500Gi}
-  capacity: {cpu: "32", memory: 256Gi, pods: "250", ephemeral-storage: 500Gi}
+  allocatable: {cpu: "64", memory: 512Gi, pods: "5000", ephemeral-storage: 1Ti}
+  capacity: {cpu: "64", memory: 512Gi, pods: "5000", ephemeral-storage: 1Ti}
   nodeInfo: {kubeletVersion: fake, kubeProxyVersion: fake, architecture: amd64, operatingSystem: linux}
 EOF
   done
