@@ -20,10 +20,11 @@ tools:
 k8s:
 	bash scripts/install-k8s.sh
 
-# Start it in the background (etcd, kube-apiserver, controllers, scheduler, kwok's nodes);
-# the admin kubeconfig is .tools/kubeconfig.
+# Start it in the background (etcd, kube-apiserver, controllers, scheduler, kwok's nodes)
+# with the AgentCache CRD; the admin kubeconfig is .tools/kubeconfig.
 cluster: install tools k8s
 	bash scripts/cluster.sh up
+	.tools/bin/kubectl --kubeconfig .tools/kubeconfig apply --server-side -f manifests/crds.yaml
 
 cluster-down:
 	bash scripts/cluster.sh down

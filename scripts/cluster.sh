@@ -200,7 +200,7 @@ EOF
 cluster: use it with
   export KUBECONFIG=$kubeconfig
   kubectl get nodes
-  kubectl get acache -A        (after: kubectl apply --server-side -f manifests/crds.yaml)
+  kubectl get acache -A        (make cluster applies manifests/crds.yaml)
 cluster: logs in $logs; stop it with 'make cluster-down'
 EOF
 }
