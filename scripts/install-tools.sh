@@ -36,4 +36,4 @@ for bin in prometheus promtool; do
   if command -v "$bin" >/dev/null 2>&1; then ln -sf "$(command -v $bin)" "$tools/bin/$bin"; fi
 done
 "$tools/bin/helm" version --short
-"$tools/bin/kubectl" version --client 2>/dev/null | head -1
+"$tools/bin/kubectl" version --client 2>/dev/null | sed -n 1p  # sed reads to the end: no SIGPIPE under pipefail

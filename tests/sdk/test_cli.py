@@ -1,4 +1,4 @@
-"""The ``agentcache`` CLI against real sidecars, and ``validate-config`` on every YAML block of the seed page."""
+"""The ``agentcache`` CLI against real sidecars, and ``validate-config`` on every AgentUp configuration shape."""
 
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ import yaml
 
 from agentcache import Cache
 from agentcache.cli import main
-from tests.support.valkey import ValkeyProcess
+from tests.support import agentup
 
-SEED_RELATIVE = Path("shared/seed/agentup-cache-management.md")
-REPO_ROOT = Path(__file__).resolve().parents[2]
+SHAPES = agentup.fixture_files()
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -143,39 +142,11 @@ def test_missing_socket_is_one_line_without_traceback(tmp_path):
 # --- validate-config ---------------------------------------------------------------------------------
 
 
-def seed_page() -> Path:
-    """The seed page beside the repository (``../shared/seed``), found by walking up from the repo root."""
-    for directory in [REPO_ROOT, *REPO_ROOT.parents]:
-        candidate = directory / SEED_RELATIVE
-        if candidate.is_file():
-            return candidate
-    pytest.fail(f"cannot find {SEED_RELATIVE} in {REPO_ROOT} or any parent directory")
-
-
-def seed_yaml_blocks() -> list[tuple[str, str]]:
-    """Every ```yaml block of the seed page, named by the heading above it."""
-    blocks, heading = [], "top"
-    counts: dict[str, int] = {}
-    text = seed_page().read_text(encoding="utf-8")
-    for match in re.finditer(r"^#+ ([^\n]+)$|^```(\w*)\n(.*?)^```", text, re.M | re.S):
-        if match.group(1):
-            heading = re.sub(r"\W+", "-", match.group(1).strip().lower()).strip("-")
-        elif match.group(2) == "yaml":
-            counts[heading] = counts.get(heading, 0) + 1
-            blocks.append((f"{heading}-{counts[heading]}", match.group(3)))
-    return blocks
-
-
-SEED_BLOCKS = seed_yaml_blocks()
-
-
-def _local_valkey_url(block: str) -> str | None:
-    """The Valkey URL a valkey-backed block connects to when it is hard-coded (not an env reference)."""
-    document = yaml.safe_load(block) or {}
-    if (document.get("cache") or {}).get("backend") != "valkey":
+def _hard_coded_valkey_url(document: dict) -> str | None:
+    """The Valkey URL a valkey-backed shape connects to when it is hard-coded (not an env reference)."""
+    if document["cache"]["backend"] != "valkey":
         return None
-    url = (((document.get("services") or {}).get("valkey") or {}).get("config") or {}).get("url",
-                                                                                          "valkey://localhost:6379")
+    url = document["services"]["valkey"]["config"]["url"]
     return None if "${" in url else url
 
 
@@ -187,45 +158,34 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
-def test_the_seed_page_has_every_yaml_block():
-    assert len(SEED_BLOCKS) == 18
-
-
-@pytest.fixture(scope="module")
-def seed_valkey(tmp_path_factory):
-    server = ValkeyProcess(tmp_path_factory.mktemp("seed-valkey")).start()
-    yield server
-    server.stop()
-
-
-@pytest.mark.parametrize("name,block", SEED_BLOCKS, ids=[name for name, _ in SEED_BLOCKS])
-def test_validate_config_on_every_seed_block(name, block, tmp_path, monkeypatch, capsys, seed_valkey):
+@pytest.mark.parametrize("name", SHAPES)
+def test_validate_config_on_every_shape(name, tmp_path, monkeypatch, capsys, shared_valkey):
     """Env-var URLs point at a real Valkey and are round-tripped; hard-coded hosts are checked with --no-connect."""
-    monkeypatch.setenv("VALKEY_CACHE_URL", seed_valkey.url)
-    monkeypatch.chdir(tmp_path)  # the file block's ./cache storage_dir
+    monkeypatch.setenv("VALKEY_CACHE_URL", shared_valkey.url)
+    monkeypatch.chdir(tmp_path)  # the file shape's relative storage_dir
     config = tmp_path / "agent_config.yaml"
-    config.write_text(block)
-    hard_coded = _local_valkey_url(block)
-    uses_valkey = (yaml.safe_load(block).get("cache") or {}).get("backend") == "valkey"
-    argv = ["validate-config", str(config)] + (["--no-connect"] if hard_coded else [])
-    code, out, _ = run(capsys, *argv)
+    config.write_text(SHAPES[name].read_text())
+    document = yaml.safe_load(config.read_text())
+    hard_coded = _hard_coded_valkey_url(document)
+    code, out, _ = run(capsys, "validate-config", str(config), *(["--no-connect"] if hard_coded else []))
     assert code == 0, out
     assert out.startswith(f"✅ Configuration is valid: {config}")
     assert "❌" not in out
-    if uses_valkey and not hard_coded:
-        assert f"✅ Valkey connection successful: {seed_valkey.url}" in out
+    if document["cache"]["backend"] == "valkey" and not hard_coded:
+        assert f"✅ Valkey connection successful: {shared_valkey.url}" in out
         assert "✅ Cache operations working" in out
     if hard_coded:
         assert "skipped (--no-connect)" in out
-    if "enabled: false" in block:
+    if document["cache"].get("enabled") is False:
         assert "cache.enabled is false" in out
 
 
 def test_validate_config_connects_to_hard_coded_hosts(tmp_path, capsys):
-    """``valkey://localhost:6379`` from the seed: ❌ and exit 1 unless a server really listens there."""
-    name, block = next((n, b) for n, b in SEED_BLOCKS if _local_valkey_url(b) == "valkey://localhost:6379")
+    """``valkey://localhost:6379`` as AgentUp writes it: ❌ and exit 1 unless a server really listens there."""
+    block = SHAPES["valkey-basic"].read_text()
+    assert _hard_coded_valkey_url(yaml.safe_load(block)) == "valkey://localhost:6379"
     config = tmp_path / "agent_config.yaml"
-    config.write_text(block.replace("db: 1", "db: 1\n      socket_connect_timeout: 1"))
+    config.write_text(block.replace("db: 2", "db: 2\n      socket_connect_timeout: 1"))
     code, out, _ = run(capsys, "validate-config", str(config))
     if _listening("127.0.0.1", 6379):
         assert code == 0 and "✅ Cache operations working" in out
@@ -235,16 +195,16 @@ def test_validate_config_connects_to_hard_coded_hosts(tmp_path, capsys):
         assert len([line for line in out.splitlines() if "❌" in line]) == 1
 
 
-def test_validate_config_round_trips_under_the_key_prefix(tmp_path, capsys, seed_valkey):
+def test_validate_config_round_trips_under_the_key_prefix(tmp_path, capsys, valkey_server):
     import valkey
 
     config = tmp_path / "agent_config.yaml"
     config.write_text(f"cache: {{backend: valkey, key_prefix: 'team-a:'}}\n"
-                      f"services: {{valkey: {{config: {{url: '{seed_valkey.url}', db: 3}}}}}}\n")
+                      f"services: {{valkey: {{config: {{url: '{valkey_server.url}', db: 3}}}}}}\n")
     code, out, _ = run(capsys, "validate-config", str(config))
     assert code == 0
     assert re.search(r"set/get/delete of team-a:config_test:[0-9a-f]{12}", out)
-    assert valkey.Valkey.from_url(seed_valkey.url, db=3).dbsize() == 0, "the test key is removed"
+    assert valkey.Valkey.from_url(valkey_server.url, db=3).dbsize() == 0, "the test key is removed"
 
 
 def test_validate_config_reports_errors_and_env_references(tmp_path, capsys, monkeypatch):
@@ -253,9 +213,8 @@ def test_validate_config_reports_errors_and_env_references(tmp_path, capsys, mon
     code, out, _ = run(capsys, "validate-config", str(bad))
     assert code == 1 and out.startswith("❌") and "cache.backend" in out and "cache.default_ttl" in out
     monkeypatch.delenv("VALKEY_CACHE_URL", raising=False)
-    production = next(b for _, b in SEED_BLOCKS if '"${VALKEY_CACHE_URL}"' in b)
     config = tmp_path / "prod.yaml"
-    config.write_text(production)
+    config.write_text(SHAPES["valkey-env-required"].read_text())
     code, out, _ = run(capsys, "validate-config", str(config), "--no-connect")
     assert code == 1 and "VALKEY_CACHE_URL" in out
     code, out, _ = run(capsys, "validate-config", str(tmp_path / "absent.yaml"))

@@ -1,4 +1,4 @@
-"""Configuration loading: every YAML block of the seed page, env substitution, clear errors."""
+"""Configuration loading: our AgentUp configuration shapes, env substitution, clear errors."""
 
 from __future__ import annotations
 
@@ -6,57 +6,63 @@ import pytest
 import yaml
 
 from agentcache_sidecar.config import ConfigError, load_config, parse_settings, substitute_env
-from tests.support.seed import code_blocks
+from tests.support import agentup
 
-SEED_ENV = {"VALKEY_CACHE_URL": "valkey://cache.example:6380"}
-YAML_BLOCKS = code_blocks("yaml")
+SHAPES = agentup.fixture_files()
+SHAPE_ENV = {"VALKEY_CACHE_URL": "valkey://cache.example:6380"}
 
 
-@pytest.mark.parametrize("line, block", YAML_BLOCKS, ids=[f"seed-line-{line}" for line, _ in YAML_BLOCKS])
-def test_every_seed_yaml_block_loads_as_written(line, block):
-    loaded = parse_settings(yaml.safe_load(block), environ=SEED_ENV, source=f"seed:{line}")
-    assert loaded.settings.cache.backend in ("memory", "file", "valkey")
+def shape(name: str, environ: dict | None = None):
+    return parse_settings(yaml.safe_load(SHAPES[name].read_text()), environ=SHAPE_ENV if environ is None else environ,
+                          source=name)
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_every_shape_loads_without_cache_warnings(name):
+    loaded = shape(name)
     assert not [w for w in loaded.warnings if "cache." in w], loaded.warnings
 
 
-def test_seed_blocks_cover_every_backend_and_environment():
-    backends = {parse_settings(yaml.safe_load(b), environ=SEED_ENV).settings.cache.backend for _, b in YAML_BLOCKS}
-    assert backends == {"memory", "file", "valkey"}
+def test_shapes_cover_every_backend():
+    assert {shape(name).settings.cache.backend for name in SHAPES} == {"memory", "file", "valkey"}
 
 
-def test_production_block_defaults_and_env():
-    block = next(b for _, b in YAML_BLOCKS if "${VALKEY_CACHE_DB:1}" in b)
-    settings = parse_settings(yaml.safe_load(block), environ={"VALKEY_CACHE_URL": "valkey://prod:6379"}).settings
-    assert settings.valkey.url == "valkey://prod:6379"
-    assert settings.valkey.db == 1
-    assert settings.cache.key_prefix == "prod:cache:"
-    overridden = parse_settings(yaml.safe_load(block), environ={
-        "VALKEY_CACHE_URL": "valkey://prod:6379", "VALKEY_CACHE_DB": "3", "CACHE_KEY_PREFIX": "x:"}).settings
+def test_env_defaults_and_overrides():
+    settings = shape("valkey-env-required", {"VALKEY_CACHE_URL": "valkey://prod:6379"}).settings
+    assert (settings.valkey.url, settings.valkey.db, settings.cache.key_prefix) == ("valkey://prod:6379", 4,
+                                                                                     "live:cache:")
+    overridden = shape("valkey-env-required", {"VALKEY_CACHE_URL": "valkey://prod:6379", "VALKEY_CACHE_DB": "3",
+                                               "CACHE_KEY_PREFIX": "x:"}).settings
     assert (overridden.valkey.db, overridden.cache.key_prefix) == (3, "x:")
+    assert shape("valkey-env", {}).settings.valkey.url == "valkey://cache.internal:6379"
 
 
 def test_missing_env_without_default_names_the_variable():
-    block = next(b for _, b in YAML_BLOCKS if "${VALKEY_CACHE_DB:1}" in b)
     with pytest.raises(ConfigError, match=r"services.valkey.config.url: environment variable VALKEY_CACHE_URL"):
-        parse_settings(yaml.safe_load(block), environ={})
+        shape("valkey-env-required", {})
 
 
-def test_high_performance_pool_kwargs_feed_typed_settings():
-    block = next(b for _, b in YAML_BLOCKS if "connection_pool_kwargs" in b)
-    valkey = parse_settings(yaml.safe_load(block)).settings.valkey
-    assert (valkey.max_connections, valkey.socket_timeout, valkey.socket_connect_timeout) == (50, 5, 5)
+def test_pool_kwargs_feed_typed_settings():
+    valkey = shape("valkey-pool-kwargs").settings.valkey
+    assert (valkey.max_connections, valkey.socket_timeout, valkey.socket_connect_timeout) == (40, 6, 3)
     assert valkey.retry_on_timeout and valkey.socket_keepalive
 
 
-def test_high_performance_cache_options():
-    block = next(b for _, b in YAML_BLOCKS if "pipeline_size" in b)
-    cache = parse_settings(yaml.safe_load(block)).settings.cache
-    assert cache.compression is True and cache.pipeline_size == 100 and cache.serialization == "pickle"
+def test_tuned_cache_options():
+    cache = shape("valkey-tuned").settings.cache
+    assert cache.compression is True and cache.pipeline_size == 50 and cache.serialization == "msgpack"
 
 
-def test_testing_environment_disables_cache():
-    block = next(b for _, b in YAML_BLOCKS if "enabled: false" in b)
-    assert parse_settings(yaml.safe_load(block)).settings.cache.enabled is False
+def test_state_and_a_second_valkey_service_are_kept_apart():
+    loaded = shape("valkey-with-state")
+    assert loaded.settings.state == {"backend": "valkey", "url": "valkey://state.internal:6379",
+                                     "key_prefix": "myagent:state:", "ttl": 7200}
+    assert loaded.settings.valkey.url == "valkey://cache.example:6380"
+    assert [w for w in loaded.warnings if "valkey_state" in w], "a service we do not use is a warning"
+
+
+def test_disabled_cache():
+    assert shape("memory-disabled").settings.cache.enabled is False
 
 
 def test_substitution_in_nested_lists_and_defaults():
