@@ -77,7 +77,7 @@ async def login(**kwargs: Any) -> kopf.ConnectionInfo:
         raise kopf.LoginError("no credentials: set KUBECONFIG, or run in a pod with a service account")
     client = Client(info)
     if state.reconciler is None:
-        state.reconciler = Reconciler(client)
+        state.reconciler = Reconciler(client, kopf.adopt)
     else:
         old, state.reconciler.client = state.reconciler.client, client
         await old.close()

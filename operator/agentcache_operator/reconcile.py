@@ -18,9 +18,8 @@ import logging
 import secrets
 import socket
 import time
-from typing import Any
+from typing import Any, Callable
 
-import kopf
 
 from . import names
 from .drift import stamp, up_to_date
@@ -49,8 +48,10 @@ class SecretNotUsable(SpecError):
 class Reconciler:
     """Reconciles caches; at most one reconcile per cache at a time, extra triggers coalesce."""
 
-    def __init__(self, client: Client):
+    def __init__(self, client: Client, adopt: Callable[[list[dict[str, Any]], dict[str, Any]], None]):
+        """``adopt(children, owner)`` makes the AgentCache their owner (the handlers pass ``kopf.adopt``)."""
         self.client = client
+        self.adopt = adopt
         self.phases = PhaseBook()
         self._locks: dict[Key, asyncio.Lock] = {}
         self._pending: set[Key] = set()
@@ -170,7 +171,7 @@ class Reconciler:
         observed = Observed()
         try:
             children = await self._desired(cache)
-            kopf.adopt(children, owner=body)
+            self.adopt(children, body)
             applied = await self._apply(cache, children)
             if previous.get("observedGeneration") not in (None, cache.generation):
                 await self._prune(cache, children)

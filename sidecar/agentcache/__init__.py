@@ -9,12 +9,16 @@
     await cache.set("user:123", {"name": "Alice"}, ttl=3600)
 """
 
+from importlib.metadata import version as _version
+
 from .client import AsyncCache, Cache, Lookup, default_socket_path, get_cache
 from .decorator import cached
 from .errors import (CacheError, CacheServerError, CacheUnavailable, InvalidKey, InvalidRequest, SerializationError,
                      ValueTooLarge)
 from .keys import llm_key, stable_hash
 from .serializers import JsonSerializer, MsgpackSerializer, Serializer, SignedPickleSerializer
+
+__version__ = _version("agentcache")  # written once, in pyproject.toml
 
 __all__ = [
     "AsyncCache", "Cache", "Lookup", "cached", "get_cache", "default_socket_path", "llm_key", "stable_hash",

@@ -7,16 +7,13 @@ stderr and exit status 1; there are no tracebacks for them.
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import json
-import os
-import secrets
 import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import extras, protocol
 from .client import Cache, default_socket_path
 from .errors import CacheError, CacheUnavailable
 
@@ -29,13 +26,14 @@ class UserError(Exception):
     """A problem to report in one line, exit status 1."""
 
 
-def _out(text: str = "") -> None:
+def say(text: str = "") -> None:
+    """One line of a command's report on stdout."""
     print(text, flush=True)
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
-        return {"$base64": base64.b64encode(value).decode("ascii")}
+        return protocol.envelope(value)
     return repr(value)
 
 
@@ -54,9 +52,9 @@ def cmd_get(cache: Cache, args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(found.value)
         sys.stdout.flush()
     elif args.raw and isinstance(found.value, str):
-        _out(found.value)
+        say(found.value)
     else:
-        _out(_show(found.value))
+        say(_show(found.value))
     return 0
 
 
@@ -71,20 +69,20 @@ def _parse_value(text: str, as_string: bool) -> Any:
 
 def cmd_set(cache: Cache, args: argparse.Namespace) -> int:
     stored = cache.set(args.key, _parse_value(args.value, args.string), args.ttl)
-    _out(f"{OK} stored {args.key!r}" if stored else f"{WARN} the sidecar dropped the write (cache disabled or "
+    say(f"{OK} stored {args.key!r}" if stored else f"{WARN} the sidecar dropped the write (cache disabled or "
                                                    "backend down)")
     return 0 if stored else 1
 
 
 def cmd_delete(cache: Cache, args: argparse.Namespace) -> int:
     deleted = cache.delete_many(args.keys)
-    _out(f"deleted {deleted} of {len(set(args.keys))} key(s)")
+    say(f"deleted {deleted} of {len(set(args.keys))} key(s)")
     return 0
 
 
 def cmd_keys(cache: Cache, args: argparse.Namespace) -> int:
     for key in cache.keys(args.pattern, args.limit):
-        _out(key)
+        say(key)
     return 0
 
 
@@ -92,7 +90,7 @@ def cmd_ttl(cache: Cache, args: argparse.Namespace) -> int:
     remaining = cache.ttl(args.key)
     if remaining is None:
         raise UserError(f"no value for {args.key!r}")
-    _out("no expiry" if remaining < 0 else f"{remaining:g}")
+    say("no expiry" if remaining < 0 else f"{remaining:g}")
     return 0
 
 
@@ -125,14 +123,14 @@ def format_stats(stats: dict) -> str:
 
 def cmd_stats(cache: Cache, args: argparse.Namespace) -> int:
     stats = cache.stats()
-    _out(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    say(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0
 
 
 def cmd_clear(cache: Cache, args: argparse.Namespace) -> int:
     if not args.yes:
         raise UserError("clear deletes every key under this sidecar's prefix; add --yes to confirm")
-    _out(f"deleted {cache.clear()} key(s)")
+    say(f"deleted {cache.clear()} key(s)")
     return 0
 
 
@@ -158,11 +156,11 @@ def read_warm_records(lines: list[str]) -> tuple[list[tuple[str, Any, float | No
             problems.append(f"line {number}: \"ttl\" must be a number of seconds >= 0, got {ttl!r}")
             continue
         value = record["value"]
-        if isinstance(value, dict) and set(value) == {"$base64"}:
+        if protocol.is_envelope(value):
             try:
-                value = base64.b64decode(value["$base64"], validate=True)
-            except (binascii.Error, TypeError):
-                problems.append(f"line {number}: \"$base64\" is not valid base64")
+                value, _ = protocol.open_envelope(value)
+            except ValueError:
+                problems.append(f"line {number}: \"{protocol.BASE64_FIELD}\" is not valid base64")
                 continue
         records.append((record["key"], value, ttl))
     return records, problems
@@ -223,104 +221,21 @@ def cmd_warm(cache: Cache, args: argparse.Namespace) -> int:
         progress.finish()
     elapsed = time.monotonic() - started
     for problem in problems:
-        _out(f"{FAIL} {problem}")
-    _out(f"{OK if not problems else WARN} warmed {done} key(s) in {batches} batch(es) in {elapsed:.2f} s"
+        say(f"{FAIL} {problem}")
+    say(f"{OK if not problems else WARN} warmed {done} key(s) in {batches} batch(es) in {elapsed:.2f} s"
          + (f"; skipped {len(problems)} invalid line(s)" if problems else ""))
     if dropped:
-        _out(f"{WARN} the sidecar dropped writes (cache disabled or backend down)")
+        say(f"{WARN} the sidecar dropped writes (cache disabled or backend down)")
     return 1 if problems or dropped else 0
 
 
-# --- validate-config -------------------------------------------------------------------------------
-
-
-def _redact(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-def _check_valkey(settings: Any) -> bool:
-    """Ping the configured Valkey and round-trip a test key under the key_prefix (the seed's script)."""
-    import valkey
-    from valkey.cluster import ValkeyCluster
-
-    from agentcache_sidecar.backends.valkey import _pool_kwargs
-
-    config = settings.valkey
-    shown = _redact(config.url)
-    kwargs = {**_pool_kwargs(config), "client_name": "agentcache-validate-config"}
-    try:
-        if config.cluster:
-            client = ValkeyCluster.from_url(config.url, **kwargs)
-        else:
-            client = valkey.Valkey.from_url(config.url, db=config.db, **kwargs)
-        with client:
-            client.ping()
-            _out(f"{OK} Valkey connection successful: {shown} (db {config.db})")
-            test_key = f"{settings.cache.key_prefix}config_test:{secrets.token_hex(6)}"
-            expected = secrets.token_hex(8).encode()
-            client.set(test_key, expected, ex=60)
-            value = client.get(test_key)
-            client.delete(test_key)
-    except Exception as exc:  # every client failure is a failed check, reported in one line
-        _out(f"{FAIL} Valkey connection failed: {shown}: {str(exc) or type(exc).__name__}")
-        return False
-    if value != expected:
-        _out(f"{FAIL} Cache operations failed: wrote {expected!r} to {test_key}, read back {value!r}")
-        return False
-    _out(f"{OK} Cache operations working (set/get/delete of {test_key})")
-    return True
-
-
-def _check_storage_dir(storage_dir: str) -> bool:
-    path = Path(storage_dir).resolve()
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        _out(f"{FAIL} File cache directory is not writable: {path} ({existing} is not a writable directory)")
-        return False
-    _out(f"{OK} File cache directory is writable: {path}" + ("" if existing == path else " (will be created)"))
-    return True
+# --- validate-config ---------------------------------------------------------------------------------
 
 
 def cmd_validate_config(args: argparse.Namespace) -> int:
-    from agentcache_sidecar.config import ConfigError, load_config
-
-    try:
-        loaded = load_config(args.file)
-    except ConfigError as exc:
-        _out(f"{FAIL} {exc}")
-        return 1
-    settings = loaded.settings
-    cache = settings.cache
-    _out(f"{OK} Configuration is valid: {args.file}")
-    for warning in loaded.warnings:
-        _out(f"{WARN} {warning}")
-    _out(f"{OK} Cache backend: {cache.backend} (default_ttl {cache.default_ttl:g} s, "
-         f"key_prefix {cache.key_prefix!r})")
-    if not cache.enabled:
-        _out(f"{WARN} cache.enabled is false: every get misses and every set is dropped")
-    if cache.backend == "memory":
-        _out(f"{OK} Memory cache configured: max_size {cache.max_size} items, cleanup every "
-             f"{cache.cleanup_interval:g} s")
-        return 0
-    if cache.backend == "file":
-        _out(f"{OK} File cache configured: {cache.storage_dir} (max_file_size {cache.max_file_size} bytes)")
-        if args.no_connect:
-            _out(f"{SKIP} storage directory check skipped (--no-connect)")
-            return 0
-        return 0 if _check_storage_dir(cache.storage_dir) else 1
-    if settings.services.valkey is None:
-        _out(f"{WARN} services.valkey is not configured; using {settings.valkey.url}")
-    if args.no_connect:
-        _out(f"{SKIP} Valkey connection check skipped (--no-connect): {_redact(settings.valkey.url)}")
-        return 0
-    return 0 if _check_valkey(settings) else 1
+    """The sidecar's own configuration checks: they need the ``sidecar`` extra."""
+    validate = extras.load("sidecar", "agentcache_sidecar.validate", "agentcache validate-config")
+    return validate.validate_config(args.file, connect=not args.no_connect)
 
 
 # --- the parser -------------------------------------------------------------------------------------
@@ -393,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(cache, args)
     except CacheUnavailable as exc:
-        print(f"agentcache: {exc.message} (is it running? use --socket or AGENTCACHE_SOCKET)", file=sys.stderr)
+        print(f"agentcache: {exc.message} (is it running? use --socket or {protocol.ENV_SOCKET})", file=sys.stderr)
     except (CacheError, UserError) as exc:
         print(f"agentcache: {exc}", file=sys.stderr)
     except KeyboardInterrupt:

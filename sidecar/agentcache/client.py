@@ -19,7 +19,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -29,12 +28,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, urlencode
 
-from agentcache_operator.names import ENV_SOCKET, SOCKET_PATH
-
-from . import wire
+from . import protocol, wire
 from .errors import CacheUnavailable, InvalidRequest, SerializationError, error_from_response
-from .keys import SCOPE_SEPARATOR, check_key, check_scope, check_seconds, escape_glob
-from .serializers import JSON_TYPE, MISS, Codec, Serializer
+from .keys import check_key, check_scope, check_seconds
+from .protocol import JSON_TYPE, escape_glob, is_envelope
+from .serializers import MISS, Codec, Serializer
 
 DEFAULT_TIMEOUT = 5.0
 BATCH_CHUNK = 1000
@@ -42,7 +40,7 @@ BATCH_CHUNK = 1000
 
 def default_socket_path() -> str:
     """``$AGENTCACHE_SOCKET``, else the path the injector mounts (``/var/run/agentcache/cache.sock``)."""
-    return os.environ.get(ENV_SOCKET) or SOCKET_PATH
+    return os.environ.get(protocol.ENV_SOCKET) or protocol.SOCKET_PATH
 
 
 @dataclass(slots=True)
@@ -86,13 +84,8 @@ def _fail(reply: Reply) -> Any:
 
 def _seconds(value: Any, name: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequest(f"{name} must be a number of seconds, got {value!r}", "bad_ttl")
+        raise InvalidRequest(f"{name} must be a number of seconds, got {value!r}", protocol.ERR_BAD_TTL)
     return str(value)
-
-
-def _is_base64(value: Any) -> bool:
-    """The batch API's wrapper for bytes: ``{"$base64": ...}`` with an optional ``content_type``."""
-    return isinstance(value, dict) and "$base64" in value and set(value) <= {"$base64", "content_type"}
 
 
 def _json_body(payload: Any) -> bytes:
@@ -111,7 +104,7 @@ class _Operations:
         self.timeout = check_seconds(timeout, "timeout", allow_none=False, positive=True)
         self.codec = codec or Codec(serializer, signing_key)
         self.scope = scope
-        self._key_prefix = scope + SCOPE_SEPARATOR if scope else ""
+        self._key_prefix = scope + protocol.SCOPE_SEPARATOR if scope else ""
         self._pattern_prefix = escape_glob(self._key_prefix)
 
     # --- keys ---------------------------------------------------------------------------------
@@ -124,7 +117,7 @@ class _Operations:
 
     @staticmethod
     def _key_path(full_key: str, suffix: str = "") -> str:
-        return "/v1/keys/" + quote(full_key, safe="") + suffix
+        return protocol.KEY_PATH_PREFIX + quote(full_key, safe="") + suffix
 
     def _decode(self, reply: Reply, full_key: str) -> Any:
         return self.codec.decode(reply.body, reply.headers.get("Content-Type"), full_key)
@@ -150,7 +143,7 @@ class _Operations:
                 value = self._decode(reply, full)
                 if value is MISS:
                     return Lookup(False)
-                return Lookup(True, value, reply.headers.get("X-Cache-Stale") == "1")
+                return Lookup(True, value, reply.headers.get(protocol.HEADER_STALE) == "1")
             return Lookup(False) if reply.status == 404 else _fail(reply)
 
         return Call("GET", self._key_path(full, "?allow_stale=1" if allow_stale else ""), parse)
@@ -167,7 +160,7 @@ class _Operations:
 
         def parse(reply: Reply) -> bool:
             if reply.status == 204:
-                return reply.headers.get("X-Cache-Degraded") not in ("dropped", "disabled")
+                return reply.headers.get(protocol.HEADER_DEGRADED) not in protocol.NOT_STORED
             return _fail(reply)
 
         return Call("PUT", path, parse, body, content_type)
@@ -186,7 +179,7 @@ class _Operations:
                 return json.loads(reply.body)["ttl"]
             return None if reply.status == 404 else _fail(reply)
 
-        return Call("GET", self._key_path(self._full(key), "/ttl"), parse)
+        return Call("GET", self._key_path(self._full(key), "/" + protocol.TTL_RESOURCE), parse)
 
     def lock_call(self, key: str, ttl: float) -> Call:
         """Parse: the lock's token, or None while someone else holds it."""
@@ -195,11 +188,11 @@ class _Operations:
                 return json.loads(reply.body)["token"]
             return None if reply.status == 409 else _fail(reply)
 
-        return Call("POST", self._key_path(self._full(key), "/lock?" + urlencode({"ttl": _seconds(ttl, "ttl")})),
+        return Call("POST", self._key_path(self._full(key), f"/{protocol.LOCK_RESOURCE}?" + urlencode({"ttl": _seconds(ttl, "ttl")})),
                     parse)
 
     def unlock_call(self, key: str, token: str) -> Call:
-        return Call("DELETE", self._key_path(self._full(key), "/lock?" + urlencode({"token": token})),
+        return Call("DELETE", self._key_path(self._full(key), f"/{protocol.LOCK_RESOURCE}?" + urlencode({"token": token})),
                     lambda r: True if r.status == 204 else False if r.status == 409 else _fail(r))
 
     # --- collections --------------------------------------------------------------------------
@@ -209,18 +202,18 @@ class _Operations:
 
     def delete_pattern_call(self, pattern: str) -> Call:
         if not isinstance(pattern, str) or not pattern:
-            raise InvalidRequest("the pattern must be a non-empty glob string", "bad_pattern")
+            raise InvalidRequest("the pattern must be a non-empty glob string", protocol.ERR_BAD_PATTERN)
         query = urlencode({"pattern": self._pattern_prefix + pattern})
-        return Call("DELETE", "/v1/keys?" + query, self._deleted)
+        return Call("DELETE", protocol.KEYS_PATH + "?" + query, self._deleted)
 
     def clear_call(self) -> Call:
         if self.scope:
             return self.delete_pattern_call("*")
-        return Call("DELETE", "/v1/keys", self._deleted)
+        return Call("DELETE", protocol.KEYS_PATH, self._deleted)
 
     def keys_call(self, pattern: str, limit: int) -> Call:
         if not isinstance(pattern, str) or not pattern:
-            raise InvalidRequest("the pattern must be a non-empty glob string", "bad_pattern")
+            raise InvalidRequest("the pattern must be a non-empty glob string", protocol.ERR_BAD_PATTERN)
         query = urlencode({"pattern": self._pattern_prefix + pattern, "limit": limit})
 
         def parse(reply: Reply) -> list[str]:
@@ -228,10 +221,10 @@ class _Operations:
                 return _fail(reply)
             return [self._local(k) for k in json.loads(reply.body)["keys"]]
 
-        return Call("GET", "/v1/keys?" + query, parse)
+        return Call("GET", protocol.KEYS_PATH + "?" + query, parse)
 
     def stats_call(self) -> Call:
-        return Call("GET", "/v1/stats", lambda r: json.loads(r.body) if r.status == 200 else _fail(r))
+        return Call("GET", protocol.STATS_PATH, lambda r: json.loads(r.body) if r.status == 200 else _fail(r))
 
     def get_many_plan(self, keys: Iterable[str], default: Any) -> Plan:
         """Batch gets: JSON values arrive as themselves, others as ``{"$base64", "content_type"}``."""
@@ -245,19 +238,19 @@ class _Operations:
         def decode(value: Any, full_key: str) -> Any:
             if value is None:
                 return default
-            if _is_base64(value):
+            if is_envelope(value):
                 try:
-                    data = base64.b64decode(value["$base64"], validate=True)
-                except (ValueError, TypeError):
+                    data, content_type = protocol.open_envelope(value)
+                except ValueError:
                     raise SerializationError(f"the sidecar sent an unreadable value for {full_key!r}") from None
-                value = self.codec.decode(data, value.get("content_type"), full_key)
+                value = self.codec.decode(data, content_type, full_key)
             return default if value is MISS else value
 
         def combine(answers: list[dict]) -> dict:
             values = {k: v for answer in answers for k, v in answer.items()}
             return {local_key: decode(values.get(full_key), full_key) for local_key, full_key in zip(local, full)}
 
-        calls = [Call("POST", "/v1/batch/get", parse, _json_body({"keys": chunk}), JSON_TYPE) for chunk in chunks]
+        calls = [Call("POST", protocol.BATCH_GET_PATH, parse, _json_body({"keys": chunk}), JSON_TYPE) for chunk in chunks]
         return Plan(calls, combine)
 
     def set_many_plan(self, mapping: Mapping[str, Any], ttl: float | None, stale_ttl: float | None) -> Plan:
@@ -266,12 +259,12 @@ class _Operations:
         for key, value in mapping.items():
             full = self._full(key)
             if self.codec.batchable and not isinstance(value, (bytes, bytearray, memoryview)) \
-                    and not _is_base64(value):
+                    and not is_envelope(value):
                 self.codec.writer.dumps(value, full)  # the same refusals as set()
                 batch[full] = value
             else:
                 data, content_type = self.codec.encode(value, full)
-                batch[full] = {"$base64": base64.b64encode(data).decode("ascii"), "content_type": content_type}
+                batch[full] = protocol.envelope(data, content_type)
         extra = {}
         if ttl is not None:
             extra["ttl"] = float(_seconds(ttl, "ttl"))
@@ -280,17 +273,17 @@ class _Operations:
         items = list(batch.items())
 
         def parse(reply: Reply) -> bool:
-            return reply.headers.get("X-Cache-Degraded") not in ("dropped", "disabled") \
+            return reply.headers.get(protocol.HEADER_DEGRADED) not in protocol.NOT_STORED \
                 if reply.status == 204 else _fail(reply)
 
-        calls = [Call("POST", "/v1/batch/set", parse,
+        calls = [Call("POST", protocol.BATCH_SET_PATH, parse,
                       _json_body({"items": dict(items[i:i + BATCH_CHUNK]), **extra}), JSON_TYPE)
                  for i in range(0, len(items), BATCH_CHUNK)]
         return Plan(calls, all)
 
     def delete_many_plan(self, keys: Iterable[str]) -> Plan:
         full = list(dict.fromkeys(self._full(k) for k in keys))
-        calls = [Call("POST", "/v1/batch/delete", self._deleted, _json_body({"keys": full[i:i + BATCH_CHUNK]}),
+        calls = [Call("POST", protocol.BATCH_DELETE_PATH, self._deleted, _json_body({"keys": full[i:i + BATCH_CHUNK]}),
                       JSON_TYPE) for i in range(0, len(full), BATCH_CHUNK)]
         return Plan(calls, sum)
 

@@ -2,12 +2,14 @@
 
 Every error is a ``CacheError`` carrying a stable ``code`` and a ``message``; the
 ones answered by the sidecar carry the sidecar's own code and message
-(DESIGN.md §3: ``{"error": code, "message": text}``).
+(``{"error": code, "message": text}``, docs/design.md §3).
 """
 
 from __future__ import annotations
 
 import json
+
+from . import protocol
 
 
 class CacheError(Exception):
@@ -34,19 +36,19 @@ class CacheUnavailable(CacheError):
 class InvalidKey(CacheError):
     """A key, pattern or scope name the sidecar (or the SDK) refuses."""
 
-    code = "bad_key"
+    code = protocol.ERR_BAD_KEY
 
 
 class InvalidRequest(CacheError):
     """Any other 4xx: a bad ttl, bad JSON, too many keys in a batch..."""
 
-    code = "bad_request"
+    code = protocol.ERR_BAD_REQUEST
 
 
 class ValueTooLarge(CacheError):
     """The value exceeds the sidecar's ``max_value_bytes`` (HTTP 413)."""
 
-    code = "too_large"
+    code = protocol.ERR_TOO_LARGE
 
 
 class SerializationError(CacheError):
@@ -58,13 +60,13 @@ class SerializationError(CacheError):
 class CacheServerError(CacheError):
     """The sidecar answered 5xx (a sidecar bug; the sidecar log says more)."""
 
-    code = "internal"
+    code = protocol.ERR_INTERNAL
 
 
 _BY_CODE: dict[str, type[CacheError]] = {
-    "bad_key": InvalidKey,
-    "bad_pattern": InvalidKey,
-    "too_large": ValueTooLarge,
+    protocol.ERR_BAD_KEY: InvalidKey,
+    protocol.ERR_BAD_PATTERN: InvalidKey,
+    protocol.ERR_TOO_LARGE: ValueTooLarge,
 }
 
 

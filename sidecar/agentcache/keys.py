@@ -1,4 +1,4 @@
-"""Key helpers: stable hashes of Python values, scope names, glob escaping and ``llm_key``.
+"""Key helpers: stable hashes of Python values, scope names and ``llm_key`` (key rules: ``protocol``).
 
 ``stable_hash`` is the same in every process and on every machine: it hashes
 canonical JSON (sorted keys, no whitespace, UTF-8), so ``{"a": 1, "b": 2}`` and
@@ -20,10 +20,9 @@ import uuid
 from typing import Any
 
 from .errors import InvalidKey, InvalidRequest
+from .protocol import ERR_BAD_TTL, SCOPE_SEPARATOR, is_control
 
 HASH_CHARS = 32
-GLOB_SPECIAL = "*?[]\\"
-SCOPE_SEPARATOR = ":"
 
 
 class UnhashableValue(TypeError):
@@ -78,11 +77,6 @@ def llm_key(model: str, messages: Any, **params: Any) -> str:
     return f"llm:{model}:{stable_hash({'model': model, 'messages': messages, 'params': params})}"
 
 
-def escape_glob(text: str) -> str:
-    """``text`` as a glob that matches only itself."""
-    return "".join("\\" + ch if ch in GLOB_SPECIAL else ch for ch in text)
-
-
 def check_key(key: Any) -> str:
     if not isinstance(key, str):
         raise InvalidKey(f"keys must be strings, got {type(key).__name__}")
@@ -102,7 +96,7 @@ def check_seconds(value: Any, name: str, allow_none: bool = True, positive: bool
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
             float("inf"), float("-inf")) or value < 0 or (positive and value == 0):
         rule = "a positive" if positive else "a non-negative"
-        raise InvalidRequest(f"{name} must be {rule} finite number of seconds, got {value!r}", "bad_ttl")
+        raise InvalidRequest(f"{name} must be {rule} finite number of seconds, got {value!r}", ERR_BAD_TTL)
     return value
 
 
@@ -111,7 +105,7 @@ def check_scope(scope: Any) -> str:
     if not isinstance(scope, str) or not scope:
         raise InvalidKey(f"a scope must be a non-empty string, got {scope!r}")
     for ch in scope:
-        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+        if is_control(ch):
             raise InvalidKey(f"the scope {scope!r} contains the control character U+{ord(ch):04X}")
     if "" in scope.split(SCOPE_SEPARATOR):
         raise InvalidKey(f"the scope {scope!r} has an empty segment; write it like 'user:123'")

@@ -22,13 +22,12 @@ from typing import Any, Protocol
 import msgpack
 
 from .errors import SerializationError
+from .protocol import BYTES_TYPE, JSON_TYPE
 
 log = logging.getLogger("agentcache")
 
-JSON_TYPE = "application/json"
 MSGPACK_TYPE = "application/msgpack"
 PICKLE_TYPE = "application/x-agentcache-pickle+hmac"
-BYTES_TYPE = "application/octet-stream"
 SIGNATURE_BYTES = hashlib.sha256().digest_size
 _SIGNATURE_CONTEXT = b"agentcache-pickle-v1\0"
 

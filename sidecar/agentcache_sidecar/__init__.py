@@ -1,3 +1,1 @@
 """AgentCache sidecar: a cache API over a Unix socket with memory, file and valkey backends."""
-
-__version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN.md §3, built by ``create_server``; handlers are small and delegate to ``CacheService``.
+"""The HTTP API of docs/design.md §3, built by ``create_server``; handlers are small and delegate to ``CacheService``.
 
 ``server.py`` serves them on the Unix socket; the TCP metrics listener (aiohttp) reuses ``health`` and
 ``ready`` through ``main.as_aiohttp``.
@@ -10,8 +10,6 @@ literal ``/`` separates the key from a sub-resource (``/ttl``, ``/lock``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import secrets
@@ -20,7 +18,12 @@ from typing import Any, Awaitable
 
 from aiohttp import web
 
-from .backends.base import DEFAULT_CONTENT_TYPE, Entry, ValueTooLarge
+from agentcache import protocol
+from agentcache.protocol import (BYTES_TYPE, ERR_BAD_JSON, ERR_BAD_TOKEN, ERR_LOCKED, ERR_METHOD_NOT_ALLOWED,
+                                 ERR_MISS, ERR_NOT_FOUND, ERR_NOT_HOLDER, ERR_TOO_LARGE, ERR_TOO_MANY_KEYS,
+                                 HEADER_DEGRADED, HEADER_STALE, HEADER_TTL, JSON_TYPE, KEY_PATH_PREFIX, is_envelope)
+
+from .backends.base import Entry, ValueTooLarge
 from .config import Settings
 from .keys import (ApiError, check_content_type, check_key, check_pattern, check_seconds, decode_path_key,
                    parse_limit, parse_seconds)
@@ -29,8 +32,6 @@ from .server import CacheServer, Handler, Request, Response, json_response
 from .store import CacheService
 
 log = logging.getLogger("agentcache.sidecar")
-JSON_TYPE = "application/json"
-KEYS_PREFIX = "/v1/keys/"
 MAX_BATCH_KEYS = 10000
 MAX_LIST_LIMIT = 10000
 DEFAULT_LOCK_TTL = 30.0
@@ -43,7 +44,7 @@ def error_response(status: int, code: str, message: str) -> Response:
     return json_response({"error": code, "message": message}, status=status)
 
 
-MISS_BODY = json.dumps({"error": "miss", "message": "no value for this key"}).encode()
+MISS_BODY = json.dumps({"error": ERR_MISS, "message": "no value for this key"}).encode()
 
 
 def miss_response() -> Response:
@@ -63,7 +64,7 @@ async def errors_as_json(request: Request, handler: Handler) -> Response:
         return error_response(exc.status, exc.code, exc.message)
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
-        return error_response(500, "internal", "internal error; see the sidecar log")
+        return error_response(500, protocol.ERR_INTERNAL, "internal error; see the sidecar log")
 
 
 class KeyApi:
@@ -78,22 +79,23 @@ class KeyApi:
         self.default_ttl = settings.cache.default_ttl
         self.routes = {
             ("", "GET"): self.get, ("", "HEAD"): self.head, ("", "PUT"): self.put, ("", "DELETE"): self.delete,
-            ("ttl", "GET"): self.ttl, ("lock", "POST"): self.lock, ("lock", "DELETE"): self.unlock,
+            (protocol.TTL_RESOURCE, "GET"): self.ttl, (protocol.LOCK_RESOURCE, "POST"): self.lock,
+            (protocol.LOCK_RESOURCE, "DELETE"): self.unlock,
         }
 
     # --- single keys ------------------------------------------------------------------------------
 
     async def dispatch(self, request: Request) -> Response:
         raw_path = request.raw_path.split("?", 1)[0]
-        key_part, slash, sub = raw_path[len(KEYS_PREFIX):].partition("/")
+        key_part, slash, sub = raw_path[len(KEY_PATH_PREFIX):].partition("/")
         key = decode_path_key(key_part, self.max_key)
         known = bool(sub) or not slash  # "/v1/keys/k/" names no resource
         handler = self.routes.get((sub, request.method)) if known else None
         if handler is None:
             if known and any(s == sub for s, _ in self.routes):
                 allowed = sorted(m for s, m in self.routes if s == sub)
-                raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here; use {', '.join(allowed)}")
-            raise ApiError(404, "not_found", f"no such resource: /v1/keys/{{key}}/{sub}")
+                raise ApiError(405, ERR_METHOD_NOT_ALLOWED, f"{request.method} is not allowed here; use {', '.join(allowed)}")
+            raise ApiError(404, ERR_NOT_FOUND, f"no such resource: /v1/keys/{{key}}/{sub}")
         return await handler(request, key)
 
     async def get(self, request: Request, key: str) -> Response:
@@ -103,9 +105,9 @@ class KeyApi:
         if entry is None:
             _observe(self.metrics, "get", "miss", started)
             return miss_response()
-        headers = {"Content-Type": entry.content_type, "X-Cache-TTL": _ttl_text(entry)}
+        headers = {"Content-Type": entry.content_type, HEADER_TTL: _ttl_text(entry)}
         if not entry.is_fresh():
-            headers["X-Cache-Stale"] = "1"
+            headers[HEADER_STALE] = "1"
         _observe(self.metrics, "get", "hit", started)
         return Response(200, entry.value, headers)
 
@@ -120,12 +122,12 @@ class KeyApi:
         ttl = parse_seconds(request.query.get("ttl"), "ttl", self.default_ttl)
         stale_ttl = parse_seconds(request.query.get("stale_ttl"), "stale_ttl", 0)
         if request.content_length is not None and request.content_length > self.max_value:
-            raise ApiError(413, "too_large", f"value of {request.content_length} bytes exceeds max_value_bytes "
+            raise ApiError(413, ERR_TOO_LARGE, f"value of {request.content_length} bytes exceeds max_value_bytes "
                                              f"({self.max_value})")
         value = await request.read()
         if len(value) > self.max_value:
-            raise ApiError(413, "too_large", f"value of {len(value)} bytes exceeds max_value_bytes ({self.max_value})")
-        content_type = check_content_type(request.headers.get("Content-Type", DEFAULT_CONTENT_TYPE), key)
+            raise ApiError(413, ERR_TOO_LARGE, f"value of {len(value)} bytes exceeds max_value_bytes ({self.max_value})")
+        content_type = check_content_type(request.headers.get("Content-Type", BYTES_TYPE), key)
         outcome = await self._store(self.service.set(key, Entry.create(value, content_type, ttl, stale_ttl)))
         _observe(self.metrics, "set", outcome.degraded or "ok", started)
         return _write_response(outcome)
@@ -134,7 +136,7 @@ class KeyApi:
         try:
             return await write
         except ValueTooLarge as exc:
-            raise ApiError(413, "too_large", str(exc)) from None
+            raise ApiError(413, ERR_TOO_LARGE, str(exc)) from None
 
     async def delete(self, request: Request, key: str) -> Response:
         started = time.perf_counter()
@@ -156,12 +158,12 @@ class KeyApi:
         started = time.perf_counter()
         ttl = parse_seconds(request.query.get("ttl"), "ttl", DEFAULT_LOCK_TTL)
         if ttl <= 0:
-            raise ApiError(400, "bad_ttl", "a lock needs a ttl greater than 0")
+            raise ApiError(400, protocol.ERR_BAD_TTL, "a lock needs a ttl greater than 0")
         token = secrets.token_urlsafe(18)
         taken = await self.service.acquire_lock(key, token, ttl)
         if taken is False:
             _observe(self.metrics, "lock", "held", started)
-            return error_response(409, "locked", "another caller holds this lock")
+            return error_response(409, ERR_LOCKED, "another caller holds this lock")
         degraded = taken is None or not self.service.primary_up  # None: nobody holds locks; down: only this pod
         _observe(self.metrics, "lock", "degraded" if degraded else "ok", started)
         return json_response({"token": token, "degraded": degraded})
@@ -170,11 +172,11 @@ class KeyApi:
         started = time.perf_counter()
         token = request.query.get("token", "")
         if not token:
-            raise ApiError(400, "bad_token", "pass the lock's token as ?token=")
+            raise ApiError(400, ERR_BAD_TOKEN, "pass the lock's token as ?token=")
         released = await self.service.release_lock(key, token)
         _observe(self.metrics, "unlock", "ok" if released else "conflict", started)
         if not released:
-            return error_response(409, "not_holder", "this token does not hold the lock (expired or taken)")
+            return error_response(409, ERR_NOT_HOLDER, "this token does not hold the lock (expired or taken)")
         return Response(204)
 
     # --- collections -----------------------------------------------------------------------------
@@ -203,12 +205,12 @@ class KeyApi:
         try:
             body = json.loads(await request.text(), parse_constant=_reject_constant)
         except (ValueError, RecursionError, LookupError):  # bad syntax or encoding, too deep, unknown charset
-            raise ApiError(400, "bad_json", "the request body is not valid JSON (or nested too deeply)") from None
+            raise ApiError(400, ERR_BAD_JSON, "the request body is not valid JSON (or nested too deeply)") from None
         if not isinstance(body, dict) or not isinstance(body.get(field), kind):
-            raise ApiError(400, "bad_json", f"the body must be a JSON object with {field!r} "
+            raise ApiError(400, ERR_BAD_JSON, f"the body must be a JSON object with {field!r} "
                                             f"({'a list' if kind is list else 'an object'})")
         if len(body[field]) > MAX_BATCH_KEYS:
-            raise ApiError(400, "too_many_keys", f"at most {MAX_BATCH_KEYS} keys per batch")
+            raise ApiError(400, ERR_TOO_MANY_KEYS, f"at most {MAX_BATCH_KEYS} keys per batch")
         return body, body[field]
 
     async def batch_get(self, request: Request) -> Response:
@@ -229,7 +231,7 @@ class KeyApi:
         for key, value in items.items():
             data, content_type = _from_json_value(check_key(key, self.max_key), value)
             if len(data) > self.max_value:
-                raise ApiError(413, "too_large", f"the value of {key!r} is {len(data)} bytes; "
+                raise ApiError(413, ERR_TOO_LARGE, f"the value of {key!r} is {len(data)} bytes; "
                                                  f"max_value_bytes is {self.max_value}")
             entries.append((key, Entry.create(data, content_type, ttl, stale_ttl, now)))
         outcome = await self._store(self.service.set_many(entries))
@@ -254,7 +256,7 @@ def _ttl_text(entry: Entry) -> str:
 
 
 def _write_response(outcome) -> Response:
-    headers = {"X-Cache-Degraded": outcome.degraded} if outcome.degraded else None
+    headers = {HEADER_DEGRADED: outcome.degraded} if outcome.degraded else None
     return Response(204, b"", headers)
 
 
@@ -271,31 +273,27 @@ def _as_json_value(entry: Entry | None) -> Any:
         except (ValueError, RecursionError):  # not JSON after all, or too deep to re-encode: send the bytes
             value = None
         else:
-            if not _looks_wrapped(value):
+            if not is_envelope(value):
                 return value
-    return {"$base64": base64.b64encode(entry.value).decode("ascii"), "content_type": entry.content_type}
+    return protocol.envelope(entry.value, entry.content_type)
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _looks_wrapped(value: Any) -> bool:
-    return isinstance(value, dict) and "$base64" in value and set(value) <= {"$base64", "content_type"}
-
-
 def _from_json_value(key: str, value: Any) -> tuple[bytes, str]:
     """``{"$base64": ...}`` (optionally with ``content_type``) is bytes; any other JSON value is stored as JSON."""
-    if _looks_wrapped(value):
-        content_type = check_content_type(value.get("content_type", DEFAULT_CONTENT_TYPE), key)
+    if is_envelope(value):
+        content_type = check_content_type(value.get(protocol.CONTENT_TYPE_FIELD, BYTES_TYPE), key)
         try:
-            return base64.b64decode(value["$base64"], validate=True), content_type
-        except (binascii.Error, TypeError, ValueError):
-            raise ApiError(400, "bad_json", f"the $base64 value of {key!r} is not valid base64") from None
+            return protocol.open_envelope(value)[0], content_type
+        except ValueError:
+            raise ApiError(400, ERR_BAD_JSON, f"the $base64 value of {key!r} is not valid base64") from None
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), JSON_TYPE
     except (UnicodeEncodeError, RecursionError, ValueError):
-        raise ApiError(400, "bad_json", f"the value of {key!r} cannot be stored as JSON (lone surrogate or too "
+        raise ApiError(400, ERR_BAD_JSON, f"the value of {key!r} cannot be stored as JSON (lone surrogate or too "
                                         "deeply nested)") from None
 
 
@@ -318,19 +316,19 @@ def create_server(settings: Settings, service: CacheService, metrics: SidecarMet
     """The cache API (served on the Unix socket): its routes, limits and shared state."""
     api = KeyApi(service, settings, metrics)
     exact: dict[tuple[str, str], Handler] = {
-        ("GET", "/v1/keys"): api.list_keys,
-        ("DELETE", "/v1/keys"): api.delete_keys,
-        ("POST", "/v1/batch/get"): api.batch_get,
-        ("POST", "/v1/batch/set"): api.batch_set,
-        ("POST", "/v1/batch/delete"): api.batch_delete,
-        ("GET", "/v1/stats"): stats,
-        ("GET", "/healthz"): health,
-        ("GET", "/readyz"): ready,
+        ("GET", protocol.KEYS_PATH): api.list_keys,
+        ("DELETE", protocol.KEYS_PATH): api.delete_keys,
+        ("POST", protocol.BATCH_GET_PATH): api.batch_get,
+        ("POST", protocol.BATCH_SET_PATH): api.batch_set,
+        ("POST", protocol.BATCH_DELETE_PATH): api.batch_delete,
+        ("GET", protocol.STATS_PATH): stats,
+        ("GET", protocol.HEALTH_PATH): health,
+        ("GET", protocol.READY_PATH): ready,
     }
     known_paths = {path for _, path in exact}
 
     def route(method: str, path: str) -> Handler:
-        if path.startswith(KEYS_PREFIX) and len(path) > len(KEYS_PREFIX):
+        if path.startswith(KEY_PATH_PREFIX) and len(path) > len(KEY_PATH_PREFIX):
             handler = api.dispatch
         else:
             handler = exact.get((method, path)) or (_method_not_allowed if path in known_paths else _not_found)
@@ -343,8 +341,8 @@ def create_server(settings: Settings, service: CacheService, metrics: SidecarMet
 
 
 async def _not_found(request) -> Response:
-    raise ApiError(404, "not_found", f"no such resource: {request.path}")
+    raise ApiError(404, ERR_NOT_FOUND, f"no such resource: {request.path}")
 
 
 async def _method_not_allowed(request) -> Response:
-    raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")
+    raise ApiError(405, ERR_METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}")

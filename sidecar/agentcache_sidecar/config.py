@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-ENV_CONFIG = "AGENTCACHE_CONFIG"
-ENV_VALKEY_PASSWORD = "AGENTCACHE_VALKEY_PASSWORD"
+from agentcache.protocol import (DEFAULT_MAX_KEY_BYTES, ENV_CONFIG, ENV_VALKEY_PASSWORD, LOCAL_SOCKET_PATH,
+                                 MAX_KEY_BYTES, METRICS_PORT, is_control)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 VALKEY_SCHEMES = ("valkey", "valkeys", "redis", "rediss", "unix")
 MiB = 1024 * 1024
@@ -53,7 +53,7 @@ class CacheSettings(_Section):
     @field_validator("key_prefix")
     @classmethod
     def _prefix_is_printable(cls, value: str) -> str:
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        if any(is_control(ch) for ch in value):
             raise ValueError("must not contain control characters")
         return value
 
@@ -118,12 +118,12 @@ class Services(_Section):
 
 
 class SidecarSettings(_Section):
-    socket_path: str = "./agentcache.sock"
+    socket_path: str = LOCAL_SOCKET_PATH
     socket_mode: int = 0o660
     metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the metrics listener")
+    metrics_port: int = Field(METRICS_PORT, ge=0, le=65535, description="0 disables the metrics listener")
     max_value_bytes: int = Field(8 * MiB, ge=1, le=512 * MiB)
-    max_key_bytes: int = Field(1024, ge=1, le=4096, description="percent-encoded, a key must fit an HTTP line")
+    max_key_bytes: int = Field(DEFAULT_MAX_KEY_BYTES, ge=1, le=MAX_KEY_BYTES, description="percent-encoded, a key must fit an HTTP line")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     fallback: Literal["miss", "memory"] = "memory"
     shutdown_timeout: float = Field(10.0, ge=0)

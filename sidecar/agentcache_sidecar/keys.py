@@ -1,4 +1,4 @@
-"""Validation of the agent's keys, patterns and query parameters (DESIGN.md §3).
+"""Validation of the agent's keys, patterns and query parameters (docs/design.md §3; key rules: ``protocol``).
 
 Everything that comes from a client passes through here first; each failure is
 an ``ApiError`` carrying the HTTP status, a stable error code and a message
@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 import re
 from urllib.parse import unquote_to_bytes
+
+from agentcache.protocol import (ERR_BAD_CONTENT_TYPE, ERR_BAD_KEY, ERR_BAD_LIMIT, ERR_BAD_PATTERN, ERR_BAD_TTL,
+                                 text_problem)
 
 MAX_TTL = 10 * 365 * 24 * 3600
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -23,46 +26,33 @@ class ApiError(Exception):
         self.message = message
 
 
-def _is_control(ch: str) -> bool:
-    code = ord(ch)
-    return code < 0x20 or 0x7F <= code <= 0x9F
-
-
-def _check_text(text: str, what: str, max_bytes: int) -> str:
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ApiError(400, f"bad_{what}", f"the {what} is not valid Unicode (it holds a lone surrogate)") from None
-    if size == 0:
-        raise ApiError(400, f"bad_{what}", f"the {what} is empty")
-    if size > max_bytes:
-        raise ApiError(400, f"bad_{what}", f"the {what} is {size} bytes; the limit is {max_bytes} bytes")
-    for ch in text:
-        if _is_control(ch):
-            raise ApiError(400, f"bad_{what}", f"the {what} contains the control character U+{ord(ch):04X}")
+def _check_text(text: str, what: str, code: str, max_bytes: int) -> str:
+    problem = text_problem(text, what, max_bytes)
+    if problem:
+        raise ApiError(400, code, problem)
     return text
 
 
 def decode_path_key(raw: str, max_bytes: int) -> str:
     """Percent-decode one raw path segment strictly into a valid key."""
     if _BAD_PERCENT.search(raw):
-        raise ApiError(400, "bad_key", "the key has a malformed percent-encoding (use %XX with two hex digits)")
+        raise ApiError(400, ERR_BAD_KEY, "the key has a malformed percent-encoding (use %XX with two hex digits)")
     try:
         key = unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
-        raise ApiError(400, "bad_key", "the key is not valid UTF-8 once percent-decoded") from None
-    return _check_text(key, "key", max_bytes)
+        raise ApiError(400, ERR_BAD_KEY, "the key is not valid UTF-8 once percent-decoded") from None
+    return _check_text(key, "key", ERR_BAD_KEY, max_bytes)
 
 
 def check_key(key: object, max_bytes: int) -> str:
     """A key from a JSON body."""
     if not isinstance(key, str):
-        raise ApiError(400, "bad_key", f"keys must be strings, got {type(key).__name__}")
-    return _check_text(key, "key", max_bytes)
+        raise ApiError(400, ERR_BAD_KEY, f"keys must be strings, got {type(key).__name__}")
+    return _check_text(key, "key", ERR_BAD_KEY, max_bytes)
 
 
 def check_pattern(pattern: str, max_bytes: int) -> str:
-    return _check_text(pattern, "pattern", max_bytes)
+    return _check_text(pattern, "pattern", ERR_BAD_PATTERN, max_bytes)
 
 
 def parse_seconds(raw: str | None, name: str, default: float) -> float:
@@ -72,16 +62,16 @@ def parse_seconds(raw: str | None, name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ApiError(400, "bad_ttl", f"{name} must be a number of seconds, got {raw!r}") from None
+        raise ApiError(400, ERR_BAD_TTL, f"{name} must be a number of seconds, got {raw!r}") from None
     return check_seconds(value, name)
 
 
 def check_seconds(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (
             isinstance(value, float) and not math.isfinite(value)):
-        raise ApiError(400, "bad_ttl", f"{name} must be a finite number of seconds, got {str(value)[:40]!r}")
+        raise ApiError(400, ERR_BAD_TTL, f"{name} must be a finite number of seconds, got {str(value)[:40]!r}")
     if value < 0 or value > MAX_TTL:
-        raise ApiError(400, "bad_ttl", f"{name} must be between 0 and {MAX_TTL} seconds, got {str(value)[:40]}")
+        raise ApiError(400, ERR_BAD_TTL, f"{name} must be between 0 and {MAX_TTL} seconds, got {str(value)[:40]}")
     return float(value)
 
 
@@ -91,15 +81,15 @@ def parse_limit(raw: str | None, default: int, maximum: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ApiError(400, "bad_limit", f"limit must be a whole number, got {raw!r}") from None
+        raise ApiError(400, ERR_BAD_LIMIT, f"limit must be a whole number, got {raw!r}") from None
     if not 1 <= value <= maximum:
-        raise ApiError(400, "bad_limit", f"limit must be between 1 and {maximum}, got {value}")
+        raise ApiError(400, ERR_BAD_LIMIT, f"limit must be between 1 and {maximum}, got {value}")
     return value
 
 
 def check_content_type(value: object, key: str) -> str:
     """A Content-Type to store and later send as a header: printable ASCII, at most 255 characters."""
     if not isinstance(value, str) or not 0 < len(value) <= 255 or not all(0x20 <= ord(c) <= 0x7E for c in value):
-        raise ApiError(400, "bad_content_type", f"the content type of {key!r} must be 1..255 printable ASCII "
+        raise ApiError(400, ERR_BAD_CONTENT_TYPE, f"the content type of {key!r} must be 1..255 printable ASCII "
                                                 "characters")
     return value

@@ -22,6 +22,8 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from agentcache.protocol import ENV_LOG_LEVEL, HEALTH_PATH, METRICS_PATH, READY_PATH
+
 from .app import SERVICE, create_server
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
@@ -92,9 +94,9 @@ def create_metrics_app(service: CacheService, metrics: SidecarMetrics, socket_pa
 
     app = web.Application()
     app[SERVICE] = service
-    app.router.add_get("/metrics", serve_metrics)
-    app.router.add_get("/healthz", health)
-    app.router.add_get("/readyz", as_aiohttp(ready))
+    app.router.add_get(METRICS_PATH, serve_metrics)
+    app.router.add_get(HEALTH_PATH, health)
+    app.router.add_get(READY_PATH, as_aiohttp(ready))
     return app
 
 
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.sidecar.socket_path = args.socket
     if args.metrics_port is not None:
         settings.sidecar.metrics_port = args.metrics_port
-    level = os.environ.get("AGENTCACHE_LOG_LEVEL", settings.sidecar.log_level).upper()
+    level = os.environ.get(ENV_LOG_LEVEL, settings.sidecar.log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for warning in loaded.warnings:
         log.warning(warning)

@@ -25,6 +25,9 @@ from urllib.parse import parse_qsl
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
+from agentcache.protocol import (ERR_BAD_BODY, ERR_BAD_REQUEST, ERR_HEADERS_TOO_LARGE, ERR_TOO_LARGE,
+                                 ERR_URI_TOO_LONG, JSON_TYPE)
+
 log = logging.getLogger("agentcache.sidecar")
 
 Handler = Callable[["Request"], Awaitable["Response"]]
@@ -42,7 +45,7 @@ class Response:
         self.headers = headers or {}
 
 
-JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+JSON_HEADERS = {"Content-Type": f"{JSON_TYPE}; charset=utf-8"}
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -147,13 +150,13 @@ class HttpProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(_json_error(400, "bad_request", "protocol upgrades are not supported"))
+            self._refuse(_json_error(400, ERR_BAD_REQUEST, "protocol upgrades are not supported"))
         except httptools.HttpParserError as exc:  # a callback's exception arrives as the cause
             refused = exc.__cause__ or exc.__context__
             if isinstance(refused, _Refused):
                 self._refuse(refused.answer)
             else:
-                self._refuse(_json_error(400, "bad_request", f"malformed HTTP request: {exc}"))
+                self._refuse(_json_error(400, ERR_BAD_REQUEST, f"malformed HTTP request: {exc}"))
 
     def _refuse(self, answer: bytes) -> None:
         """Answer after the requests already queued, then close."""
@@ -166,12 +169,12 @@ class HttpProtocol(asyncio.Protocol):
     def _count_head(self, size: int) -> None:
         self._head_size += size
         if self._head_size > self.server.max_head:
-            raise _Refused(431, "headers_too_large", f"the request line and headers exceed {self.server.max_head} bytes")
+            raise _Refused(431, ERR_HEADERS_TOO_LARGE, f"the request line and headers exceed {self.server.max_head} bytes")
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
         if sum(map(len, self._url)) > self.server.max_line:
-            raise _Refused(414, "uri_too_long", f"the request line exceeds {self.server.max_line} bytes")
+            raise _Refused(414, ERR_URI_TOO_LONG, f"the request line exceeds {self.server.max_line} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count_head(len(name) + len(value) + 4)
@@ -180,10 +183,10 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         encoding = self._headers.get("Content-Encoding", "identity").lower()
         if encoding != "identity":
-            raise _Refused(400, "bad_body", f"compressed request bodies ({encoding}) are not supported")
+            raise _Refused(400, ERR_BAD_BODY, f"compressed request bodies ({encoding}) are not supported")
         declared = self._headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self.server.max_body:
-            raise _Refused(413, "too_large", f"request body of {declared} bytes exceeds {self.server.max_body} bytes")
+            raise _Refused(413, ERR_TOO_LARGE, f"request body of {declared} bytes exceeds {self.server.max_body} bytes")
         idle = not self.busy and self.queue.empty()  # an interim answer must not overtake queued ones
         if idle and self._headers.get("Expect", "").lower() == "100-continue":  # curl waits a second otherwise
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -191,7 +194,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self.server.max_body:
-            raise _Refused(413, "too_large", f"request body exceeds {self.server.max_body} bytes")
+            raise _Refused(413, ERR_TOO_LARGE, f"request body exceeds {self.server.max_body} bytes")
         self._body.append(body)
 
     def on_message_complete(self) -> None:

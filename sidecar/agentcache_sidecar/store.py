@@ -20,26 +20,23 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
+from agentcache.protocol import DEGRADED_DISABLED, DEGRADED_DROPPED, DEGRADED_FALLBACK, escape_glob
+
 from .backends.base import Backend, BackendError, Entry
 from .backends.memory import MemoryBackend
 from .metrics import SidecarMetrics
 
 log = logging.getLogger("agentcache.sidecar")
 T = TypeVar("T")
-GLOB_SPECIAL = "*?[]\\"
 PROBE_INTERVAL = 0.5
 GAUGE_SAMPLE_INTERVAL = 5.0
 """Scrapes refresh the key/memory gauges at most this often: counting keys is a full SCAN on Valkey."""
 
 
-def escape_glob(text: str) -> str:
-    return "".join("\\" + ch if ch in GLOB_SPECIAL else ch for ch in text)
-
-
 @dataclass
 class WriteOutcome:
     stored: bool
-    degraded: str | None = None  # "fallback" or "dropped" when the primary did not take the write
+    degraded: str | None = None  # a protocol.DEGRADED_* when the primary did not take the write
 
 
 class CacheService:
@@ -172,7 +169,7 @@ class CacheService:
     async def _write(self, op: str, action: Callable[[Backend], Awaitable[None]]) -> WriteOutcome:
         if not self.enabled:
             self.dropped_writes += 1
-            return WriteOutcome(stored=False, degraded="disabled")
+            return WriteOutcome(stored=False, degraded=DEGRADED_DISABLED)
         sentinel = object()
 
         async def attempt(backend: Backend):
@@ -182,9 +179,9 @@ class CacheService:
         used = await self._run(op, attempt, sentinel)
         if used is sentinel:
             self.dropped_writes += 1
-            return WriteOutcome(stored=False, degraded="dropped")
+            return WriteOutcome(stored=False, degraded=DEGRADED_DROPPED)
         if used is self.fallback:
-            return WriteOutcome(stored=True, degraded="fallback")
+            return WriteOutcome(stored=True, degraded=DEGRADED_FALLBACK)
         return WriteOutcome(stored=True)
 
     async def set(self, key: str, entry: Entry) -> WriteOutcome:

@@ -15,13 +15,14 @@ from cryptography import x509
 
 from agentcache_operator import crd
 from agentcache_operator import kube as operator_kinds
+from agentcache import protocol
 from agentcache_operator import names
 from agentcache_operator.injector import certs
 from agentcache_operator.injector.main import parse_args as parse_injector_args
 from agentcache_operator.injector.webhook import render_webhook_configuration
 from agentcache_operator.main import parse_args as parse_operator_args
 
-from tests.operator.dockerfile import parse as parse_dockerfile
+from tests.operator.dockerfile import target as dockerfile_target
 from tests.support.tools import ROOT
 
 from .helm import CHART, NAMESPACE, RELEASE, VALUE_FILES, find, one
@@ -164,7 +165,7 @@ def test_pods_are_locked_down(rendered, values):
 
 def test_pods_run_as_the_user_of_the_operator_image(rendered):
     """One image serves both Deployments; the pods' numeric user is the image's USER."""
-    user = parse_dockerfile(ROOT / "operator" / "Dockerfile")[-1].last("USER")
+    user = dockerfile_target(ROOT / "Dockerfile", "operator").last("USER")
     for objects in rendered.values():
         for deployment in find(objects, "Deployment"):
             context = deployment["spec"]["template"]["spec"]["securityContext"]
@@ -443,7 +444,7 @@ def test_notes_explain_the_first_cache_and_the_pod_label(helm):
     result = helm.run("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client")
     assert result.returncode == 0, result.stderr
     notes = result.stdout.split("NOTES:", 1)[1]
-    assert f"{names.LABEL_CACHE}: llm-cache" in notes and names.SOCKET_PATH in notes
+    assert f"{names.LABEL_CACHE}: llm-cache" in notes and protocol.SOCKET_PATH in notes
     example = yaml.safe_load(textwrap.dedent(notes.split("<<'YAML'", 1)[1].split("  YAML", 1)[0].split("\n", 1)[1]))
     assert example["kind"] == names.KIND and example["metadata"]["name"] == "llm-cache"
     assert crd.schema_errors(example) == [], "the NOTES example must be a valid AgentCache"

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agentcache import protocol
 from agentcache_operator import names
 from tests.injector.helpers import InjectorProcess
 from tests.operator.test_e2e import Operator, install_crd, wait_phase
@@ -164,7 +165,7 @@ def test_installed_chart_injects_agents_in_a_restricted_namespace(kube, release,
                 assert sidecar["name"] == names.SIDECAR_CONTAINER and sidecar["restartPolicy"] == "Always"
                 for container in [sidecar, *pod["spec"]["containers"]]:
                     env = {e["name"]: e.get("value") for e in container.get("env", [])}
-                    assert env[names.ENV_SOCKET] == names.SOCKET_PATH
+                    assert env[protocol.ENV_SOCKET] == protocol.SOCKET_PATH
                     assert {m["name"] for m in container["volumeMounts"]} >= {names.SOCKET_VOLUME}
                 assert pod["status"]["phase"] == "Running"
             kube.api.wait_for(f"/apis/{names.API_VERSION}/namespaces/{agents}/{names.PLURAL}/llm",

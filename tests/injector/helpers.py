@@ -17,6 +17,7 @@ from pathlib import Path
 import jsonpatch
 import kubernetes_validate
 
+from agentcache import protocol
 from agentcache_operator import names
 
 NAMESPACE = "agents"
@@ -111,9 +112,9 @@ def assert_wired(obj: dict) -> None:
     """Every container (init, sidecar, app) mounts the socket dir and names the socket."""
     for container in [*obj["spec"].get("initContainers", []), *obj["spec"]["containers"]]:
         mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
-        assert mounts.get(names.SOCKET_VOLUME) == names.SOCKET_DIR, container["name"]
+        assert mounts.get(names.SOCKET_VOLUME) == protocol.SOCKET_DIR, container["name"]
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
-        assert env.get(names.ENV_SOCKET) == names.SOCKET_PATH, container["name"]
+        assert env.get(protocol.ENV_SOCKET) == protocol.SOCKET_PATH, container["name"]
 
 
 def sidecar_of(obj: dict) -> dict:

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 import valkey as valkey_client
 
+from agentcache import protocol
 from agentcache_operator import names
 from agentcache_operator.render.common import Cache
 from agentcache_operator.render.sidecar_config import render_config_map
@@ -63,7 +64,7 @@ async def run_pod(post, tmp_path, cache: dict, secrets_by_name: dict, valkey_url
     log = tmp_path / "sidecar.log"
     process = sandbox.start(names.SIDECAR_CONTAINER, log)
     agent = sandbox.container("agent")
-    agent_socket = sandbox.environment(agent)[names.ENV_SOCKET]
+    agent_socket = sandbox.environment(agent)[protocol.ENV_SOCKET]
     wait_for_socket(agent_socket, process, log)
     return sandbox, agent_socket, metrics_port, process
 

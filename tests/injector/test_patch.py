@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agentcache import protocol
 from agentcache_operator import names
 from agentcache_operator.injector.admission import MalformedReview, decide, parse_review
 from agentcache_operator.injector.patch import (
@@ -67,7 +68,7 @@ def test_a_cache_not_yet_reconciled_gives_no_config_hash():
 
 
 def test_existing_socket_variable_is_left_as_the_user_set_it():
-    containers = [{"name": "agent", "image": "a", "env": [{"name": names.ENV_SOCKET, "value": "/custom.sock"}]}]
+    containers = [{"name": "agent", "image": "a", "env": [{"name": protocol.ENV_SOCKET, "value": "/custom.sock"}]}]
     patched = apply(pod(containers=containers), build_patch(pod(containers=containers), agentcache(), NAMESPACE, DEFAULTS))
     validate_pod(patched)
     assert patched["spec"]["containers"][0]["env"] == containers[0]["env"]
@@ -88,9 +89,9 @@ def test_default_image_is_the_injectors_when_the_cache_names_none():
 
 @pytest.mark.parametrize("obj, fragment", [
     (pod(volumes=[{"name": names.SOCKET_VOLUME, "emptyDir": {}}]), "already has a volume named"),
-    (pod(containers=[{"name": "agent", "image": "a", "ports": [{"containerPort": names.METRICS_PORT}]}]),
+    (pod(containers=[{"name": "agent", "image": "a", "ports": [{"containerPort": protocol.METRICS_PORT}]}]),
      "already uses port 9464"),
-    (pod(containers=[{"name": "agent", "image": "a", "volumeMounts": [{"name": "x", "mountPath": names.SOCKET_DIR}]}],
+    (pod(containers=[{"name": "agent", "image": "a", "volumeMounts": [{"name": "x", "mountPath": protocol.SOCKET_DIR}]}],
          volumes=[{"name": "x", "emptyDir": {}}]), "where the cache socket goes"),
     (pod(annotations={names.ANNOTATION_SIDECAR_LOG_LEVEL: "verbose"}), "is not one of debug, info, warning, error"),
     (pod(annotations={names.ANNOTATION_SIDECAR_CPU: "-1"}), "is not a Kubernetes quantity"),
@@ -116,7 +117,7 @@ def test_cache_of_another_namespace_is_never_wired():
 def test_external_valkey_without_secret_gets_no_password_env():
     cache = agentcache(backend="valkey", valkey={"mode": "external", "url": "valkey://v:6379"})
     patched = apply(pod(), build_patch(pod(), cache, NAMESPACE, DEFAULTS))
-    assert names.ENV_VALKEY_PASSWORD not in {e["name"] for e in sidecar_of(patched)["env"]}
+    assert protocol.ENV_VALKEY_PASSWORD not in {e["name"] for e in sidecar_of(patched)["env"]}
 
 
 def test_decide_is_pure_and_names_the_cache():

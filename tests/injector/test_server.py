@@ -11,6 +11,7 @@ import ssl
 import aiohttp
 import pytest
 
+from agentcache import protocol
 from agentcache_operator import names
 from agentcache_operator.injector.patch import SAFE_TO_EVICT_LOCAL_VOLUMES as SAFE_TO_EVICT
 
@@ -37,14 +38,14 @@ async def test_plain_pod_gets_the_sidecar(post):
     assert sidecar["image"] == "agentcache/sidecar:test"  # the injector's --sidecar-image
     assert sidecar["command"] == ["agentcache-sidecar", "--config", names.CONFIG_PATH]
     # "the socket serves": never the backend's health, which must not take the agent out of its Service
-    assert sidecar["startupProbe"]["httpGet"] == {"path": "/healthz", "port": names.METRICS_PORT, "scheme": "HTTP"}
+    assert sidecar["startupProbe"]["httpGet"] == {"path": "/healthz", "port": protocol.METRICS_PORT, "scheme": "HTTP"}
     assert sidecar["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert sidecar["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert sidecar["resources"] == {"requests": {"cpu": "25m", "memory": "32Mi"},
                                     "limits": {"cpu": "1", "memory": "128Mi"}}, "a quota that requires them admits it"
     assert patched["metadata"]["annotations"][SAFE_TO_EVICT] == names.SOCKET_VOLUME
     assert patched["spec"]["imagePullSecrets"] == [{"name": "org-regcred"}]
-    assert [p["containerPort"] for p in sidecar["ports"]] == [names.METRICS_PORT]
+    assert [p["containerPort"] for p in sidecar["ports"]] == [protocol.METRICS_PORT]
     security = sidecar["securityContext"]
     assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"]
     assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
@@ -55,9 +56,9 @@ async def test_plain_pod_gets_the_sidecar(post):
     assert {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}[names.CONFIG_VOLUME] == names.CONFIG_DIR
     assert patched["metadata"]["labels"][names.LABEL_INJECTED] == "true"
     assert patched["metadata"]["annotations"] == {
-        "prometheus.io/scrape": "true", "prometheus.io/port": str(names.METRICS_PORT), "prometheus.io/path": "/metrics",
+        "prometheus.io/scrape": "true", "prometheus.io/port": str(protocol.METRICS_PORT), "prometheus.io/path": "/metrics",
         SAFE_TO_EVICT: names.SOCKET_VOLUME}
-    assert not any(e["name"] == names.ENV_VALKEY_PASSWORD for e in sidecar["env"])  # memory backend
+    assert not any(e["name"] == protocol.ENV_VALKEY_PASSWORD for e in sidecar["env"])  # memory backend
     assert patched["spec"]["containers"][0]["command"] == original["spec"]["containers"][0]["command"]
 
 
@@ -140,9 +141,9 @@ async def test_valkey_password_comes_from_the_secret(post, cache, secret_ref):
     _, patched = await inject(post, pod(cache))
     validate_pod(patched)
     env = {e["name"]: e for e in sidecar_of(patched)["env"]}
-    assert env[names.ENV_VALKEY_PASSWORD]["valueFrom"]["secretKeyRef"] == secret_ref
+    assert env[protocol.ENV_VALKEY_PASSWORD]["valueFrom"]["secretKeyRef"] == secret_ref
     app_env = {e["name"] for e in patched["spec"]["containers"][0]["env"]}
-    assert names.ENV_VALKEY_PASSWORD not in app_env  # only the sidecar sees the password
+    assert protocol.ENV_VALKEY_PASSWORD not in app_env  # only the sidecar sees the password
 
 
 async def test_file_backend_gets_a_bounded_data_volume(post):

@@ -30,6 +30,11 @@ def exec_form(arguments: str) -> list[str]:
     return value
 
 
+def target(path: Path, name: str) -> Stage:
+    """The stage ``FROM ... AS name`` (a ``docker build --target``)."""
+    return next(stage for stage in parse(path) if stage.name == name)
+
+
 def parse(path: Path) -> list[Stage]:
     """Every build stage in order; line continuations joined, comments and blank lines dropped."""
     logical, pending = [], ""

@@ -1,9 +1,10 @@
-"""The two images, checked from their Dockerfiles (no Docker here): what runs, as whom, on which ports.
+"""The two images, checked from the one Dockerfile (no Docker here): what runs, as whom, on which ports.
 
-operator/Dockerfile serves both ``agentcache-operator`` and ``agentcache-injector`` (the chart
-runs both from one image); sidecar/Dockerfile serves ``agentcache-sidecar`` as
-``names.SIDECAR_UID``. Both install the whole distribution from a wheel built out of the
-files they COPY, so the CRD (package data reached through a symlink) must be among them.
+Its ``operator`` target serves both ``agentcache-operator`` and ``agentcache-injector`` (the chart
+runs both from one image); its ``sidecar`` target serves ``agentcache-sidecar`` as
+``names.SIDECAR_UID``. One build stage makes the wheels from the files it COPYs (the CRD is
+package data reached through a symlink, so it must be among them); each target installs the
+distribution with its own extra only.
 """
 
 from __future__ import annotations
@@ -13,27 +14,27 @@ import re
 import shlex
 import shutil
 import tomllib
-from pathlib import Path
 
 import pytest
 
+from agentcache import protocol
 from agentcache_operator import names
 from agentcache_operator.crd import CRD_FILE
 from agentcache_operator.injector.main import parse_args as parse_injector_args
 from agentcache_operator.main import parse_args as parse_operator_args
 
-from .dockerfile import Stage, exec_form, parse
+from .dockerfile import Stage, exec_form, parse, target
 from .examples import ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SCRIPTS = PYPROJECT["project"]["scripts"]
-OPERATOR = ROOT / "operator" / "Dockerfile"
-SIDECAR = ROOT / "sidecar" / "Dockerfile"
-DOCKERFILES = {"operator": OPERATOR, "sidecar": SIDECAR}
+EXTRAS = PYPROJECT["project"]["optional-dependencies"]
+DOCKERFILE = ROOT / "Dockerfile"
+IMAGES = ["operator", "sidecar"]
 
 
-def final(path: Path) -> Stage:
-    return parse(path)[-1]
+def final(image: str) -> Stage:
+    return target(DOCKERFILE, image)
 
 
 def user_id(stage: Stage) -> int:
@@ -48,18 +49,28 @@ def exposed(stage: Stage) -> set[int]:
     return {int(port.split("/")[0]) for args in stage.all("EXPOSE") for port in args.split()}
 
 
-@pytest.mark.parametrize("image", DOCKERFILES)
+@pytest.mark.parametrize("image", IMAGES)
 def test_image_runs_as_a_numeric_non_root_user(image):
-    assert user_id(final(DOCKERFILES[image])) > 0
+    assert user_id(final(image)) > 0
 
 
 def test_sidecar_runs_as_the_uid_the_injector_sets():
-    assert user_id(final(SIDECAR)) == names.SIDECAR_UID
+    assert user_id(final("sidecar")) == names.SIDECAR_UID
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_each_image_installs_only_its_extra(image):
+    """The build stage builds wheels for both extras; a target installs the distribution with its own."""
+    build = parse(DOCKERFILE)[0]
+    assert re.search(r'pip wheel .* "\.\[(.+)\]"$', build.last("RUN") or "").group(1).split(",") == \
+        [extra for extra in EXTRAS if extra != "test"]
+    installs = re.findall(r'pip install .*?"agentcache\[(\w+)\]"', " ".join(final(image).all("RUN")))
+    assert installs == [image] and image in EXTRAS
 
 
 @pytest.mark.parametrize("image, script", [("operator", "agentcache-operator"), ("sidecar", "agentcache-sidecar")])
 def test_entrypoint_is_a_console_script_of_the_distribution(image, script):
-    stage = final(DOCKERFILES[image])
+    stage = final(image)
     entrypoint = exec_form(stage.last("ENTRYPOINT"))
     assert entrypoint[0] == script and script in SCRIPTS
     if stage.last("CMD"):
@@ -67,7 +78,7 @@ def test_entrypoint_is_a_console_script_of_the_distribution(image, script):
 
 
 def test_operator_image_serves_the_operator_and_the_injector_on_their_default_ports():
-    stage = final(OPERATOR)
+    stage = final("operator")
     checked = " ".join(stage.all("RUN"))
     for script in ("agentcache-operator", "agentcache-injector"):
         assert script in SCRIPTS and script in checked, f"the build must check that {script} is installed"
@@ -78,14 +89,13 @@ def test_operator_image_serves_the_operator_and_the_injector_on_their_default_po
 
 
 def test_sidecar_image_exposes_the_metrics_and_probe_port():
-    assert names.METRICS_PORT in exposed(final(SIDECAR))
+    assert protocol.METRICS_PORT in exposed(final("sidecar"))
 
 
-@pytest.mark.parametrize("image", DOCKERFILES)
-def test_build_context_holds_the_whole_distribution_and_the_crd(image, tmp_path):
+def test_build_context_holds_the_whole_distribution_and_the_crd(tmp_path):
     """Replays the build stage's COPYs into a directory: the packages and the CRD symlink's target are there."""
-    build = parse(DOCKERFILES[image])[0]
-    assert build.name == "build" and re.search(r"pip wheel .* \.$", build.last("RUN") or "")
+    build = parse(DOCKERFILE)[0]
+    assert build.name == "build"
     for args in build.all("COPY"):
         *sources, dest = shlex.split(args)
         for source in sources:
@@ -103,18 +113,21 @@ def test_build_context_holds_the_whole_distribution_and_the_crd(image, tmp_path)
     assert copied_crd.read_text() == CRD_FILE.read_text()
 
 
-@pytest.mark.parametrize("image", DOCKERFILES)
-def test_every_stage_runs_a_python_the_distribution_supports(image):
+def test_every_stage_runs_a_python_the_distribution_supports():
     minimum = tuple(map(int, PYPROJECT["project"]["requires-python"].removeprefix(">=").split(".")))
-    for stage in parse(DOCKERFILES[image]):
-        version = re.match(r"python:(\d+)\.(\d+)", stage.base)
+    stages = parse(DOCKERFILE)
+    bases = {stage.name: stage.base for stage in stages}
+    for stage in stages:
+        base = stage.base
+        while base in bases:
+            base = bases[base]
+        version = re.match(r"python:(\d+)\.(\d+)", base)
         assert version and tuple(map(int, version.groups())) >= minimum, stage.base
 
 
-@pytest.mark.parametrize("image", DOCKERFILES)
-def test_build_context_ignores_everything_but_what_the_build_copies(image):
-    ignore = DOCKERFILES[image].with_name("Dockerfile.dockerignore").read_text().splitlines()
+def test_build_context_ignores_everything_but_what_the_build_copies():
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "**" in ignore, "the repository root (with .venv and tools) must not be sent as the context"
-    for args in parse(DOCKERFILES[image])[0].all("COPY"):
+    for args in parse(DOCKERFILE)[0].all("COPY"):
         for source in shlex.split(args)[:-1]:
             assert f"!{source}" in ignore, f"COPY {source} is excluded from the build context"

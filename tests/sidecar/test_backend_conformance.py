@@ -10,7 +10,7 @@ import pytest
 from agentcache_sidecar.backends.base import Entry
 from agentcache_sidecar.config import parse_settings
 from agentcache_sidecar.main import build_backend
-from agentcache_sidecar.store import escape_glob
+from agentcache.protocol import escape_glob
 
 BACKENDS = ["memory", "file", "valkey"]
 

@@ -7,7 +7,8 @@ import time
 import pytest
 import valkey
 
-from agentcache_sidecar.backends.glob import compile_glob, is_literal
+from agentcache.protocol import is_literal
+from agentcache_sidecar.backends.glob import compile_glob
 
 CASES = [
     ("*", "", True),

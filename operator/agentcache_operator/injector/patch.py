@@ -27,6 +27,7 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
+from agentcache import protocol
 from .. import names
 from ..crd import with_defaults
 from ..render.sidecar_config import FILE_STORAGE_DIR
@@ -37,8 +38,8 @@ SIDECAR_COMMAND = ["agentcache-sidecar", "--config", names.CONFIG_PATH]
 SAFE_TO_EVICT_LOCAL_VOLUMES = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes"
 SCRAPE_ANNOTATIONS = {
     "prometheus.io/scrape": "true",
-    "prometheus.io/port": str(names.METRICS_PORT),
-    "prometheus.io/path": "/metrics",
+    "prometheus.io/port": str(protocol.METRICS_PORT),
+    "prometheus.io/path": protocol.METRICS_PATH,
 }
 
 RESOURCE_OVERRIDES = {  # annotation -> (requests|limits, resource)
@@ -145,7 +146,7 @@ def password_env(cache: dict) -> list[dict]:
         if not secret.get("name"):
             return []
         ref = {"name": secret["name"], "key": secret.get("key") or "password"}
-    return [{"name": names.ENV_VALKEY_PASSWORD, "valueFrom": {"secretKeyRef": ref}}]
+    return [{"name": protocol.ENV_VALKEY_PASSWORD, "valueFrom": {"secretKeyRef": ref}}]
 
 
 def sidecar_resources(cache: dict, annotations: dict[str, str],
@@ -192,12 +193,12 @@ def log_level(annotations: dict[str, str]) -> str | None:
 def sidecar_container(cache: dict, annotations: dict[str, str], settings: SidecarDefaults) -> dict:
     """The native sidecar (``restartPolicy: Always`` init container) serving the cache socket."""
     sidecar_spec = cache["spec"]["sidecar"]
-    env = [{"name": names.ENV_SOCKET, "value": names.SOCKET_PATH}, *password_env(cache)]
+    env = [{"name": protocol.ENV_SOCKET, "value": protocol.SOCKET_PATH}, *password_env(cache)]
     level = log_level(annotations)
     if level:
-        env.append({"name": names.ENV_LOG_LEVEL, "value": level})
+        env.append({"name": protocol.ENV_LOG_LEVEL, "value": level})
     mounts = [
-        {"name": names.SOCKET_VOLUME, "mountPath": names.SOCKET_DIR},
+        {"name": names.SOCKET_VOLUME, "mountPath": protocol.SOCKET_DIR},
         {"name": names.CONFIG_VOLUME, "mountPath": names.CONFIG_DIR, "readOnly": True},
     ]
     if backend(cache) == "file":
@@ -209,13 +210,13 @@ def sidecar_container(cache: dict, annotations: dict[str, str], settings: Sideca
         "restartPolicy": "Always",
         "command": list(SIDECAR_COMMAND),
         "env": env,
-        "ports": [{"name": names.METRICS_PORT_NAME, "containerPort": names.METRICS_PORT, "protocol": "TCP"}],
+        "ports": [{"name": names.METRICS_PORT_NAME, "containerPort": protocol.METRICS_PORT, "protocol": "TCP"}],
         "volumeMounts": mounts,
         # "The socket serves", whatever the backend's health: an unhealthy cache must never take
         # the agent's pod out of its Service (backend health is in metrics, stats and status).
-        "startupProbe": _probe("/healthz", period=1, failures=60),
-        "readinessProbe": _probe("/healthz", period=5, failures=3),
-        "livenessProbe": _probe("/healthz", period=10, failures=3),
+        "startupProbe": _probe(protocol.HEALTH_PATH, period=1, failures=60),
+        "readinessProbe": _probe(protocol.HEALTH_PATH, period=5, failures=3),
+        "livenessProbe": _probe(protocol.HEALTH_PATH, period=10, failures=3),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": names.SIDECAR_UID,
@@ -234,7 +235,7 @@ def sidecar_container(cache: dict, annotations: dict[str, str], settings: Sideca
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": names.METRICS_PORT, "scheme": "HTTP"},
+        "httpGet": {"path": path, "port": protocol.METRICS_PORT, "scheme": "HTTP"},
         "periodSeconds": period,
         "timeoutSeconds": 1,
         "failureThreshold": failures,
@@ -249,15 +250,15 @@ def _check_conflicts(spec: dict, volumes: list[dict]) -> None:
                 f"the pod already has a volume named {volume['name']!r}, which the cache sidecar needs; rename it")
     for container in all_containers({"spec": spec}):
         for port in container.get("ports") or []:
-            if port.get("containerPort") == names.METRICS_PORT:
+            if port.get("containerPort") == protocol.METRICS_PORT:
                 raise InjectionError(
-                    f"container {container.get('name')!r} already uses port {names.METRICS_PORT}, "
+                    f"container {container.get('name')!r} already uses port {protocol.METRICS_PORT}, "
                     f"the cache sidecar's metrics port")
         for mount in container.get("volumeMounts") or []:
-            if mount.get("mountPath", "").rstrip("/") == names.SOCKET_DIR:
+            if mount.get("mountPath", "").rstrip("/") == protocol.SOCKET_DIR:
                 raise InjectionError(
                     f"container {container.get('name')!r} already mounts {mount.get('name')!r} at "
-                    f"{names.SOCKET_DIR}, where the cache socket goes")
+                    f"{protocol.SOCKET_DIR}, where the cache socket goes")
 
 
 def _label_ops(pod: dict) -> list[dict]:
@@ -305,7 +306,7 @@ def _volume_ops(spec: dict, volumes: list[dict]) -> list[dict]:
 
 def _socket_ops(path: str, container: dict) -> list[dict]:
     """The socket mount (read-only: clients may connect, not replace it) and AGENTCACHE_SOCKET."""
-    mount = {"name": names.SOCKET_VOLUME, "mountPath": names.SOCKET_DIR, "readOnly": True}
+    mount = {"name": names.SOCKET_VOLUME, "mountPath": protocol.SOCKET_DIR, "readOnly": True}
     ops = []
     if container.get("volumeMounts") is None:
         ops.append({"op": "add", "path": f"{path}/volumeMounts", "value": [mount]})
@@ -313,7 +314,7 @@ def _socket_ops(path: str, container: dict) -> list[dict]:
         ops.append({"op": "add", "path": f"{path}/volumeMounts/-", "value": mount})
     env = container.get("env")
     if env is None:
-        ops.append({"op": "add", "path": f"{path}/env", "value": [{"name": names.ENV_SOCKET, "value": names.SOCKET_PATH}]})
-    elif not any(item.get("name") == names.ENV_SOCKET for item in env):
-        ops.append({"op": "add", "path": f"{path}/env/-", "value": {"name": names.ENV_SOCKET, "value": names.SOCKET_PATH}})
+        ops.append({"op": "add", "path": f"{path}/env", "value": [{"name": protocol.ENV_SOCKET, "value": protocol.SOCKET_PATH}]})
+    elif not any(item.get("name") == protocol.ENV_SOCKET for item in env):
+        ops.append({"op": "add", "path": f"{path}/env/-", "value": {"name": protocol.ENV_SOCKET, "value": protocol.SOCKET_PATH}})
     return ops

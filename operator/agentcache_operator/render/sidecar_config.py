@@ -7,11 +7,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from agentcache import protocol
 from .. import names
 from .common import Cache, SpecError, config_hash, metadata, quantity_bytes
 
 FILE_STORAGE_DIR = "/var/cache/agentcache"
-PASSWORD_FROM_ENV = "${%s:}" % names.ENV_VALKEY_PASSWORD
+PASSWORD_FROM_ENV = "${%s:}" % protocol.ENV_VALKEY_PASSWORD
 COMPONENT = "sidecar-config"
 FILE_SIZE_HEADROOM = 0.9
 """The file backend evicts at 90% of the emptyDir's sizeLimit, so the kubelet never evicts the pod for it."""
@@ -50,7 +51,7 @@ def external_url(cache: Cache) -> str:
 def endpoint(cache: Cache) -> str:
     """Where the cache's data lives, as shown in ``status.endpoint``."""
     if cache.spec["backend"] != "valkey":
-        return f"unix://{names.SOCKET_PATH}"
+        return f"unix://{protocol.SOCKET_PATH}"
     if cache.valkey["mode"] == "managed":
         return f"{managed_url(cache)}/0"
     parts = urlsplit(external_url(cache))
@@ -91,10 +92,10 @@ def agent_config(cache: Cache) -> dict[str, Any]:
             config["cluster"] = True
         document["services"] = {"valkey": {"type": "cache", "config": config}}
     document["sidecar"] = {
-        "socket_path": names.SOCKET_PATH,
+        "socket_path": protocol.SOCKET_PATH,
         "socket_mode": SOCKET_MODE,
         "metrics_host": "0.0.0.0",
-        "metrics_port": names.METRICS_PORT,
+        "metrics_port": protocol.METRICS_PORT,
         "fallback": spec["sidecar"]["fallback"],
         "log_level": spec["sidecar"]["logLevel"],
     }

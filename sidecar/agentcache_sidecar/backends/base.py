@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, Iterable
 
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
+from agentcache.protocol import BYTES_TYPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ class Entry:
     """
 
     value: bytes
-    content_type: str = DEFAULT_CONTENT_TYPE
+    content_type: str = BYTES_TYPE
     fresh_until: float | None = None
     expires_at: float | None = None
 

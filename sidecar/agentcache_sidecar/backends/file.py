@@ -63,7 +63,9 @@ from typing import AsyncIterator, Callable, Iterable, Iterator, TypeVar
 from ..config import CacheSettings
 from . import record
 from .base import Backend, BackendError, Entry, ValueTooLarge
-from .glob import compile_glob, is_literal
+from agentcache.protocol import is_literal
+
+from .glob import compile_glob
 
 log = logging.getLogger("agentcache.sidecar.file")
 

@@ -105,11 +105,6 @@ def _to_regex(pattern: bytes) -> bytes:
     return parts[0] + middle + b".*" + parts[-1] + rb"\Z"
 
 
-def is_literal(pattern: str) -> bool:
-    """True when ``pattern`` has no glob syntax, i.e. it matches exactly one key (itself)."""
-    return not any(ch in pattern for ch in "*?[\\")
-
-
 @functools.lru_cache(maxsize=256)
 def compile_glob(pattern: str) -> Callable[[str], bool]:
     """Return ``matches(key) -> bool`` with Valkey ``MATCH`` semantics for ``pattern``."""

@@ -153,7 +153,7 @@ def _fail(batch: list[tuple[object, asyncio.Future]], reason: str) -> None:
             future.set_exception(BackendError(reason))
 
 
-def _pool_kwargs(settings: ValkeySettings) -> dict:
+def pool_kwargs(settings: ValkeySettings) -> dict:
     """Connection options shared by the standalone pool and the cluster client."""
     kwargs = {
         "password": settings.effective_password(),
@@ -201,9 +201,9 @@ class ValkeyBackend(Backend):
             self._client, self._probe = self._cluster_client(valkey), None
         else:
             self._client = valkey_asyncio.Valkey.from_pool(valkey_asyncio.ConnectionPool.from_url(
-                valkey.url, db=valkey.db, max_connections=valkey.max_connections, **_pool_kwargs(valkey)))
+                valkey.url, db=valkey.db, max_connections=valkey.max_connections, **pool_kwargs(valkey)))
             self._probe = valkey_asyncio.Valkey.from_pool(valkey_asyncio.BlockingConnectionPool.from_url(
-                valkey.url, db=valkey.db, max_connections=1, **_pool_kwargs(valkey)))
+                valkey.url, db=valkey.db, max_connections=1, **pool_kwargs(valkey)))
         self._gets: _Coalescer[str, bytes | None] = _Coalescer(self._fetch, self._batch)
         self._sets: _Coalescer[tuple[str, bytes, int | None], None] = _Coalescer(self._store, self._batch)
 
@@ -216,7 +216,7 @@ class ValkeyBackend(Backend):
         if settings.db:
             raise ConfigError(f"services.valkey.config.db: {settings.db!r} is not valid with cluster: true; "
                               "Valkey Cluster only has db 0")
-        kwargs = _pool_kwargs(settings)
+        kwargs = pool_kwargs(settings)
         if not kwargs.pop("retry_on_timeout"):
             kwargs["retry_on_error"] = [ValkeyConnectionError]
         return ValkeyCluster.from_url(settings.url, max_connections=settings.max_connections, **kwargs)
