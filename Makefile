@@ -1,9 +1,9 @@
-# The two commands of the README: `make run` and `make test`.
+# The two commands of the README: `make run` and `make test`; `make lint` runs before the tests in CI.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test install tools k8s cluster cluster-down manifests bench
+.PHONY: run test lint install tools k8s cluster cluster-down manifests bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,18 @@ run: install
 
 test: install tools k8s
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# ruff (lint and format), mypy, the import contracts of pyproject.toml, shellcheck on every shell script.
+lint: install tools
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	.tools/bin/shellcheck scripts/*.sh .ci/run operator/agentcache_operator/scripts/*.sh
+
+# manifests/ rendered from the chart (tests/chart/test_manifests.py fails when they are stale).
+manifests: tools
+	bash scripts/render-manifests.sh
 
 bench: install tools
 	$(BIN)/python bench/sidecar.py

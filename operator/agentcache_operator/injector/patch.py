@@ -21,14 +21,12 @@ Invariants of ``build_patch``:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
 from agentcache import protocol
-from .. import names
+
+from .. import names, quantity
 from ..crd import with_defaults
 from ..render.sidecar_config import FILE_STORAGE_DIR
 
@@ -48,7 +46,6 @@ RESOURCE_OVERRIDES = {  # annotation -> (requests|limits, resource)
     names.ANNOTATION_SIDECAR_CPU_LIMIT: ("limits", "cpu"),
     names.ANNOTATION_SIDECAR_MEMORY_LIMIT: ("limits", "memory"),
 }
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei|[eE][0-9]+)?$")
 
 
 class InjectionError(ValueError):
@@ -160,7 +157,7 @@ def sidecar_resources(cache: dict, annotations: dict[str, str],
         if annotation not in annotations:
             continue
         value = str(annotations[annotation]).strip()
-        if not _QUANTITY.match(value):
+        if quantity.parse(value) is None:
             raise InjectionError(
                 f"annotation {annotation}={annotations[annotation]!r} is not a Kubernetes quantity "
                 f"(examples: 100m, 0.5, 64Mi, 1Gi)")
@@ -172,7 +169,7 @@ def sidecar_resources(cache: dict, annotations: dict[str, str],
     for resource in ("cpu", "memory"):
         request = resources.get("requests", {}).get(resource)
         limit = resources.get("limits", {}).get(resource)
-        if request is not None and limit is not None and parse_quantity(request) > parse_quantity(limit):
+        if request is not None and limit is not None and quantity.parse(request) > quantity.parse(limit):
             raise InjectionError(
                 f"sidecar {resource} request {request} is above its limit {limit} "
                 f"(from the AgentCache's spec.sidecar.resources and the pod's agentcache.io/sidecar-* annotations)")

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
-from decimal import Decimal
+from importlib import resources
 from typing import Any
 
-from .. import names
+from .. import names, quantity
 from ..crd import with_defaults
 
-_QUANTITY = re.compile(r"^(?P<number>[0-9]+(\.[0-9]*)?|\.[0-9]+)(?P<suffix>[KMGTPE]i|[kMGTPE]|[eE][+]?[0-9]+)?$")
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 
 
 class SpecError(ValueError):
@@ -23,20 +19,15 @@ class SpecError(ValueError):
 
 def quantity_bytes(value: int | str, field: str) -> int:
     """Bytes in a Kubernetes quantity (``256Mi``, ``1G``, ``1e6``, 1024), rounded up."""
-    if isinstance(value, int):
-        return value
-    match = _QUANTITY.match(str(value))
-    if not match:
+    number = quantity.parse(value)
+    if number is None:
         raise SpecError(f"{field}: {value!r} is not a quantity (examples: 256Mi, 1Gi, 500M)")
-    number = Decimal(match["number"])
-    suffix = match["suffix"] or ""
-    if suffix in _BINARY:
-        number *= _BINARY[suffix]
-    elif suffix in _DECIMAL:
-        number *= _DECIMAL[suffix]
-    elif suffix:
-        number *= Decimal(10) ** int(suffix[1:])
     return int(number.to_integral_value(rounding="ROUND_CEILING"))
+
+
+def script(name: str) -> str:
+    """A shell script of the package (``scripts/NAME``; shellcheck checks them in ``make lint``)."""
+    return resources.files("agentcache_operator").joinpath("scripts", name).read_text(encoding="utf-8")
 
 
 def mebibytes(value: int) -> str:
@@ -98,7 +89,7 @@ def selector_labels(cache: Cache, component: str) -> dict[str, str]:
 
 
 def metadata(cache: Cache, name: str, component: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    """Child metadata; owner references are added by the handler (kopf.adopt), not here."""
+    """Child metadata; owner references are added by the reconciler (``kopf.adopt`` from the handlers), not here."""
     meta: dict[str, Any] = {"name": name, "namespace": cache.namespace, "labels": labels(cache, component)}
     if annotations:
         meta["annotations"] = annotations

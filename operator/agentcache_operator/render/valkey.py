@@ -20,6 +20,7 @@ from typing import Any
 from .. import names
 from .cluster import BOOTSTRAP_SCRIPT
 from .common import (
+    script,
     Cache, config_hash, container_security_context, labels, mebibytes, metadata,
     pod_security_context, quantity_bytes, selector_labels,
 )
@@ -34,24 +35,7 @@ DATA_DIR = "/data"
 PASSWORD_ENV = "VALKEY_PASSWORD"
 PASSWORD_KEY = "password"
 
-START_SCRIPT = r"""#!/bin/sh
-# Starts valkey-server with valkey.conf; the password comes from the environment
-# (a Secret), never from the ConfigMap. The role comes from the environment too:
-# VALKEY_PRIMARY=host:port makes a replica, VALKEY_ANNOUNCE_HOSTNAME a cluster node.
-set -eu
-role=""
-if [ -n "${VALKEY_PRIMARY:-}" ]; then
-  role="replicaof ${VALKEY_PRIMARY%:*} ${VALKEY_PRIMARY##*:}"
-fi
-if [ -n "${VALKEY_ANNOUNCE_HOSTNAME:-}" ]; then
-  role="cluster-announce-hostname ${VALKEY_ANNOUNCE_HOSTNAME}"
-fi
-exec valkey-server "${VALKEY_CONFIG:-/etc/valkey/valkey.conf}" - <<EOF
-requirepass "${VALKEY_PASSWORD}"
-masterauth "${VALKEY_PASSWORD}"
-${role}
-EOF
-"""
+START_SCRIPT = script("start.sh")
 
 
 def config_name(cache: str) -> str:

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Starts valkey-server with valkey.conf; the password comes from the environment
+# (a Secret), never from the ConfigMap. The role comes from the environment too:
+# VALKEY_PRIMARY=host:port makes a replica, VALKEY_ANNOUNCE_HOSTNAME a cluster node.
+set -eu
+role=""
+if [ -n "${VALKEY_PRIMARY:-}" ]; then
+  role="replicaof ${VALKEY_PRIMARY%:*} ${VALKEY_PRIMARY##*:}"
+fi
+if [ -n "${VALKEY_ANNOUNCE_HOSTNAME:-}" ]; then
+  role="cluster-announce-hostname ${VALKEY_ANNOUNCE_HOSTNAME}"
+fi
+exec valkey-server "${VALKEY_CONFIG:-/etc/valkey/valkey.conf}" - <<EOF
+requirepass "${VALKEY_PASSWORD}"
+masterauth "${VALKEY_PASSWORD}"
+${role}
+EOF
