@@ -61,7 +61,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.chunk_size = LIST_PAGE_SIZE
-    for api_version, plural, _ in WATCHED_CHILDREN:
+    for api_version, plural, _kind in WATCHED_CHILDREN:
         settings.watching.label_selectors[api_version, plural] = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
     settings.watching.label_selectors["v1", "pods"] = names.LABEL_CACHE
 
@@ -92,6 +92,12 @@ async def close(**_: Any) -> None:
         await state.reconciler.client.close()
 
 
+def _namespaced(namespace: str | None) -> str:
+    """AgentCaches, their children and pods are namespaced: kopf always passes their namespace."""
+    assert namespace is not None
+    return namespace
+
+
 def _reconciler() -> Reconciler:
     if state.reconciler is None:
         raise kopf.TemporaryError("not logged in yet", delay=1)
@@ -101,17 +107,18 @@ def _reconciler() -> Reconciler:
 @kopf.on.resume(names.GROUP, names.VERSION, names.PLURAL)
 @kopf.on.create(names.GROUP, names.VERSION, names.PLURAL)
 @kopf.on.update(names.GROUP, names.VERSION, names.PLURAL)
-async def reconcile(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+async def reconcile(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
     _reconciler().observe_cache(dict(body))
     try:
-        await _reconciler().reconcile_now(namespace, name)
+        await _reconciler().reconcile_now(_namespaced(namespace), name)
     except ApiError as error:
         raise kopf.TemporaryError(f"API server: {error}", delay=5) from error
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
-async def cache_event(type: str | None, body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+async def cache_event(type: str | None, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
     """Keeps the set of caches the resync loop visits, and their latest bodies."""
+    namespace = _namespaced(namespace)
     if type == "DELETED":
         state.known.discard((namespace, name))
         if state.reconciler is not None:
@@ -162,9 +169,9 @@ for _api_version, _plural, _kind in WATCHED_CHILDREN:
 
 
 @kopf.on.event("v1", "pods", labels={names.LABEL_CACHE: kopf.PRESENT})
-async def pod_event(type: str | None, body: kopf.Body, namespace: str, **_: Any) -> None:
+async def pod_event(type: str | None, body: kopf.Body, namespace: str | None, **_: Any) -> None:
     reconciler = _reconciler()
     reconciler.observe_pod(dict(body), deleted=type == "DELETED")
     cache = body.get("metadata", {}).get("labels", {}).get(names.LABEL_CACHE)
     if cache:
-        reconciler.recount(namespace, cache)
+        reconciler.recount(_namespaced(namespace), cache)

@@ -48,7 +48,7 @@ class SecretNotUsable(SpecError):
 class Reconciler:
     """Reconciles caches; at most one reconcile per cache at a time, extra triggers coalesce."""
 
-    def __init__(self, client: Client, adopt: Callable[[list[dict[str, Any]], dict[str, Any]], None]):
+    def __init__(self, client: Client, adopt: Callable[[list[dict[str, Any]], Any], object]):
         """``adopt(children, owner)`` makes the AgentCache their owner (the handlers pass ``kopf.adopt``)."""
         self.client = client
         self.adopt = adopt

@@ -1,4 +1,4 @@
-"""The agent SDK of AgentCache (DESIGN.md §4).
+"""The agent SDK of AgentCache (docs/design.md §4).
 
     from agentcache import cached, get_cache
 

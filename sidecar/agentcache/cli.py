@@ -145,7 +145,7 @@ def read_warm_records(lines: list[str]) -> tuple[list[tuple[str, Any, float | No
             continue
         try:
             record = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             problems.append(f"line {number}: not JSON ({exc.msg})")
             continue
         if not isinstance(record, dict) or not isinstance(record.get("key"), str) or "value" not in record:

@@ -1,4 +1,4 @@
-"""``AsyncCache`` and ``Cache``: the sidecar's HTTP API (DESIGN.md §3) as Python methods.
+"""``AsyncCache`` and ``Cache``: the sidecar's HTTP API (docs/design.md §3) as Python methods.
 
 Each operation is described once, as a ``Call`` (method, path, body, and how
 to read the answer), and executed by a transport: a pool of asyncio

@@ -338,7 +338,7 @@ def cached(ttl: float | Callable | None = None, key_template: str | None = None,
                 return await _drive_async(policy.flow(key, store.socket_path), store,
                                           lambda: func(*args, **kwargs))
 
-            async_wrapper.cache_key = lambda *a, **kw: keys.build(a, kw)
+            async_wrapper.cache_key = lambda *a, **kw: keys.build(a, kw)  # type: ignore[attr-defined]
             return async_wrapper
 
         @functools.wraps(func)
@@ -351,7 +351,7 @@ def cached(ttl: float | Callable | None = None, key_template: str | None = None,
             store = cache if isinstance(cache, Cache) else (cache.as_sync() if cache else get_cache().as_sync())
             return _drive_sync(policy.flow(key, store.socket_path), store, lambda: func(*args, **kwargs))
 
-        sync_wrapper.cache_key = lambda *a, **kw: keys.build(a, kw)
+        sync_wrapper.cache_key = lambda *a, **kw: keys.build(a, kw)  # type: ignore[attr-defined]
         return sync_wrapper
 
     return decorate

@@ -141,6 +141,7 @@ class _Protocol(asyncio.Protocol):
             self.waiter.set_exception(exc)
 
     async def exchange(self, request: bytes, head: bool) -> Answer:
+        assert self.transport is not None, "connection_made runs before any exchange"
         self.reader.begin(head)
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
@@ -244,25 +245,26 @@ class SyncConnection:
         return sock
 
     def _exchange(self, data: bytes, head: bool) -> Answer:
-        if self.sock is None:
+        if self.sock is None or self._reader is None:
             self.sock, self._reader = self._open(), _AnswerReader(self._complete)
+        sock, reader = self.sock, self._reader
         self._answer = None
-        self._reader.begin(head)
+        reader.begin(head)
         try:
-            self.sock.sendall(data)
+            sock.sendall(data)
             while self._answer is None:
-                chunk = self.sock.recv(RECV_SIZE)
+                chunk = sock.recv(RECV_SIZE)
                 if not chunk:
-                    raise ConnectionFailed("the sidecar closed the connection", self._reader.started)
-                self._reader.feed(chunk)
+                    raise ConnectionFailed("the sidecar closed the connection", reader.started)
+                reader.feed(chunk)
         except (OSError, httptools.HttpParserError) as exc:
-            answered = self._reader.started if self._reader else False
+            answered = reader.started
             self.close()
             raise ConnectionFailed(str(exc) or type(exc).__name__, answered) from None
         except ConnectionFailed:
             self.close()
             raise
-        if not self._reader.keep_alive():
+        if not reader.keep_alive():
             self.close()
         return self._answer
 

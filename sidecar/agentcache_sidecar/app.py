@@ -328,6 +328,7 @@ def create_server(settings: Settings, service: CacheService, metrics: SidecarMet
     known_paths = {path for _, path in exact}
 
     def route(method: str, path: str) -> Handler:
+        handler: Handler
         if path.startswith(KEY_PATH_PREFIX) and len(path) > len(KEY_PATH_PREFIX):
             handler = api.dispatch
         else:
@@ -340,9 +341,9 @@ def create_server(settings: Settings, service: CacheService, metrics: SidecarMet
                        max_line=max(8190, 3 * side.max_key_bytes + 1024))
 
 
-async def _not_found(request) -> Response:
+async def _not_found(request: Request) -> Response:
     raise ApiError(404, ERR_NOT_FOUND, f"no such resource: {request.path}")
 
 
-async def _method_not_allowed(request) -> Response:
+async def _method_not_allowed(request: Request) -> Response:
     raise ApiError(405, ERR_METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}")

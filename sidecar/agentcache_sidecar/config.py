@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from agentcache.protocol import (DEFAULT_MAX_KEY_BYTES, ENV_CONFIG, ENV_VALKEY_PASSWORD, LOCAL_SOCKET_PATH,
                                  MAX_KEY_BYTES, METRICS_PORT, is_control)
@@ -164,23 +165,23 @@ class LoadedConfig(BaseModel):
     source: str
 
 
-def substitute_env(node: Any, environ: dict[str, str] | None = None, path: str = "") -> Any:
+def substitute_env(node: Any, environ: Mapping[str, str] | None = None, path: str = "") -> Any:
     """Replace ``${VAR}`` / ``${VAR:default}`` in every string of ``node``.
 
     A ``${VAR}`` without default whose variable is unset is an error naming both.
     """
-    environ = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     if isinstance(node, dict):
-        return {key: substitute_env(value, environ, f"{path}.{key}" if path else str(key)) for key, value in node.items()}
+        return {key: substitute_env(value, env, f"{path}.{key}" if path else str(key)) for key, value in node.items()}
     if isinstance(node, list):
-        return [substitute_env(value, environ, f"{path}[{i}]") for i, value in enumerate(node)]
+        return [substitute_env(value, env, f"{path}[{i}]") for i, value in enumerate(node)]
     if not isinstance(node, str):
         return node
 
     def replace(match: re.Match) -> str:
         name, default = match.group(1), match.group(2)
-        if name in environ:
-            return environ[name]
+        if name in env:
+            return env[name]
         if default is None:
             raise ConfigError(f"{path}: environment variable {name} is not set and ${{{name}}} has no default "
                               f"(set it, or write ${{{name}:default}})")
@@ -198,7 +199,7 @@ def _unknown_keys(model: BaseModel, path: str = "") -> list[str]:
     return found
 
 
-def _describe(error: dict) -> str:
+def _describe(error: ErrorDetails) -> str:
     location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-after"))
     value = error.get("input")
     message = error["msg"]
@@ -207,7 +208,7 @@ def _describe(error: dict) -> str:
     return f"{location}: {value!r} is not valid: {message}"
 
 
-def parse_settings(raw: Any, environ: dict[str, str] | None = None, source: str = "<config>") -> LoadedConfig:
+def parse_settings(raw: Any, environ: Mapping[str, str] | None = None, source: str = "<config>") -> LoadedConfig:
     """Validate an already-parsed YAML document."""
     if raw is None:
         raw = {}
@@ -223,7 +224,7 @@ def parse_settings(raw: Any, environ: dict[str, str] | None = None, source: str 
     return LoadedConfig(settings=settings, warnings=warnings, source=source)
 
 
-def load_config(path: str | os.PathLike | None = None, environ: dict[str, str] | None = None) -> LoadedConfig:
+def load_config(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
     """Load ``path`` (or ``$AGENTCACHE_CONFIG``); with neither, the embedded default."""
     environ = os.environ if environ is None else environ
     path = path or environ.get(ENV_CONFIG)

@@ -18,6 +18,7 @@ import socket
 import stat
 import sys
 from pathlib import Path
+from typing import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -52,10 +53,13 @@ def build_service(settings: Settings, metrics: SidecarMetrics) -> CacheService:
                         fallback_max_items=settings.cache.max_size)
 
 
-def as_aiohttp(handler: Handler):
-    """One of the socket API's handlers, served by aiohttp (the TCP listener for probes)."""
+def as_aiohttp(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """One of the socket API's handlers, served by aiohttp (the TCP listener for probes).
+
+    Such a handler reads only ``request.app``, which aiohttp's request has as well.
+    """
     async def serve(request: web.Request) -> web.Response:
-        answer = await handler(request)
+        answer = await handler(request)  # type: ignore[arg-type]
         return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
     return serve
 

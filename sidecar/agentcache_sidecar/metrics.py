@@ -1,4 +1,4 @@
-"""Prometheus metrics of the sidecar (DESIGN.md §5): the one place their names are defined.
+"""Prometheus metrics of the sidecar (docs/design.md §5): the one place their names are defined.
 
 Each app gets its own ``CollectorRegistry`` so several sidecars can live in one
 process (tests) without clashing.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, cast
 from urllib.parse import parse_qsl
 
 import httptools
@@ -119,10 +119,11 @@ class _Refused(Exception):
 
 
 class HttpProtocol(asyncio.Protocol):
+    transport: asyncio.Transport  # set by connection_made, which asyncio calls before anything else
+
     def __init__(self, server: "CacheServer"):
         self.server = server
         self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
         self.queue: asyncio.Queue = asyncio.Queue()
         self.worker: asyncio.Task | None = None
         self.busy = False
@@ -137,8 +138,8 @@ class HttpProtocol(asyncio.Protocol):
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's is not a subclass)
         self.server.connections.add(self)
         self.worker = asyncio.get_running_loop().create_task(self._serve())
 

@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN.md §3, against a real sidecar process on a Unix socket."""
+"""The HTTP API of docs/design.md §3, against a real sidecar process on a Unix socket."""
 
 from __future__ import annotations
 

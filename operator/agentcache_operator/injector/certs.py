@@ -22,6 +22,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -134,6 +135,9 @@ def issue_serving_cert(ca_cert_pem: bytes, ca_key_pem: bytes, dns_names: list[st
         raise ValueError("a serving certificate needs at least one DNS name")
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    ca_public = ca_cert.public_key()
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey) or not isinstance(ca_public, ec.EllipticCurvePublicKey):
+        raise ValueError("the CA must have an elliptic-curve key (the injector makes only those)")
     key = _new_key()
     not_after = min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
     cert = (
@@ -149,7 +153,7 @@ def issue_serving_cert(ca_cert_pem: bytes, ca_key_pem: bytes, dns_names: list[st
                                      crl_sign=False, content_commitment=False, data_encipherment=False,
                                      key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
@@ -212,10 +216,10 @@ def ensure_bundle(bundle: CertBundle | None, dns_names: list[str], now: dt.datet
                   ca_renew_before: dt.timedelta = CA_RENEW_BEFORE) -> tuple[CertBundle, str | None]:
     """The bundle to use from now on and why it changed (None: unchanged, reuse it)."""
     reason = rotation_reason(bundle, dns_names, now, renew_before, ca_renew_before)
-    if reason is None:
-        return bundle, None
     if bundle is None:
         return new_bundle(dns_names, now), reason
+    if reason is None:
+        return bundle, None
     if _ca_problem(bundle, now, ca_renew_before):
         ca_expiry = x509.load_pem_x509_certificate(bundle.ca_cert).not_valid_after_utc
         return new_bundle(dns_names, now, previous_ca=bundle.ca_cert if ca_expiry > now else b""), reason
@@ -227,16 +231,16 @@ def ensure_bundle(bundle: CertBundle | None, dns_names: list[str], now: dt.datet
 
 
 def render_tls_secret(name: str, namespace: str, bundle: CertBundle, labels: dict[str, str] | None = None) -> dict:
-    secret = {
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if labels:
+        metadata["labels"] = dict(labels)
+    return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": metadata,
         "type": "kubernetes.io/tls",
         "data": bundle.secret_data(),
     }
-    if labels:
-        secret["metadata"]["labels"] = dict(labels)
-    return secret
 
 
 def ca_bundle_patch(webhook_configuration: dict, ca_bundle_pem: bytes) -> list[dict]:

@@ -23,10 +23,11 @@ from kubernetes.config import ConfigException
 
 from .. import names
 from . import certs
-from .kubeapi import ApiCacheLookup, Credentials, KubeApi, StaticLookup, server_version
+from .kubeapi import ApiCacheLookup, CacheLookup, Credentials, KubeApi, StaticLookup, server_version
 from .patch import SidecarDefaults
 from .server import Injector
-from .tls import DirectoryStore, FileCertificates, ManagedCertificates, SecretStore, WebhookCaBundle
+from .tls import (CertificateSource, DirectoryStore, FileCertificates, ManagedCertificates, SecretStore,
+                  WebhookCaBundle)
 
 log = logging.getLogger("agentcache.injector")
 
@@ -94,16 +95,20 @@ def load_caches(path: str) -> list[dict]:
 
 def build_injector(args: argparse.Namespace) -> tuple[Injector, KubeApi | None]:
     api = None if args.caches and not args.tls_secret else KubeApi(Credentials.discover(args.kubeconfig))
+    lookup: CacheLookup
     if args.caches:
         lookup = StaticLookup(load_caches(args.caches))
     else:
+        assert api is not None
         lookup = ApiCacheLookup(api, ttl=args.cache_ttl, watch_namespace=args.watch_namespace)
     dns_names = certs.service_dns_names(args.service, args.namespace) + args.tls_san
+    source: CertificateSource
     if args.tls_cert_file:
         source = FileCertificates(args.tls_cert_file, args.tls_key_file)
     elif args.tls_dir:
         source = ManagedCertificates(DirectoryStore(args.tls_dir), dns_names)
     else:
+        assert api is not None  # a TLS Secret needs the API
         publish = WebhookCaBundle(api, args.webhook_configuration) if args.webhook_configuration else None
         labels = {names.LABEL_MANAGED_BY: "agentcache-injector", names.LABEL_COMPONENT: "injector"}
         source = ManagedCertificates(SecretStore(api, args.namespace, args.tls_secret, labels), dns_names, publish)

@@ -169,7 +169,8 @@ def sidecar_resources(cache: dict, annotations: dict[str, str],
     for resource in ("cpu", "memory"):
         request = resources.get("requests", {}).get(resource)
         limit = resources.get("limits", {}).get(resource)
-        if request is not None and limit is not None and quantity.parse(request) > quantity.parse(limit):
+        low, high = quantity.parse(request or ""), quantity.parse(limit or "")
+        if low is not None and high is not None and low > high:
             raise InjectionError(
                 f"sidecar {resource} request {request} is above its limit {limit} "
                 f"(from the AgentCache's spec.sidecar.resources and the pod's agentcache.io/sidecar-* annotations)")
@@ -304,7 +305,7 @@ def _volume_ops(spec: dict, volumes: list[dict]) -> list[dict]:
 def _socket_ops(path: str, container: dict) -> list[dict]:
     """The socket mount (read-only: clients may connect, not replace it) and AGENTCACHE_SOCKET."""
     mount = {"name": names.SOCKET_VOLUME, "mountPath": protocol.SOCKET_DIR, "readOnly": True}
-    ops = []
+    ops: list[dict[str, Any]] = []
     if container.get("volumeMounts") is None:
         ops.append({"op": "add", "path": f"{path}/volumeMounts", "value": [mount]})
     else:

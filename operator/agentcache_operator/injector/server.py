@@ -62,6 +62,7 @@ class Injector:
             return _error(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
         caches: list[dict] = []
         if needs_lookup(admission):
+            assert admission.cache_name is not None  # needs_lookup holds only for a labelled pod
             try:
                 caches = await self.lookup.caches_named(admission.cache_name, admission.namespace)
             except Exception as error:  # the API server is down or refuses: let failurePolicy decide

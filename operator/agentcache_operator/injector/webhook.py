@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from .. import names
 
@@ -51,6 +52,7 @@ def render_webhook_configuration(
     elif ca_bundle:
         pem = ca_bundle.encode() if isinstance(ca_bundle, str) else ca_bundle
         client_config["caBundle"] = base64.b64encode(pem).decode()
+    namespace_selector: dict[str, Any]
     if watch_namespace:
         namespace_selector = {"matchLabels": {NAMESPACE_LABEL: watch_namespace}}
     else:

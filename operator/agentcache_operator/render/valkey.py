@@ -220,7 +220,7 @@ def render_statefulsets(cache: Cache, password: str) -> list[dict[str, Any]]:
             _statefulset(cache, replica_name(cache.name), "replica", cache.valkey["replicas"], replica_env,
                          password),
         ]
-    announce = [
+    announce: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "VALKEY_ANNOUNCE_HOSTNAME", "value": f"$(POD_NAME).{headless_name(cache.name)}.{cache.namespace}.svc"},
     ]

@@ -103,7 +103,7 @@ Evictions = Counter  # reason -> count, gathered in worker threads and reported 
 
 def disk_error(action: str, path: str, exc: OSError) -> BackendError:
     """A ``BackendError`` that says what failed, where, and why."""
-    reason = _REASONS.get(exc.errno, exc.strerror or str(exc))
+    reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
     code = errno.errorcode.get(exc.errno, "?") if exc.errno else "?"
     return BackendError(f"file backend: cannot {action} {path}: {reason} ({code})")
 

@@ -94,10 +94,10 @@ def _tokens(pattern: bytes) -> list[bytes | str]:
 def _to_regex(pattern: bytes) -> bytes:
     segments: list[list[bytes]] = [[]]
     for token in _tokens(pattern):
-        if token is _ANY:
-            segments.append([])
-        else:
+        if isinstance(token, bytes):
             segments[-1].append(token)
+        else:
+            segments.append([])
     parts = [b"".join(segment) for segment in segments]
     if len(parts) == 1:
         return parts[0] + rb"\Z"

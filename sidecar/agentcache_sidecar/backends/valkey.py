@@ -37,7 +37,7 @@ import hashlib
 import logging
 import math
 import time
-from typing import AsyncIterator, Awaitable, Callable, Generic, Iterable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Generic, Iterable, Sequence, TypeVar
 
 import valkey.asyncio as valkey_asyncio
 from valkey.asyncio.cluster import ValkeyCluster
@@ -109,7 +109,7 @@ class _Coalescer(Generic[Item, Result]):
             self._spawn(self._flush())
         return future
 
-    def _spawn(self, coro: Awaitable) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -146,7 +146,7 @@ class _Coalescer(Generic[Item, Result]):
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _fail(batch: list[tuple[object, asyncio.Future]], reason: str) -> None:
+def _fail(batch: Sequence[tuple[object, asyncio.Future]], reason: str) -> None:
     """Resolve every waiter still waiting with its own ``BackendError``."""
     for _, future in batch:
         if not future.done():
@@ -197,6 +197,8 @@ class ValkeyBackend(Backend):
         self.up = False
         self._memory: tuple[float, int] | None = None
         self._slots = asyncio.Semaphore(valkey.max_connections)
+        self._client: Any  # ValkeyCluster or Valkey: the calls below exist on both (or are guarded)
+        self._probe: valkey_asyncio.Valkey | None
         if valkey.cluster:
             self._client, self._probe = self._cluster_client(valkey), None
         else:
@@ -229,7 +231,7 @@ class ValkeyBackend(Backend):
         reason = str(exc) or type(exc).__name__
         return BackendError(f"valkey {op} failed: {reason[:_REASON_LIMIT]}")
 
-    async def _call(self, op: str, call: Callable[[], Awaitable]) -> object:
+    async def _call(self, op: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run one Valkey exchange, mapping every failure to ``BackendError``."""
         try:
             async with self._slots:
@@ -371,6 +373,7 @@ class ValkeyBackend(Backend):
 
     async def _scan_raw(self, pattern: str, batch: int) -> AsyncIterator[list[bytes]]:
         """Full SCAN cursor loops (one per cluster primary); keys as stored, lock namespace excluded."""
+        nodes: list[Any]
         if not self._settings.cluster:
             nodes = [None]
         else:
