@@ -29,17 +29,14 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.process import free_port  # noqa: E402
+
 SERVICE, NAMESPACE = "agentcache-injector", "agentcache"
 HOST = f"{SERVICE}.{NAMESPACE}.svc"
 CACHE = {"apiVersion": "agentcache.io/v1alpha1", "kind": "AgentCache",
          "metadata": {"name": "llm-cache", "namespace": "agents"},
          "spec": {"backend": "valkey", "valkey": {"mode": "managed"}}, "status": {"phase": "Ready"}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def review() -> dict:

@@ -1,6 +1,10 @@
-"""A small async Kubernetes API client for the operator's own calls (apply, get, list, delete, status).
+"""The Kubernetes REST layer of the operator and the injector, and the operator's own calls on it.
 
-It authenticates with the same connection info (``kopf.ConnectionInfo``) that the
+``RestClient`` is the one way both talk JSON to the API server: one aiohttp
+session made lazily in the running loop, non-2xx answers raised as
+``ApiError`` with the server's message. ``Client`` adds the operator's calls
+(apply, get, list, delete, status) by kind; ``injector.kubeapi.KubeApi`` adds
+the injector's credentials. The operator's client authenticates with the same connection info (``kopf.ConnectionInfo``) that the
 operator's login handler gives kopf, so kopf and the operator always talk to the
 same server as the same user. Only the handlers import kopf.
 """
@@ -18,6 +22,8 @@ import aiohttp
 from . import names
 
 FIELD_MANAGER = names.MANAGED_BY
+JSON_TYPE = "application/json"
+OPERATOR_TIMEOUT = 30.0  # seconds per request: the operator's calls are off the pod-creation path
 logger = logging.getLogger(__name__)
 
 # kind -> (API prefix, plural) of every kind the operator reads or writes.
@@ -70,49 +76,72 @@ def path(kind: str, namespace: str, name: str | None = None, subresource: str | 
 class ConnectionInfo(Protocol):
     """What the client needs of ``kopf.ConnectionInfo``."""
 
-    server: str
+    @property
+    def server(self) -> str: ...
 
     def as_http_headers(self) -> dict[str, str]: ...
 
     def as_ssl_context(self) -> ssl.SSLContext: ...
 
 
-class Client:
-    """One aiohttp session to the API server, built from kopf's connection info."""
+class RestClient:
+    """JSON requests to one API server; ``auth_headers`` is asked before every request (tokens rotate)."""
 
-    def __init__(self, info: ConnectionInfo):
-        self.server = info.server.rstrip("/")
-        self._headers = {"Accept": "application/json", **info.as_http_headers()}
-        self._ssl: ssl.SSLContext | bool = info.as_ssl_context() if self.server.startswith("https") else False
+    def __init__(self, server: str, ssl_context: ssl.SSLContext | bool, timeout: float, connections: int = 20):
+        self.server = server.rstrip("/")
+        self._ssl = ssl_context if self.server.startswith("https") else False
+        self._timeout = timeout
+        self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
+    async def request(self, method: str, url: str, body: Any = None, content_type: str = JSON_TYPE,
+                      params: dict[str, str] | None = None) -> dict[str, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._connections),
+            )
+        query = f"?{urlencode(params)}" if params else ""
+        data = None if body is None else json.dumps(body)
+        headers = {"Accept": JSON_TYPE, **self.auth_headers()}
+        if data is not None:
+            headers["Content-Type"] = content_type
+        async with self._session.request(method, f"{self.server}{url}{query}", data=data, headers=headers) as resp:
+            logger.debug("%s %s -> %s", method, url, resp.status)
+            return await json_reply(resp)
+
+    async def get_path(self, url: str) -> dict[str, Any] | None:
+        """The object at ``url``, or None when it does not exist."""
+        try:
+            return await self.request("GET", url)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
 
     async def close(self) -> None:
         if self._session:
             await self._session.close()
             self._session = None
 
-    async def request(self, method: str, url: str, body: Any = None, content_type: str = "application/json",
-                      params: dict[str, str] | None = None) -> dict[str, Any]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers, timeout=aiohttp.ClientTimeout(total=30),
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=20),
-            )
-        query = f"?{urlencode(params)}" if params else ""
-        data = None if body is None else json.dumps(body)
-        headers = {"Content-Type": content_type} if data is not None else {}
-        async with self._session.request(method, f"{self.server}{url}{query}", data=data, headers=headers) as resp:
-            logger.debug("%s %s -> %s", method, url, resp.status)
-            return await json_reply(resp)
+
+class Client(RestClient):
+    """The operator's calls, authenticated with kopf's connection info."""
+
+    def __init__(self, info: ConnectionInfo):
+        super().__init__(info.server, info.as_ssl_context() if info.server.startswith("https") else False,
+                         OPERATOR_TIMEOUT)
+        self._auth = info.as_http_headers()
+
+    def auth_headers(self) -> dict[str, str]:
+        return self._auth
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
-        try:
-            return await self.request("GET", path(kind, namespace, name))
-        except ApiError as error:
-            if error.status == 404:
-                return None
-            raise
+        return await self.get_path(path(kind, namespace, name))
 
     async def list(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         result = await self.request("GET", path(kind, namespace), params={"labelSelector": label_selector})

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 import requests
 import yaml
 
+from tests.support.process import Launched, free_port
 from tests.support.tools import require_tool
-from tests.support.valkey import free_port
 
 
-class PrometheusProcess:
+class PrometheusProcess(Launched):
     def __init__(self, workdir: Path, targets: list[tuple[str, dict[str, str]]], scrape_interval: str = "1s"):
         """``targets``: (host:port, static labels) pairs, each a scrape target of job ``agentcache``."""
+        super().__init__("prometheus", workdir / "prometheus.log")
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -28,39 +27,22 @@ class PrometheusProcess:
                                 "static_configs": [{"targets": [address], "labels": labels}
                                                    for address, labels in targets]}],
         }))
-        self.log_path = workdir / "prometheus.log"
-        self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> "PrometheusProcess":
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [require_tool("prometheus"), f"--config.file={self.config_path}",
-                 f"--storage.tsdb.path={self.workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                 "--log.level=warn", "--storage.tsdb.retention.time=1h"],
-                stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        log = self.log_path.read_text(errors="replace")
-        self.stop()
-        raise RuntimeError(f"prometheus did not become ready:\n{log}")
+        self.launch([require_tool("prometheus"), f"--config.file={self.config_path}",
+                     f"--storage.tsdb.path={self.workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
+                     "--log.level=warn", "--storage.tsdb.retention.time=1h"], self._ready, timeout=timeout,
+                    interval=0.1)
+        return self
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+    def _ready(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self, grace: float = 10.0) -> None:
+        super().stop(grace)
 
     def query(self, expr: str) -> dict:
         """``/api/v1/query`` now; answers the JSON body (status ``error`` with errorType for a bad query)."""

@@ -17,7 +17,7 @@ import pytest
 
 from agentcache_operator import names
 from tests.support.tools import ROOT
-from tests.support.valkey import free_port
+from tests.support.process import free_port
 
 from .dashboards import all_dashboards, queries, substitute, variables
 from .helm import CHART

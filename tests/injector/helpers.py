@@ -5,12 +5,9 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import os
 import socket
 import ssl
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import kubernetes_validate
 
 from agentcache import protocol
 from agentcache_operator import names
+from tests.support.process import Launched, free_port
 
 NAMESPACE = "agents"
 INSTALL_NAMESPACE = "agentcache"
@@ -129,50 +127,37 @@ def client_ssl_context(ca_file: str | Path) -> ssl.SSLContext:
     return context
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 _UNVERIFIED = ssl.create_default_context()
 _UNVERIFIED.check_hostname = False
 _UNVERIFIED.verify_mode = ssl.CERT_NONE
 
 
-class InjectorProcess:
+class InjectorProcess(Launched):
     """The real ``agentcache-injector`` console script, in a subprocess."""
 
     def __init__(self, workdir: Path, args: list[str], namespace: str = INSTALL_NAMESPACE):
+        super().__init__("injector", workdir / "injector.log")
         self.workdir = workdir
         self.port = free_port()
         self.args = args
         self.namespace = namespace
         self.host = f"{SERVICE}.{namespace}.svc"  # the name the API server connects to and verifies
-        self.log_path = workdir / "injector.log"
-        self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> InjectorProcess:
         """Start and wait until it completes TLS handshakes (the certificate is checked by the tests)."""
         binary = Path(sys.executable).with_name("agentcache-injector")
         command = [str(binary), "--host", "127.0.0.1", "--port", str(self.port), "--namespace", self.namespace,
                    "--service", SERVICE, *self.args]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"injector exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw, \
-                        _UNVERIFIED.wrap_socket(raw, server_hostname=self.host):
-                    return self
-            except (OSError, ssl.SSLError):
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"injector did not start:\n{self.log()}")
+        self.launch(command, self._handshakes, timeout=timeout, cwd=self.workdir, interval=0.05)
+        return self
+
+    def _handshakes(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw, \
+                    _UNVERIFIED.wrap_socket(raw, server_hostname=self.host):
+                return True
+        except (OSError, ssl.SSLError):
+            return False
 
     def peer_certificate(self, ca_file: str | Path) -> bytes:
         """The DER certificate served, verified against ``ca_file`` for the service's name."""
@@ -184,15 +169,5 @@ class InjectorProcess:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc = None
+    def stop(self, grace: float = 10.0) -> None:
+        super().stop(grace)

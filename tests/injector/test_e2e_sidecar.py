@@ -23,7 +23,8 @@ from agentcache_operator import names
 from agentcache_operator.render.common import Cache
 from agentcache_operator.render.sidecar_config import render_config_map
 from agentcache_operator.render.valkey import render_password_secret
-from tests.support.valkey import ValkeyProcess, free_port
+from tests.support.process import free_port
+from tests.support.valkey import ValkeyProcess
 
 from .helpers import NAMESPACE, agentcache, apply, patch_of, pod, review, sidecar_of, validate_pod
 from .podrun import PodSandbox

@@ -11,7 +11,8 @@ import pytest
 
 from agentcache_operator.render.cluster import BOOTSTRAP_SCRIPT
 from tests.support.tools import require_tool
-from tests.support.valkey import ValkeyProcess, free_port
+from tests.support.process import free_port
+from tests.support.valkey import ValkeyProcess
 
 PASSWORD = "bootstrap-test-password"
 NODES = 6

@@ -15,16 +15,19 @@ import pytest
 
 from agentcache_operator.render import Cache
 from agentcache_operator.render.valkey import config_data
+from tests.support.process import Launched, free_port
 from tests.support.tools import require_tool
-from tests.support.valkey import free_port
 
 from .examples import EXAMPLE_FILES, agent_cache
 
 PASSWORD = "start-test-password"
 
 
-class StartedValkey:
+class StartedValkey(Launched):
+    """valkey-server started by the operator's start.sh, as a pod would run it."""
+
     def __init__(self, workdir: Path, data: dict[str, str], env: dict[str, str]):
+        super().__init__("start.sh", workdir / "start.log")
         self.port = free_port()
         workdir.mkdir()
         conf = workdir / "valkey.conf"
@@ -34,11 +37,9 @@ class StartedValkey:
         script = workdir / "start.sh"
         script.write_text(data["start.sh"])
         server_dir = str(Path(require_tool("valkey-server")).parent)
-        self.process = subprocess.Popen(
-            ["sh", str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "PATH": f"{server_dir}:{os.environ['PATH']}", "VALKEY_CONFIG": str(conf),
-                 "VALKEY_PASSWORD": PASSWORD, **env},
-        )
+        self.launch(["sh", str(script)], lambda: True, env={
+            "PATH": f"{server_dir}:{os.environ['PATH']}", "VALKEY_CONFIG": str(conf), "VALKEY_PASSWORD": PASSWORD,
+            **env})
 
     def cli(self, *args: str, password: str | None = PASSWORD) -> str:
         env = {**os.environ, **({"REDISCLI_AUTH": password} if password else {})}
@@ -53,11 +54,6 @@ class StartedValkey:
                 return
             time.sleep(0.05)
         raise AssertionError(f"valkey on port {self.port}: timed out waiting for {what}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 @pytest.fixture

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
+import socket
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from aiohttp import ClientSession, UnixConnector
 
-from .valkey import free_port
+from .process import Launched, free_port
 
 
-class SidecarProcess:
+class SidecarProcess(Launched):
     """A sidecar started with a config written from ``config`` (a dict in agent_config.yaml shape)."""
 
     def __init__(self, workdir: Path, config: dict, env: dict | None = None):
+        super().__init__("sidecar", workdir / "sidecar.log")
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.socket_path = str(workdir / "cache.sock")
@@ -31,28 +29,14 @@ class SidecarProcess:
         self.metrics_port = config["sidecar"]["metrics_port"]
         self.config_path = workdir / "agent_config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
-        self.env = {**os.environ, **(env or {})}
-        self.log_path = workdir / "sidecar.log"
-        self.proc: subprocess.Popen | None = None
+        self.env = env or {}
 
     def start(self, timeout: float = 15.0) -> "SidecarProcess":
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentcache_sidecar.main", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sidecar exited with {self.proc.returncode}:\n{self.log()}")
-            if os.path.exists(self.socket_path) and self._healthy():
-                return self
-            time.sleep(0.03)
-        self.stop()
-        raise RuntimeError(f"sidecar did not start:\n{self.log()}")
+        self.launch([sys.executable, "-m", "agentcache_sidecar.main", "--config", str(self.config_path)],
+                    self._healthy, timeout=timeout, env=self.env, cwd=self.workdir)
+        return self
 
     def _healthy(self) -> bool:
-        import socket
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(1)
         try:
@@ -63,23 +47,6 @@ class SidecarProcess:
             return False
         finally:
             sock.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def terminate(self, timeout: float = 15.0) -> int:
-        """SIGTERM and wait: the graceful path."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=timeout)
-        self.proc = None
-        return code
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
 
     def session(self) -> ClientSession:
         """An aiohttp session over the socket; URLs are ``http://sidecar/...``."""

@@ -7,34 +7,23 @@ be killed and restarted on the same address to test outages.
 from __future__ import annotations
 
 import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from .process import Launched, free_port
 from .tools import require_tool
 
 
-def free_port(below: int = 55536) -> int:
-    """A free TCP port on 127.0.0.1, below 55536 so that a cluster bus port (port + 10000) is valid too."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port < below:
-            return port
-
-
-class ValkeyProcess:
+class ValkeyProcess(Launched):
     def __init__(self, workdir: Path, port: int | None = None, extra_args: list[str] | None = None):
+        super().__init__("valkey-server", workdir / "valkey.log")
         self.binary = require_tool("valkey-server")
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.unix_socket = str(workdir / "valkey.sock")
         self.extra_args = extra_args or []
-        self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -51,24 +40,16 @@ class ValkeyProcess:
             "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
             "--protected-mode", "no", *self.extra_args,
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith((b"+PONG", b"-NOAUTH")):
-                        return self
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"valkey-server did not start on port {self.port}")
+        self.launch(args, self._answers, timeout=timeout, interval=0.02)
+        return self
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
+        except OSError:
+            return False
 
     def restart(self) -> None:
         self.stop()

@@ -9,24 +9,22 @@ snapshot of the AgentCaches so that a burst of pod creations costs one LIST.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
-
-import aiohttp
+from typing import Any, Callable, Protocol
 
 from .. import names
-from ..kube import ApiError, json_reply
+from ..kube import ApiError, RestClient
 
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_REREAD_SECONDS = 60.0
+INJECTOR_TIMEOUT = 10.0  # seconds per request: a lookup runs inside an admission call the API server times out
 
 
 @dataclass(frozen=True)
@@ -66,54 +64,35 @@ class Credentials:
         return cls.from_kubeconfig(kubeconfig)
 
 
-class KubeApi:
-    """JSON requests to the API server; ``get`` answers None for 404, other errors raise ApiError."""
+def _ssl_context(credentials: Credentials) -> ssl.SSLContext | bool:
+    if not credentials.server.startswith("https"):
+        return False
+    context = ssl.create_default_context(cafile=credentials.ca_file)
+    if not credentials.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if credentials.cert_file:
+        context.load_cert_chain(credentials.cert_file, credentials.key_file)
+    return context
+
+
+class KubeApi(RestClient):
+    """The injector's API client: ``get`` answers None for 404, other errors raise ApiError."""
 
     def __init__(self, credentials: Credentials):
+        super().__init__(credentials.server, _ssl_context(credentials), INJECTOR_TIMEOUT)
         self.credentials = credentials
-        self._session: aiohttp.ClientSession | None = None
         self._token: str | None = credentials.token
         self._token_read = 0.0
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        if not self.credentials.server.startswith("https"):
-            return False
-        context = ssl.create_default_context(cafile=self.credentials.ca_file)
-        if not self.credentials.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if self.credentials.cert_file:
-            context.load_cert_chain(self.credentials.cert_file, self.credentials.key_file)
-        return context
-
-    def _headers(self) -> dict[str, str]:
+    def auth_headers(self) -> dict[str, str]:
         if self.credentials.token_file and time.monotonic() - self._token_read > TOKEN_REREAD_SECONDS:
             self._token = Path(self.credentials.token_file).read_text().strip()
             self._token_read = time.monotonic()
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
-    async def request(self, method: str, path: str, body: object = None,
-                      content_type: str = "application/json") -> dict | None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl()), timeout=aiohttp.ClientTimeout(total=10))
-        headers = {**self._headers(), "Accept": "application/json"}
-        data = None
-        if body is not None:
-            headers["Content-Type"] = content_type
-            data = json.dumps(body)
-        async with self._session.request(method, self.credentials.server + path, data=data, headers=headers) as reply:
-            if reply.status == 404 and method == "GET":
-                return None
-            return await json_reply(reply)
-
-    async def get(self, path: str) -> dict | None:
-        return await self.request("GET", path)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+    async def get(self, path: str) -> dict[str, Any] | None:
+        return await self.get_path(path)
 
 
 async def server_version(api: KubeApi) -> tuple[int, int] | None:
