@@ -30,7 +30,7 @@ import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.process import free_port  # noqa: E402
+from tests.support.process import free_port
 
 SERVICE, NAMESPACE = "agentcache-injector", "agentcache"
 HOST = f"{SERVICE}.{NAMESPACE}.svc"

@@ -4,9 +4,10 @@
 session made lazily in the running loop, non-2xx answers raised as
 ``ApiError`` with the server's message. ``Client`` adds the operator's calls
 (apply, get, list, delete, status) by kind; ``injector.kubeapi.KubeApi`` adds
-the injector's credentials. The operator's client authenticates with the same connection info (``kopf.ConnectionInfo``) that the
-operator's login handler gives kopf, so kopf and the operator always talk to the
-same server as the same user. Only the handlers import kopf.
+the injector's credentials. The operator's client authenticates with the
+connection info (``kopf.ConnectionInfo``) that the operator's login handler
+gives kopf, so both talk to the same server as the same user; only the handlers
+import kopf.
 """
 
 from __future__ import annotations

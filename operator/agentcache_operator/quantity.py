@@ -23,3 +23,11 @@ def parse(value: int | str) -> Decimal | None:
     if suffix in _MULTIPLIERS:
         return number * _MULTIPLIERS[suffix]
     return number * Decimal(10) ** int(suffix[1:]) if suffix else number
+
+
+def value(quantity: int | str) -> Decimal:
+    """The exact value of a quantity; ``ValueError`` when ``quantity`` is not one."""
+    parsed = parse(quantity)
+    if parsed is None:
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity")
+    return parsed

@@ -18,8 +18,8 @@ import logging
 import secrets
 import socket
 import time
-from typing import Any, Callable
-
+from collections.abc import Callable
+from typing import Any
 
 from . import names
 from .drift import stamp, up_to_date
@@ -318,7 +318,7 @@ class Reconciler:
 
     async def _event(self, body: dict[str, Any], assessment: Assessment) -> None:
         meta = body["metadata"]
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",
             "kind": "Event",

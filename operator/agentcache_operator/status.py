@@ -122,7 +122,7 @@ def assess(cache: Cache, observed: Observed, previous_phase: str | None) -> Asse
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def conditions(assessment: Assessment, generation: int, previous: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -13,8 +13,15 @@ from importlib.metadata import version as _version
 
 from .client import AsyncCache, Cache, Lookup, default_socket_path, get_cache
 from .decorator import cached
-from .errors import (CacheError, CacheServerError, CacheUnavailable, InvalidKey, InvalidRequest, SerializationError,
-                     ValueTooLarge)
+from .errors import (
+                     CacheError,
+                     CacheServerError,
+                     CacheUnavailable,
+                     InvalidKey,
+                     InvalidRequest,
+                     SerializationError,
+                     ValueTooLarge,
+)
 from .keys import llm_key, stable_hash
 from .serializers import JsonSerializer, MsgpackSerializer, Serializer, SignedPickleSerializer
 

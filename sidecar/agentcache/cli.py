@@ -10,8 +10,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import extras, protocol
 from .client import Cache, default_socket_path

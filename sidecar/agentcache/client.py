@@ -24,8 +24,9 @@ import json
 import os
 import threading
 import weakref
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from . import protocol, wire
@@ -477,13 +478,13 @@ class AsyncCache(_CacheFace):
         """Release a lock taken with ``lock``; False when the token no longer holds it."""
         return await self._transport.send(self._ops.unlock_call(key, token))
 
-    def scoped(self, scope: str) -> "AsyncCache":
+    def scoped(self, scope: str) -> AsyncCache:
         """A view whose keys are ``scope + ":" + key``, confined to that prefix."""
         ops = _Operations(self._ops.socket_path, "json", None, self._ops.timeout, self._ops.codec,
                           self._ops.child_scope(scope))
         return AsyncCache(_ops=ops, _transport=self._transport)
 
-    def as_sync(self) -> "Cache":
+    def as_sync(self) -> Cache:
         """A ``Cache`` with the same socket, serializer and scope (made once, then reused)."""
         if self._twin is None:
             self._twin = Cache(_ops=self._ops)
@@ -495,7 +496,7 @@ class AsyncCache(_CacheFace):
         if self._twin is not None:
             self._twin.close()
 
-    async def __aenter__(self) -> "AsyncCache":
+    async def __aenter__(self) -> AsyncCache:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -563,7 +564,7 @@ class Cache(_CacheFace):
     def unlock(self, key: str, token: str) -> bool:
         return self._transport.send(self._ops.unlock_call(key, token))
 
-    def scoped(self, scope: str) -> "Cache":
+    def scoped(self, scope: str) -> Cache:
         ops = _Operations(self._ops.socket_path, "json", None, self._ops.timeout, self._ops.codec,
                           self._ops.child_scope(scope))
         return Cache(_ops=ops, _transport=self._transport)
@@ -578,7 +579,7 @@ class Cache(_CacheFace):
         if self._owns_transport:
             self._transport.close()
 
-    def __enter__(self) -> "Cache":
+    def __enter__(self) -> Cache:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

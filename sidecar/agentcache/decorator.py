@@ -24,7 +24,8 @@ import inspect
 import logging
 import string
 import time
-from typing import Any, Callable, Generator
+from collections.abc import Callable, Generator
+from typing import Any
 
 from .client import AsyncCache, Cache, Lookup, get_cache
 from .errors import CacheError, CacheUnavailable

@@ -22,6 +22,7 @@ SOCKET_DIR = "/var/run/agentcache"
 SOCKET_PATH = f"{SOCKET_DIR}/cache.sock"  # where the injector mounts the socket; the SDK's default
 LOCAL_SOCKET_PATH = "./agentcache.sock"  # the sidecar's embedded default (no configuration)
 METRICS_PORT = 9464
+VALKEY_URL_SCHEMES = ("valkey", "valkeys", "redis", "rediss", "unix")  # services.valkey.config.url
 
 # --- the HTTP API on the socket --------------------------------------------------------------------
 

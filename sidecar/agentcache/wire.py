@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy

@@ -14,19 +14,43 @@ import json
 import logging
 import secrets
 import time
-from typing import Any, Awaitable
+from collections.abc import Awaitable
+from typing import Any
 
 from aiohttp import web
 
 from agentcache import protocol
-from agentcache.protocol import (BYTES_TYPE, ERR_BAD_JSON, ERR_BAD_TOKEN, ERR_LOCKED, ERR_METHOD_NOT_ALLOWED,
-                                 ERR_MISS, ERR_NOT_FOUND, ERR_NOT_HOLDER, ERR_TOO_LARGE, ERR_TOO_MANY_KEYS,
-                                 HEADER_DEGRADED, HEADER_STALE, HEADER_TTL, JSON_TYPE, KEY_PATH_PREFIX, is_envelope)
+from agentcache.protocol import (
+    BYTES_TYPE,
+    ERR_BAD_JSON,
+    ERR_BAD_TOKEN,
+    ERR_LOCKED,
+    ERR_METHOD_NOT_ALLOWED,
+    ERR_MISS,
+    ERR_NOT_FOUND,
+    ERR_NOT_HOLDER,
+    ERR_TOO_LARGE,
+    ERR_TOO_MANY_KEYS,
+    HEADER_DEGRADED,
+    HEADER_STALE,
+    HEADER_TTL,
+    JSON_TYPE,
+    KEY_PATH_PREFIX,
+    is_envelope,
+)
 
 from .backends.base import Entry, ValueTooLarge
 from .config import Settings
-from .keys import (ApiError, check_content_type, check_key, check_pattern, check_seconds, decode_path_key,
-                   parse_limit, parse_seconds)
+from .keys import (
+    ApiError,
+    check_content_type,
+    check_key,
+    check_pattern,
+    check_seconds,
+    decode_path_key,
+    parse_limit,
+    parse_seconds,
+)
 from .metrics import SidecarMetrics
 from .server import CacheServer, Handler, Request, Response, json_response
 from .store import CacheService

@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from agentcache.protocol import (DEFAULT_MAX_KEY_BYTES, ENV_CONFIG, ENV_VALKEY_PASSWORD, LOCAL_SOCKET_PATH,
-                                 MAX_KEY_BYTES, METRICS_PORT, is_control)
+from agentcache.protocol import (
+    DEFAULT_MAX_KEY_BYTES,
+    ENV_CONFIG,
+    ENV_VALKEY_PASSWORD,
+    LOCAL_SOCKET_PATH,
+    MAX_KEY_BYTES,
+    METRICS_PORT,
+    VALKEY_URL_SCHEMES,
+    is_control,
+)
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
-VALKEY_SCHEMES = ("valkey", "valkeys", "redis", "rediss", "unix")
 MiB = 1024 * 1024
 POOL_KWARGS = frozenset({"retry_on_timeout", "socket_keepalive", "socket_timeout", "socket_connect_timeout",
                          "health_check_interval", "max_connections"})
@@ -77,10 +86,10 @@ class ValkeySettings(_Section):
         if not value:
             raise ValueError("must not be empty")
         parts = urlsplit(value)
-        if parts.scheme not in VALKEY_SCHEMES:
-            raise ValueError(f"scheme must be one of {', '.join(s + '://' for s in VALKEY_SCHEMES)}")
+        if parts.scheme not in VALKEY_URL_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(s + '://' for s in VALKEY_URL_SCHEMES)}")
         try:
-            parts.port
+            _ = parts.port  # raises ValueError when the port is not a number in 0..65535
         except ValueError:
             raise ValueError("the port must be a number between 0 and 65535") from None
         if parts.scheme == "unix" and not parts.path:

@@ -11,8 +11,14 @@ import math
 import re
 from urllib.parse import unquote_to_bytes
 
-from agentcache.protocol import (ERR_BAD_CONTENT_TYPE, ERR_BAD_KEY, ERR_BAD_LIMIT, ERR_BAD_PATTERN, ERR_BAD_TTL,
-                                 text_problem)
+from agentcache.protocol import (
+    ERR_BAD_CONTENT_TYPE,
+    ERR_BAD_KEY,
+    ERR_BAD_LIMIT,
+    ERR_BAD_PATTERN,
+    ERR_BAD_TTL,
+    text_problem,
+)
 
 MAX_TTL = 10 * 365 * 24 * 3600
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")

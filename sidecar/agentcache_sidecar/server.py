@@ -19,14 +19,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Awaitable, Callable, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
-from agentcache.protocol import (ERR_BAD_BODY, ERR_BAD_REQUEST, ERR_HEADERS_TOO_LARGE, ERR_TOO_LARGE,
-                                 ERR_URI_TOO_LONG, JSON_TYPE)
+from agentcache.protocol import (
+    ERR_BAD_BODY,
+    ERR_BAD_REQUEST,
+    ERR_HEADERS_TOO_LARGE,
+    ERR_TOO_LARGE,
+    ERR_URI_TOO_LONG,
+    JSON_TYPE,
+)
 
 log = logging.getLogger("agentcache.sidecar")
 
@@ -121,7 +128,7 @@ class _Refused(Exception):
 class HttpProtocol(asyncio.Protocol):
     transport: asyncio.Transport  # set by connection_made, which asyncio calls before anything else
 
-    def __init__(self, server: "CacheServer"):
+    def __init__(self, server: CacheServer):
         self.server = server
         self.parser = httptools.HttpRequestParser(self)
         self.queue: asyncio.Queue = asyncio.Queue()

@@ -17,8 +17,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, TypeVar
+from typing import TypeVar
 
 from agentcache.protocol import DEGRADED_DISABLED, DEGRADED_DROPPED, DEGRADED_FALLBACK, escape_glob
 

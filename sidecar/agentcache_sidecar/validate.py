@@ -16,9 +16,9 @@ import valkey
 from valkey.cluster import ValkeyCluster
 
 from agentcache.cli import FAIL, OK, SKIP, WARN, say
+
 from .backends.valkey import pool_kwargs
 from .config import ConfigError, Settings, load_config
-
 
 
 def _redact(url: str) -> str:

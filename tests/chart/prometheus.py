@@ -28,7 +28,7 @@ class PrometheusProcess(Launched):
                                                    for address, labels in targets]}],
         }))
 
-    def start(self, timeout: float = 20.0) -> "PrometheusProcess":
+    def start(self, timeout: float = 20.0) -> PrometheusProcess:
         self.launch([require_tool("prometheus"), f"--config.file={self.config_path}",
                      f"--storage.tsdb.path={self.workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
                      "--log.level=warn", "--storage.tsdb.retention.time=1h"], self._ready, timeout=timeout,

@@ -13,15 +13,13 @@ import pytest
 import yaml
 from cryptography import x509
 
-from agentcache_operator import crd
-from agentcache_operator import kube as operator_kinds
 from agentcache import protocol
-from agentcache_operator import names
+from agentcache_operator import crd, names
+from agentcache_operator import kube as operator_kinds
 from agentcache_operator.injector import certs
 from agentcache_operator.injector.main import parse_args as parse_injector_args
 from agentcache_operator.injector.webhook import render_webhook_configuration
 from agentcache_operator.main import parse_args as parse_operator_args
-
 from tests.operator.dockerfile import target as dockerfile_target
 from tests.support.tools import ROOT
 
@@ -301,7 +299,7 @@ def test_chart_generated_ca_signs_the_serving_certificate(rendered):
     cert.verify_directly_issued_by(ca)
     dns = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert dns == certs.service_dns_names(f"{RELEASE}-injector", NAMESPACE)
-    assert cert.not_valid_after_utc > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3000)
+    assert cert.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=3000)
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
     checksum = one(objects, "Deployment", "injector")["spec"]["template"]["metadata"]["annotations"]["checksum/tls"]
     assert re.fullmatch(r"[0-9a-f]{64}", checksum)

@@ -69,7 +69,7 @@ class Load:
     async def _run(self) -> None:
         await asyncio.gather(*(self._worker(sidecar, seed) for seed, sidecar in enumerate(self.sidecars * 2)))
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         self.thread.start()
         return self
 

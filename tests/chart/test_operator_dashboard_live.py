@@ -16,8 +16,8 @@ import urllib.request
 import pytest
 
 from agentcache_operator import names
-from tests.support.tools import ROOT
 from tests.support.process import free_port
+from tests.support.tools import ROOT
 
 from .dashboards import all_dashboards, queries, substitute, variables
 from .helm import CHART

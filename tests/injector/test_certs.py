@@ -12,7 +12,7 @@ from cryptography import x509
 from agentcache_operator.injector import certs
 from agentcache_operator.injector.webhook import render_webhook_configuration
 
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DNS = certs.service_dns_names("agentcache-injector", "agentcache")
 
 

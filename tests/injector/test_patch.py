@@ -8,7 +8,12 @@ from agentcache import protocol
 from agentcache_operator import names
 from agentcache_operator.injector.admission import MalformedReview, decide, parse_review
 from agentcache_operator.injector.patch import (
-    SAFE_TO_EVICT_LOCAL_VOLUMES, SCRAPE_ANNOTATIONS, InjectionError, SidecarDefaults, build_patch, escape_pointer,
+    SAFE_TO_EVICT_LOCAL_VOLUMES,
+    SCRAPE_ANNOTATIONS,
+    InjectionError,
+    SidecarDefaults,
+    build_patch,
+    escape_pointer,
 )
 
 from .helpers import NAMESPACE, agentcache, apply, assert_wired, patch_of, pod, review, sidecar_of, validate_pod

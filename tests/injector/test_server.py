@@ -15,8 +15,7 @@ from agentcache import protocol
 from agentcache_operator import names
 from agentcache_operator.injector.patch import SAFE_TO_EVICT_LOCAL_VOLUMES as SAFE_TO_EVICT
 
-from .helpers import (NAMESPACE, apply, assert_wired, patch_of, pod, review, sidecar_of,
-                      validate_pod)
+from .helpers import NAMESPACE, apply, assert_wired, patch_of, pod, review, sidecar_of, validate_pod
 
 
 async def inject(post, obj: dict, namespace: str = NAMESPACE) -> tuple[dict, dict]:

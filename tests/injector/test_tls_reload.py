@@ -35,7 +35,7 @@ async def healthz(port: int, ca_file) -> int:
 
 
 async def test_rotated_files_are_served_to_new_connections(tmp_path):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     first_ca = write_bundle(tmp_path, now).read_bytes()
     (tmp_path / "first-ca.pem").write_bytes(first_ca)
     injector = Injector(StaticLookup([]), SidecarDefaults(),

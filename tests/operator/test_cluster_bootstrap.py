@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from agentcache_operator.render.cluster import BOOTSTRAP_SCRIPT
-from tests.support.tools import require_tool
 from tests.support.process import free_port
+from tests.support.tools import require_tool
 from tests.support.valkey import ValkeyProcess
 
 PASSWORD = "bootstrap-test-password"
@@ -87,6 +87,7 @@ def wait_state_ok(cli_path: str, nodes: list[ValkeyProcess], timeout: float = 20
 def readiness_probe(port: int) -> list[str]:
     """The shipped readiness probe of a managed cluster's Valkey pods, aimed at one local node."""
     from agentcache_operator.render import Cache, render_children
+
     from .examples import EXAMPLES_DIR, agent_cache
     cache = Cache.from_body(agent_cache(EXAMPLES_DIR / "cluster.yaml"))
     (statefulset,) = [o for o in render_children(cache, PASSWORD) if o["kind"] == "StatefulSet"]

@@ -98,7 +98,7 @@ class Operator:
                 self.process.wait()
 
 
-def install_crd(kube: Kube) -> None:  # noqa: F811
+def install_crd(kube: Kube) -> None:
     kube.kubectl("apply", "--validate=false", "-f", str(MANIFEST_CRDS))  # what a user applies
     kube.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/agentcaches.agentcache.io")
     # Established is not served yet: the API server's watch cache answers 429 until it has initialized
@@ -107,7 +107,7 @@ def install_crd(kube: Kube) -> None:  # noqa: F811
 
 
 @contextlib.contextmanager
-def running_operator(kube: Kube, workdir: Path, *scope: str) -> Iterator[Operator]:  # noqa: F811
+def running_operator(kube: Kube, workdir: Path, *scope: str) -> Iterator[Operator]:
     """The operator, live; on exit it is stopped and must not have logged an error."""
     process = Operator(kube, workdir, *((scope,) if scope else ()))
     try:
@@ -120,7 +120,7 @@ def running_operator(kube: Kube, workdir: Path, *scope: str) -> Iterator[Operato
 
 
 @pytest.fixture(scope="module")
-def operator(kube: Kube):  # noqa: F811
+def operator(kube: Kube):
     """manifests/crds.yaml applied with kubectl, then the operator as its own process."""
     install_crd(kube)
     with running_operator(kube, kube.workdir) as process:
@@ -171,7 +171,7 @@ def condition(cache: dict, kind: str) -> dict:
 
 
 @pytest.mark.parametrize("stem", sorted(EXAMPLES))
-def test_example_gets_owned_children_and_reaches_ready(kube, kube_namespace, operator, stem):  # noqa: F811
+def test_example_gets_owned_children_and_reaches_ready(kube, kube_namespace, operator, stem):
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES[stem]))
     name = example_cache_name(stem)
     uid = kube.api.get(cache_path(kube_namespace, name))["metadata"]["uid"]
@@ -199,7 +199,7 @@ def _apply_ready_standalone(kube, namespace):
     return wait_phase(kube, namespace, "llm-cache", "Ready")
 
 
-def test_spec_change_updates_children_and_observed_generation(kube, kube_namespace, operator):  # noqa: F811
+def test_spec_change_updates_children_and_observed_generation(kube, kube_namespace, operator):
     before = _apply_ready_standalone(kube, kube_namespace)
     sts_path = child_path("StatefulSet", kube_namespace, "llm-cache-valkey")
     old_hash = kube.api.get(sts_path)["spec"]["template"]["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH]
@@ -217,7 +217,7 @@ def test_spec_change_updates_children_and_observed_generation(kube, kube_namespa
     assert after["status"]["observedGeneration"] == after["metadata"]["generation"]
 
 
-def test_reconciling_again_changes_nothing(kube, kube_namespace, operator):  # noqa: F811
+def test_reconciling_again_changes_nothing(kube, kube_namespace, operator):
     _apply_ready_standalone(kube, kube_namespace)
     versions = {
         (kind, child): kube.api.get(child_path(kind, kube_namespace, child))["metadata"]["resourceVersion"]
@@ -234,7 +234,7 @@ OWN_RESOURCES = {"agentcaches", "configmaps", "secrets", "services", "statefulse
 WRITE_VERBS = {"APPLY", "PATCH", "POST", "PUT"}
 
 
-def test_steady_state_sends_the_api_server_no_writes_and_few_reads(kube, kube_namespace, operator):  # noqa: F811
+def test_steady_state_sends_the_api_server_no_writes_and_few_reads(kube, kube_namespace, operator):
     """Counted by the API server itself: nothing changes, so the resyncs write nothing."""
     for stem in ("memory", "managed-standalone", "cluster"):
         kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES[stem]))
@@ -255,7 +255,7 @@ def test_steady_state_sends_the_api_server_no_writes_and_few_reads(kube, kube_na
     assert reads <= 2 * 3 * 3, f"{reads} reads in three resyncs of three caches: {delta}"
 
 
-def test_deleted_or_edited_child_is_restored(kube, kube_namespace, operator):  # noqa: F811
+def test_deleted_or_edited_child_is_restored(kube, kube_namespace, operator):
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["memory"]))
     wait_phase(kube, kube_namespace, "memory-cache", "Ready")
     config_path = child_path("ConfigMap", kube_namespace, names.config_map_name("memory-cache"))
@@ -270,7 +270,7 @@ def test_deleted_or_edited_child_is_restored(kube, kube_namespace, operator):  #
     kube.api.wait_for(config_path, lambda o: o["data"] == original["data"], what="the hand edit to be undone")
 
 
-def test_missing_external_secret_fails_with_a_fix_and_recovers(kube, kube_namespace, operator):  # noqa: F811
+def test_missing_external_secret_fails_with_a_fix_and_recovers(kube, kube_namespace, operator):
     (secret, cache) = documents(EXAMPLES["external"])
     kube.apply(cache, "-n", kube_namespace)
     failed = wait_phase(kube, kube_namespace, "external-cache", "Failed")
@@ -291,7 +291,7 @@ def test_missing_external_secret_fails_with_a_fix_and_recovers(kube, kube_namesp
     assert ready["status"]["endpoint"] == "valkey://valkey.shared-services.svc:6379/1"
 
 
-def test_managed_password_is_generated_once(kube, kube_namespace, operator):  # noqa: F811
+def test_managed_password_is_generated_once(kube, kube_namespace, operator):
     _apply_ready_standalone(kube, kube_namespace)
     secret_path = child_path("Secret", kube_namespace, names.valkey_password_secret("llm-cache"))
     password = base64.b64decode(kube.api.get(secret_path)["data"]["password"])
@@ -301,7 +301,7 @@ def test_managed_password_is_generated_once(kube, kube_namespace, operator):  # 
     assert base64.b64decode(kube.api.get(secret_path)["data"]["password"]) == password
 
 
-def test_labelled_pods_are_counted(kube, kube_namespace, operator):  # noqa: F811
+def test_labelled_pods_are_counted(kube, kube_namespace, operator):
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["memory"]))
     for pod, injected in [("with-sidecar", "true"), ("without-sidecar", None)]:
         labels = {names.LABEL_CACHE: "memory-cache", **({names.LABEL_INJECTED: injected} if injected else {})}
@@ -312,7 +312,7 @@ def test_labelled_pods_are_counted(kube, kube_namespace, operator):  # noqa: F81
                       and o["status"].get("uninjectedPods") == 1, what="pod counts")
 
 
-def test_pods_started_with_an_older_sidecar_config_are_counted_outdated(kube, kube_namespace, operator):  # noqa: F811
+def test_pods_started_with_an_older_sidecar_config_are_counted_outdated(kube, kube_namespace, operator):
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["memory"]))
     ready = wait_phase(kube, kube_namespace, "memory-cache", "Ready", accept=lambda o: "configHash" in o["status"])
     old_hash = ready["status"]["configHash"]
@@ -335,7 +335,7 @@ def test_pods_started_with_an_older_sidecar_config_are_counted_outdated(kube, ku
     assert config_map["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH] == changed["status"]["configHash"]
 
 
-def test_deleting_the_cache_removes_everything(kube, kube_namespace, operator):  # noqa: F811
+def test_deleting_the_cache_removes_everything(kube, kube_namespace, operator):
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["cluster"]))
     children = expected_children("cluster", "cluster-cache")
     for kind, child in children:
@@ -346,7 +346,7 @@ def test_deleting_the_cache_removes_everything(kube, kube_namespace, operator): 
                           what=f"{kind} {child} to be garbage-collected")
 
 
-def test_operator_exports_its_metrics(kube, kube_namespace, operator):  # noqa: F811
+def test_operator_exports_its_metrics(kube, kube_namespace, operator):
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["file"]))
     wait_phase(kube, kube_namespace, "file-cache", "Ready")
     text = operator.metrics()
@@ -356,7 +356,7 @@ def test_operator_exports_its_metrics(kube, kube_namespace, operator):  # noqa: 
     assert samples['agentcache_operator_caches{phase="Ready"}'] >= 1
 
 
-def test_a_larger_volume_size_expands_the_claims(kube, kube_namespace, operator):  # noqa: F811
+def test_a_larger_volume_size_expands_the_claims(kube, kube_namespace, operator):
     """The StatefulSet controller made the claim; the default StorageClass allows expansion (scripts/cluster.sh)."""
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["replicated"]))
     kube.api.wait_for(child_path("PersistentVolumeClaim", kube_namespace, "data-replicated-cache-valkey-0"),

@@ -17,7 +17,7 @@ from .test_e2e import EXAMPLES, cache_path, child_path, install_crd, running_ope
 pytestmark = pytest.mark.e2e
 
 
-def test_namespaced_operator_reconciles_only_its_namespace(kube, kube_namespace, tmp_path):  # noqa: F811
+def test_namespaced_operator_reconciles_only_its_namespace(kube, kube_namespace, tmp_path):
     install_crd(kube)
     other = f"t-{uuid.uuid4().hex[:10]}"
     kube.api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})

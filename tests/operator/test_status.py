@@ -5,7 +5,13 @@ from __future__ import annotations
 from agentcache_operator import names
 from agentcache_operator.render import Cache, render_children
 from agentcache_operator.status import (
-    Observed, assess, changed, conditions, count_pods, sidecar_config_hash, status,
+    Observed,
+    assess,
+    changed,
+    conditions,
+    count_pods,
+    sidecar_config_hash,
+    status,
 )
 
 

@@ -370,7 +370,7 @@ def _run_workers(sockets: list[str], tmp_path: Path, sync: bool = False) -> tupl
         for worker in workers:
             worker.kill()
             worker.wait()
-    for worker, (out, err) in zip(workers, outputs):
+    for worker, (_, err) in zip(workers, outputs):
         assert worker.returncode == 0, err
     return [json.loads(out) for out, _ in outputs], counter.read_text().split()
 

@@ -10,8 +10,8 @@ import re
 import socket
 import stat
 import subprocess
-import time
 import sys
+import time
 
 import pytest
 from aiohttp import ClientSession, TCPConnector
@@ -379,7 +379,7 @@ def _raw_exchange(socket_path: str, data: bytes, wait: float = 0.5) -> bytes:
             try:
                 sock.settimeout(max(0.01, deadline - time.monotonic()))
                 chunk = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             if not chunk:
                 break

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from agentcache.protocol import escape_glob
 from agentcache_sidecar.backends.base import Entry
 from agentcache_sidecar.config import parse_settings
 from agentcache_sidecar.main import build_backend
-from agentcache.protocol import escape_glob
 
 BACKENDS = ["memory", "file", "valkey"]
 

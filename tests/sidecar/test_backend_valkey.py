@@ -21,8 +21,8 @@ from agentcache_sidecar.backends import record
 from agentcache_sidecar.backends.base import BackendError, Entry
 from agentcache_sidecar.backends.valkey import CLIENT_NAME, LOCK_NAMESPACE, ValkeyBackend
 from agentcache_sidecar.config import CacheSettings, ConfigError, ValkeySettings
-from tests.support.tools import require_tool
 from tests.support.process import free_port
+from tests.support.tools import require_tool
 from tests.support.valkey import ValkeyProcess
 
 pytestmark = pytest.mark.timeout(30)

@@ -31,7 +31,7 @@ class SidecarProcess(Launched):
         self.config_path.write_text(yaml.safe_dump(config))
         self.env = env or {}
 
-    def start(self, timeout: float = 15.0) -> "SidecarProcess":
+    def start(self, timeout: float = 15.0) -> SidecarProcess:
         self.launch([sys.executable, "-m", "agentcache_sidecar.main", "--config", str(self.config_path)],
                     self._healthy, timeout=timeout, env=self.env, cwd=self.workdir)
         return self

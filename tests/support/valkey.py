@@ -33,7 +33,7 @@ class ValkeyProcess(Launched):
     def unix_url(self) -> str:
         return f"unix://{self.unix_socket}"
 
-    def start(self, timeout: float = 10.0) -> "ValkeyProcess":
+    def start(self, timeout: float = 10.0) -> ValkeyProcess:
         args = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
             "--unixsocket", self.unix_socket, "--unixsocketperm", "700",

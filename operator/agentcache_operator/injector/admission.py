@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .. import names
 from .patch import InjectionError, SidecarDefaults, build_patch, has_sidecar

@@ -13,9 +13,10 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .. import names
 from ..kube import ApiError, RestClient
@@ -100,7 +101,7 @@ async def server_version(api: KubeApi) -> tuple[int, int] | None:
     try:
         found = await api.get("/version") or {}
         return int(found["major"].rstrip("+")), int(found["minor"].rstrip("+"))
-    except (KeyError, ValueError, TypeError, ApiError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, KeyError, ValueError, TypeError, ApiError, OSError):
         return None
 
 

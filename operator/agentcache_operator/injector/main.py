@@ -26,8 +26,7 @@ from . import certs
 from .kubeapi import ApiCacheLookup, CacheLookup, Credentials, KubeApi, StaticLookup, server_version
 from .patch import SidecarDefaults
 from .server import Injector
-from .tls import (CertificateSource, DirectoryStore, FileCertificates, ManagedCertificates, SecretStore,
-                  WebhookCaBundle)
+from .tls import CertificateSource, DirectoryStore, FileCertificates, ManagedCertificates, SecretStore, WebhookCaBundle
 
 log = logging.getLogger("agentcache.injector")
 

@@ -164,7 +164,7 @@ def sidecar_resources(cache: dict, annotations: dict[str, str],
         resources.setdefault(kind, {})[resource] = value
     for kind, resource, value in sorted(defaults, key=lambda d: d[0] != "requests"):
         if kind == "limits" and resource in resources.get("requests", {}):
-            value = max(value, resources["requests"][resource], key=parse_quantity)
+            value = max(value, resources["requests"][resource], key=quantity.value)
         resources.setdefault(kind, {}).setdefault(resource, value)
     for resource in ("cpu", "memory"):
         request = resources.get("requests", {}).get(resource)

@@ -13,18 +13,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
-from . import certs
 from ..kube import ApiError
+from . import certs
 from .kubeapi import KubeApi
 
 log = logging.getLogger(__name__)
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class CertificateSource(Protocol):

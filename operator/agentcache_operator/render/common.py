@@ -12,7 +12,6 @@ from .. import names, quantity
 from ..crd import with_defaults
 
 
-
 class SpecError(ValueError):
     """A spec the schema admits but the operator cannot honour; the message says what to fix."""
 
@@ -52,7 +51,7 @@ class Cache:
     generation: int = 0
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> "Cache":
+    def from_body(cls, body: dict[str, Any]) -> Cache:
         meta = body.get("metadata", {})
         return cls(
             name=meta["name"],

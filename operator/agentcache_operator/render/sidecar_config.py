@@ -8,11 +8,12 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from agentcache import protocol
+
 from .. import names
 from .common import Cache, SpecError, config_hash, metadata, quantity_bytes
 
 FILE_STORAGE_DIR = "/var/cache/agentcache"
-PASSWORD_FROM_ENV = "${%s:}" % protocol.ENV_VALKEY_PASSWORD
+PASSWORD_FROM_ENV = f"${{{protocol.ENV_VALKEY_PASSWORD}:}}"
 COMPONENT = "sidecar-config"
 FILE_SIZE_HEADROOM = 0.9
 """The file backend evicts at 90% of the emptyDir's sizeLimit, so the kubelet never evicts the pod for it."""
@@ -30,10 +31,10 @@ def external_url(cache: Cache) -> str:
     url = cache.valkey.get("url") or ""
     try:
         parts = urlsplit(url)
-        parts.port  # raises ValueError when the port is not a number in 0..65535
+        _ = parts.port  # raises ValueError when the port is not a number in 0..65535
     except ValueError as exc:
         raise SpecError(f"spec.valkey.url {url!r} is not a valid URL: {exc}") from None
-    if parts.scheme not in ("valkey", "valkeys", "redis", "rediss", "unix"):
+    if parts.scheme not in protocol.VALKEY_URL_SCHEMES:
         raise SpecError(f"spec.valkey.url {url!r} must start with valkey://, valkeys://, redis://, rediss:// or unix://")
     if parts.scheme == "unix":
         if not parts.path:

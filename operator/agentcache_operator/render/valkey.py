@@ -12,17 +12,23 @@ Every topology also gets the headless Service ``<cache>-valkey-headless`` (stabl
 
 from __future__ import annotations
 
-import os
-
 import base64
+import os
 from typing import Any
 
 from .. import names
 from .cluster import BOOTSTRAP_SCRIPT
 from .common import (
+    Cache,
+    config_hash,
+    container_security_context,
+    labels,
+    mebibytes,
+    metadata,
+    pod_security_context,
+    quantity_bytes,
     script,
-    Cache, config_hash, container_security_context, labels, mebibytes, metadata,
-    pod_security_context, quantity_bytes, selector_labels,
+    selector_labels,
 )
 
 COMPONENT = "valkey"

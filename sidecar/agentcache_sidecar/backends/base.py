@@ -16,8 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Iterable
 
 from agentcache.protocol import BYTES_TYPE
 
@@ -40,7 +40,7 @@ class Entry:
     @classmethod
     def create(
         cls, value: bytes, content_type: str, ttl: float, stale_ttl: float = 0, now: float | None = None
-    ) -> "Entry":
+    ) -> Entry:
         """``ttl=0`` never expires; ``stale_ttl`` extends life for stale reads only."""
         if ttl <= 0:
             return cls(value, content_type, None, None)

@@ -57,14 +57,15 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import AsyncIterator, Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
+
+from agentcache.protocol import is_literal
 
 from ..config import CacheSettings
 from . import record
 from .base import Backend, BackendError, Entry, ValueTooLarge
-from agentcache.protocol import is_literal
-
 from .glob import compile_glob
 
 log = logging.getLogger("agentcache.sidecar.file")

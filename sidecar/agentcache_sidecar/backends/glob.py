@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Callable
+from collections.abc import Callable
 
 _ANY = "any"  # ``*``
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from .base import Backend, Entry
 from .glob import compile_glob

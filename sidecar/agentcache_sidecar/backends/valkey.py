@@ -37,12 +37,13 @@ import hashlib
 import logging
 import math
 import time
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Generic, Iterable, Sequence, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any, Generic, TypeVar
 
 import valkey.asyncio as valkey_asyncio
 from valkey.asyncio.cluster import ValkeyCluster
-from valkey.exceptions import ConnectionError as ValkeyConnectionError
 from valkey.exceptions import ClusterError, NoScriptError, ValkeyClusterException, ValkeyError
+from valkey.exceptions import ConnectionError as ValkeyConnectionError
 from valkey.exceptions import TimeoutError as ValkeyTimeoutError
 
 from ..config import CacheSettings, ConfigError, ValkeySettings
