@@ -33,7 +33,8 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
         config.stash[_PAGE_ABSENT] = (
             f"agentup_page: deselected {len(dropped)} test(s): {agentup.PAGE_NAME} is not in "
-            f"{agentup.PAGE_RELATIVE.parent}/ beside the repository (the shapes in tests/fixtures/agentup/ run)")
+            f"{agentup.PAGE_RELATIVE.parent}/ beside the repository (the shapes in tests/fixtures/agentup/ run)"
+        )
 
 
 def pytest_report_collectionfinish(config):

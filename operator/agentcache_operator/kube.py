@@ -98,8 +98,14 @@ class RestClient:
     def auth_headers(self) -> dict[str, str]:
         return {}
 
-    async def request(self, method: str, url: str, body: Any = None, content_type: str = JSON_TYPE,
-                      params: dict[str, str] | None = None) -> dict[str, Any]:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        content_type: str = JSON_TYPE,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
@@ -133,8 +139,9 @@ class Client(RestClient):
     """The operator's calls, authenticated with kopf's connection info."""
 
     def __init__(self, info: ConnectionInfo):
-        super().__init__(info.server, info.as_ssl_context() if info.server.startswith("https") else False,
-                         OPERATOR_TIMEOUT)
+        super().__init__(
+            info.server, info.as_ssl_context() if info.server.startswith("https") else False, OPERATOR_TIMEOUT
+        )
         self._auth = info.as_http_headers()
 
     def auth_headers(self) -> dict[str, str]:
@@ -152,7 +159,9 @@ class Client(RestClient):
         """Server-side apply owned by the operator (forced: a hand edit of an owned field is undone)."""
         meta = obj["metadata"]
         return await self.request(
-            "PATCH", path(obj["kind"], meta["namespace"], meta["name"]), obj,
+            "PATCH",
+            path(obj["kind"], meta["namespace"], meta["name"]),
+            obj,
             content_type="application/apply-patch+yaml",
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
         )
@@ -169,6 +178,8 @@ class Client(RestClient):
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self.request(
-            "PATCH", path(names.KIND, namespace, name, "status"), {"status": status},
+            "PATCH",
+            path(names.KIND, namespace, name, "status"),
+            {"status": status},
             content_type="application/merge-patch+json",
         )

@@ -83,7 +83,8 @@ class Reconciler:
         cache = (meta.get("labels") or {}).get(names.LABEL_CACHE)
         if cache and not deleted:
             self._pods.setdefault((meta["namespace"], cache), {})[f"{meta['namespace']}/{meta['name']}"] = {
-                "metadata": {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}}}
+                "metadata": {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}}
+            }
 
     def is_own_write(self, cache: Key, kind: str, child: str, resource_version: str | None) -> bool:
         """Whether this child version is the one the operator itself just wrote (no need to look again)."""
@@ -189,7 +190,8 @@ class Reconciler:
             assessment = failed("ChildRejected", f"the API server rejected a child object: {error.message}")
         current_hash = observed.config_hash or previous.get("configHash")
         observed.injected_pods, observed.uninjected_pods, observed.outdated_pods = await self._count_pods(
-            cache, current_hash)
+            cache, current_hash
+        )
         new_status = status(cache, assessment, observed, previous)
         if changed(previous, new_status):
             await self.client.patch_status(namespace, name, new_status)
@@ -209,8 +211,11 @@ class Reconciler:
         """The existing Secret's password, or a new one (the Secret is created once, never rotated)."""
         secret_name = names.valkey_password_secret(cache.name)
         secret = await self.client.get("Secret", cache.namespace, secret_name)  # not watched: read each time
-        self.observe_child("Secret", secret or {"metadata": {"namespace": cache.namespace, "name": secret_name}},
-                           deleted=secret is None)
+        self.observe_child(
+            "Secret",
+            secret or {"metadata": {"namespace": cache.namespace, "name": secret_name}},
+            deleted=secret is None,
+        )
         if secret is None:
             return secrets.token_urlsafe(PASSWORD_BYTES)
         try:
@@ -226,8 +231,9 @@ class Reconciler:
         if not ref.get("name"):
             return
         secret = await self.client.get("Secret", cache.namespace, ref["name"])
-        create = (f"kubectl create secret generic {ref['name']} -n {cache.namespace} "
-                  f"--from-literal={ref['key']}=<password>")
+        create = (
+            f"kubectl create secret generic {ref['name']} -n {cache.namespace} --from-literal={ref['key']}=<password>"
+        )
         if secret is None:
             raise SecretNotUsable(
                 f"spec.valkey.passwordSecretRef names Secret {cache.namespace}/{ref['name']}, which does not exist: "
@@ -289,7 +295,8 @@ class Reconciler:
             current = claim["spec"]["resources"]["requests"]["storage"]
             if quantity_bytes(current, "storage") < wanted:
                 await self.client.request(
-                    "PATCH", path("PersistentVolumeClaim", cache.namespace, claim_name),
+                    "PATCH",
+                    path("PersistentVolumeClaim", cache.namespace, claim_name),
                     {"spec": {"resources": {"requests": {"storage": str(size)}}}},
                     content_type="application/merge-patch+json",
                 )
@@ -324,8 +331,11 @@ class Reconciler:
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
-                "apiVersion": names.API_VERSION, "kind": names.KIND, "name": meta["name"],
-                "namespace": meta["namespace"], "uid": meta.get("uid"),
+                "apiVersion": names.API_VERSION,
+                "kind": names.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
             },
             "type": EVENT_TYPES[assessment.phase],
             "reason": assessment.phase,

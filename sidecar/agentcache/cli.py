@@ -70,8 +70,11 @@ def _parse_value(text: str, as_string: bool) -> Any:
 
 def cmd_set(cache: Cache, args: argparse.Namespace) -> int:
     stored = cache.set(args.key, _parse_value(args.value, args.string), args.ttl)
-    say(f"{OK} stored {args.key!r}" if stored else f"{WARN} the sidecar dropped the write (cache disabled or "
-                                                   "backend down)")
+    say(
+        f"{OK} stored {args.key!r}"
+        if stored
+        else f"{WARN} the sidecar dropped the write (cache disabled or backend down)"
+    )
     return 0 if stored else 1
 
 
@@ -150,18 +153,18 @@ def read_warm_records(lines: list[str]) -> tuple[list[tuple[str, Any, float | No
             problems.append(f"line {number}: not JSON ({exc.msg})")
             continue
         if not isinstance(record, dict) or not isinstance(record.get("key"), str) or "value" not in record:
-            problems.append(f"line {number}: expected an object with \"key\" (a string) and \"value\"")
+            problems.append(f'line {number}: expected an object with "key" (a string) and "value"')
             continue
         ttl = record.get("ttl")
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl < 0):
-            problems.append(f"line {number}: \"ttl\" must be a number of seconds >= 0, got {ttl!r}")
+            problems.append(f'line {number}: "ttl" must be a number of seconds >= 0, got {ttl!r}')
             continue
         value = record["value"]
         if protocol.is_envelope(value):
             try:
                 value, _ = protocol.open_envelope(value)
             except ValueError:
-                problems.append(f"line {number}: \"{protocol.BASE64_FIELD}\" is not valid base64")
+                problems.append(f'line {number}: "{protocol.BASE64_FIELD}" is not valid base64')
                 continue
         records.append((record["key"], value, ttl))
     return records, problems
@@ -223,8 +226,10 @@ def cmd_warm(cache: Cache, args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     for problem in problems:
         say(f"{FAIL} {problem}")
-    say(f"{OK if not problems else WARN} warmed {done} key(s) in {batches} batch(es) in {elapsed:.2f} s"
-         + (f"; skipped {len(problems)} invalid line(s)" if problems else ""))
+    say(
+        f"{OK if not problems else WARN} warmed {done} key(s) in {batches} batch(es) in {elapsed:.2f} s"
+        + (f"; skipped {len(problems)} invalid line(s)" if problems else "")
+    )
     if dropped:
         say(f"{WARN} the sidecar dropped writes (cache disabled or backend down)")
     return 1 if problems or dropped else 0
@@ -244,8 +249,11 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentcache", description="Inspect and manage an agentcache sidecar.")
-    parser.add_argument("--socket", default=None,
-                        help=f"the sidecar's Unix socket (default: $AGENTCACHE_SOCKET, else {default_socket_path()})")
+    parser.add_argument(
+        "--socket",
+        default=None,
+        help=f"the sidecar's Unix socket (default: $AGENTCACHE_SOCKET, else {default_socket_path()})",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -287,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--no-connect", action="store_true", help="check the file only, connect to nothing")
     validate.set_defaults(run=None)
 
-    warm = commands.add_parser("warm", help="load JSON lines {\"key\", \"value\", \"ttl\"} into the cache")
+    warm = commands.add_parser("warm", help='load JSON lines {"key", "value", "ttl"} into the cache')
     warm.add_argument("file", help="a .jsonl file, or - for stdin")
     warm.add_argument("--batch-size", type=int, default=WARM_BATCH)
     warm.set_defaults(run=cmd_warm)

@@ -99,8 +99,15 @@ def _json_body(payload: Any) -> bytes:
 class _Operations:
     """Builds the ``Call`` of every operation; shared by the async and the sync cache."""
 
-    def __init__(self, socket_path: str | None, serializer: str | Serializer, signing_key: bytes | str | None,
-                 timeout: float, codec: Codec | None = None, scope: str = ""):
+    def __init__(
+        self,
+        socket_path: str | None,
+        serializer: str | Serializer,
+        signing_key: bytes | str | None,
+        timeout: float,
+        codec: Codec | None = None,
+        scope: str = "",
+    ):
         self.socket_path = socket_path or default_socket_path()
         self.timeout = check_seconds(timeout, "timeout", allow_none=False, positive=True)
         self.codec = codec or Codec(serializer, signing_key)
@@ -114,7 +121,7 @@ class _Operations:
         return self._key_prefix + check_key(key)
 
     def _local(self, full_key: str) -> str:
-        return full_key[len(self._key_prefix):]
+        return full_key[len(self._key_prefix) :]
 
     @staticmethod
     def _key_path(full_key: str, suffix: str = "") -> str:
@@ -167,12 +174,18 @@ class _Operations:
         return Call("PUT", path, parse, body, content_type)
 
     def exists_call(self, key: str) -> Call:
-        return Call("HEAD", self._key_path(self._full(key)),
-                    lambda r: True if r.status == 200 else False if r.status == 404 else _fail(r))
+        return Call(
+            "HEAD",
+            self._key_path(self._full(key)),
+            lambda r: True if r.status == 200 else False if r.status == 404 else _fail(r),
+        )
 
     def delete_call(self, key: str) -> Call:
-        return Call("DELETE", self._key_path(self._full(key)),
-                    lambda r: True if r.status == 204 else False if r.status == 404 else _fail(r))
+        return Call(
+            "DELETE",
+            self._key_path(self._full(key)),
+            lambda r: True if r.status == 204 else False if r.status == 404 else _fail(r),
+        )
 
     def ttl_call(self, key: str) -> Call:
         def parse(reply: Reply) -> float | None:
@@ -184,17 +197,24 @@ class _Operations:
 
     def lock_call(self, key: str, ttl: float) -> Call:
         """Parse: the lock's token, or None while someone else holds it."""
+
         def parse(reply: Reply) -> str | None:
             if reply.status == 200:
                 return json.loads(reply.body)["token"]
             return None if reply.status == 409 else _fail(reply)
 
-        return Call("POST", self._key_path(self._full(key), f"/{protocol.LOCK_RESOURCE}?" + urlencode({"ttl": _seconds(ttl, "ttl")})),
-                    parse)
+        return Call(
+            "POST",
+            self._key_path(self._full(key), f"/{protocol.LOCK_RESOURCE}?" + urlencode({"ttl": _seconds(ttl, "ttl")})),
+            parse,
+        )
 
     def unlock_call(self, key: str, token: str) -> Call:
-        return Call("DELETE", self._key_path(self._full(key), f"/{protocol.LOCK_RESOURCE}?" + urlencode({"token": token})),
-                    lambda r: True if r.status == 204 else False if r.status == 409 else _fail(r))
+        return Call(
+            "DELETE",
+            self._key_path(self._full(key), f"/{protocol.LOCK_RESOURCE}?" + urlencode({"token": token})),
+            lambda r: True if r.status == 204 else False if r.status == 409 else _fail(r),
+        )
 
     # --- collections --------------------------------------------------------------------------
 
@@ -231,7 +251,7 @@ class _Operations:
         """Batch gets: JSON values arrive as themselves, others as ``{"$base64", "content_type"}``."""
         local = list(dict.fromkeys(keys))
         full = [self._full(k) for k in local]
-        chunks = [full[i:i + BATCH_CHUNK] for i in range(0, len(full), BATCH_CHUNK)]
+        chunks = [full[i : i + BATCH_CHUNK] for i in range(0, len(full), BATCH_CHUNK)]
 
         def parse(reply: Reply) -> dict:
             return json.loads(reply.body)["values"] if reply.status == 200 else _fail(reply)
@@ -251,7 +271,9 @@ class _Operations:
             values = {k: v for answer in answers for k, v in answer.items()}
             return {local_key: decode(values.get(full_key), full_key) for local_key, full_key in zip(local, full)}
 
-        calls = [Call("POST", protocol.BATCH_GET_PATH, parse, _json_body({"keys": chunk}), JSON_TYPE) for chunk in chunks]
+        calls = [
+            Call("POST", protocol.BATCH_GET_PATH, parse, _json_body({"keys": chunk}), JSON_TYPE) for chunk in chunks
+        ]
         return Plan(calls, combine)
 
     def set_many_plan(self, mapping: Mapping[str, Any], ttl: float | None, stale_ttl: float | None) -> Plan:
@@ -259,8 +281,11 @@ class _Operations:
         batch: dict[str, Any] = {}
         for key, value in mapping.items():
             full = self._full(key)
-            if self.codec.batchable and not isinstance(value, (bytes, bytearray, memoryview)) \
-                    and not is_envelope(value):
+            if (
+                self.codec.batchable
+                and not isinstance(value, (bytes, bytearray, memoryview))
+                and not is_envelope(value)
+            ):
                 self.codec.writer.dumps(value, full)  # the same refusals as set()
                 batch[full] = value
             else:
@@ -274,18 +299,36 @@ class _Operations:
         items = list(batch.items())
 
         def parse(reply: Reply) -> bool:
-            return reply.headers.get(protocol.HEADER_DEGRADED) not in protocol.NOT_STORED \
-                if reply.status == 204 else _fail(reply)
+            return (
+                reply.headers.get(protocol.HEADER_DEGRADED) not in protocol.NOT_STORED
+                if reply.status == 204
+                else _fail(reply)
+            )
 
-        calls = [Call("POST", protocol.BATCH_SET_PATH, parse,
-                      _json_body({"items": dict(items[i:i + BATCH_CHUNK]), **extra}), JSON_TYPE)
-                 for i in range(0, len(items), BATCH_CHUNK)]
+        calls = [
+            Call(
+                "POST",
+                protocol.BATCH_SET_PATH,
+                parse,
+                _json_body({"items": dict(items[i : i + BATCH_CHUNK]), **extra}),
+                JSON_TYPE,
+            )
+            for i in range(0, len(items), BATCH_CHUNK)
+        ]
         return Plan(calls, all)
 
     def delete_many_plan(self, keys: Iterable[str]) -> Plan:
         full = list(dict.fromkeys(self._full(k) for k in keys))
-        calls = [Call("POST", protocol.BATCH_DELETE_PATH, self._deleted, _json_body({"keys": full[i:i + BATCH_CHUNK]}),
-                      JSON_TYPE) for i in range(0, len(full), BATCH_CHUNK)]
+        calls = [
+            Call(
+                "POST",
+                protocol.BATCH_DELETE_PATH,
+                self._deleted,
+                _json_body({"keys": full[i : i + BATCH_CHUNK]}),
+                JSON_TYPE,
+            )
+            for i in range(0, len(full), BATCH_CHUNK)
+        ]
         return Plan(calls, sum)
 
     def child_scope(self, scope: str) -> str:
@@ -401,16 +444,22 @@ class AsyncCache(_CacheFace):
     ``signing_key``) or a ``Serializer``; ``bytes`` values are always stored raw.
     """
 
-    def __init__(self, socket_path: str | None = None, *, serializer: str | Serializer = "json",
-                 signing_key: bytes | str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 _ops: _Operations | None = None, _transport: _AsyncTransport | None = None):
+    def __init__(
+        self,
+        socket_path: str | None = None,
+        *,
+        serializer: str | Serializer = "json",
+        signing_key: bytes | str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        _ops: _Operations | None = None,
+        _transport: _AsyncTransport | None = None,
+    ):
         self._ops = _ops or _Operations(socket_path, serializer, signing_key, timeout)
         self._owns_transport = _transport is None
         self._transport = _transport or _AsyncTransport(self._ops.socket_path, self._ops.timeout)
         if self._owns_transport:  # a cache nobody closed (the process-wide one) is cleaned up quietly
             weakref.finalize(self, self._transport.abandon)
         self._twin: Cache | None = None
-
 
     async def get(self, key: str, default: Any = None) -> Any:
         """The value, or ``default`` on a miss (also for an expired value or one that fails to verify)."""
@@ -445,8 +494,9 @@ class AsyncCache(_CacheFace):
         plan = self._ops.get_many_plan(keys, default)
         return await self._transport.execute(plan) if plan.calls else {}
 
-    async def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *,
-                       stale_ttl: float | None = None) -> bool:
+    async def set_many(
+        self, mapping: Mapping[str, Any], ttl: float | None = None, *, stale_ttl: float | None = None
+    ) -> bool:
         plan = self._ops.set_many_plan(mapping, ttl, stale_ttl)
         return await self._transport.execute(plan) if plan.calls else True
 
@@ -480,8 +530,9 @@ class AsyncCache(_CacheFace):
 
     def scoped(self, scope: str) -> AsyncCache:
         """A view whose keys are ``scope + ":" + key``, confined to that prefix."""
-        ops = _Operations(self._ops.socket_path, "json", None, self._ops.timeout, self._ops.codec,
-                          self._ops.child_scope(scope))
+        ops = _Operations(
+            self._ops.socket_path, "json", None, self._ops.timeout, self._ops.codec, self._ops.child_scope(scope)
+        )
         return AsyncCache(_ops=ops, _transport=self._transport)
 
     def as_sync(self) -> Cache:
@@ -506,14 +557,20 @@ class AsyncCache(_CacheFace):
 class Cache(_CacheFace):
     """The same operations as ``AsyncCache``, blocking, for synchronous code. Thread-safe."""
 
-    def __init__(self, socket_path: str | None = None, *, serializer: str | Serializer = "json",
-                 signing_key: bytes | str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 _ops: _Operations | None = None, _transport: _SyncTransport | None = None):
+    def __init__(
+        self,
+        socket_path: str | None = None,
+        *,
+        serializer: str | Serializer = "json",
+        signing_key: bytes | str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        _ops: _Operations | None = None,
+        _transport: _SyncTransport | None = None,
+    ):
         self._ops = _ops or _Operations(socket_path, serializer, signing_key, timeout)
         self._owns_transport = _transport is None
         self._transport = _transport or _SyncTransport(self._ops.socket_path, self._ops.timeout)
         self._twin: AsyncCache | None = None
-
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._transport.send(self._ops.get_call(key, default))
@@ -537,8 +594,7 @@ class Cache(_CacheFace):
         plan = self._ops.get_many_plan(keys, default)
         return self._transport.execute(plan) if plan.calls else {}
 
-    def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *,
-                 stale_ttl: float | None = None) -> bool:
+    def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *, stale_ttl: float | None = None) -> bool:
         plan = self._ops.set_many_plan(mapping, ttl, stale_ttl)
         return self._transport.execute(plan) if plan.calls else True
 
@@ -565,8 +621,9 @@ class Cache(_CacheFace):
         return self._transport.send(self._ops.unlock_call(key, token))
 
     def scoped(self, scope: str) -> Cache:
-        ops = _Operations(self._ops.socket_path, "json", None, self._ops.timeout, self._ops.codec,
-                          self._ops.child_scope(scope))
+        ops = _Operations(
+            self._ops.socket_path, "json", None, self._ops.timeout, self._ops.codec, self._ops.child_scope(scope)
+        )
         return Cache(_ops=ops, _transport=self._transport)
 
     def as_async(self) -> AsyncCache:

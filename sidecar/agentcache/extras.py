@@ -37,8 +37,11 @@ def missing_requirements(extra: str) -> list[str]:
 
 
 def _refuse(extra: str, command: str, missing: list[str]) -> NoReturn:
-    print(f"{command}: needs the '{extra}' extra (missing: {', '.join(missing)}); "
-          f"install it with: pip install 'agentcache[{extra}]'", file=sys.stderr)
+    print(
+        f"{command}: needs the '{extra}' extra (missing: {', '.join(missing)}); "
+        f"install it with: pip install 'agentcache[{extra}]'",
+        file=sys.stderr,
+    )
     raise SystemExit(1)
 
 

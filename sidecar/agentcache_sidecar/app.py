@@ -102,8 +102,12 @@ class KeyApi:
         self.max_value = settings.sidecar.max_value_bytes
         self.default_ttl = settings.cache.default_ttl
         self.routes = {
-            ("", "GET"): self.get, ("", "HEAD"): self.head, ("", "PUT"): self.put, ("", "DELETE"): self.delete,
-            (protocol.TTL_RESOURCE, "GET"): self.ttl, (protocol.LOCK_RESOURCE, "POST"): self.lock,
+            ("", "GET"): self.get,
+            ("", "HEAD"): self.head,
+            ("", "PUT"): self.put,
+            ("", "DELETE"): self.delete,
+            (protocol.TTL_RESOURCE, "GET"): self.ttl,
+            (protocol.LOCK_RESOURCE, "POST"): self.lock,
             (protocol.LOCK_RESOURCE, "DELETE"): self.unlock,
         }
 
@@ -111,14 +115,16 @@ class KeyApi:
 
     async def dispatch(self, request: Request) -> Response:
         raw_path = request.raw_path.split("?", 1)[0]
-        key_part, slash, sub = raw_path[len(KEY_PATH_PREFIX):].partition("/")
+        key_part, slash, sub = raw_path[len(KEY_PATH_PREFIX) :].partition("/")
         key = decode_path_key(key_part, self.max_key)
         known = bool(sub) or not slash  # "/v1/keys/k/" names no resource
         handler = self.routes.get((sub, request.method)) if known else None
         if handler is None:
             if known and any(s == sub for s, _ in self.routes):
                 allowed = sorted(m for s, m in self.routes if s == sub)
-                raise ApiError(405, ERR_METHOD_NOT_ALLOWED, f"{request.method} is not allowed here; use {', '.join(allowed)}")
+                raise ApiError(
+                    405, ERR_METHOD_NOT_ALLOWED, f"{request.method} is not allowed here; use {', '.join(allowed)}"
+                )
             raise ApiError(404, ERR_NOT_FOUND, f"no such resource: /v1/keys/{{key}}/{sub}")
         return await handler(request, key)
 
@@ -146,11 +152,16 @@ class KeyApi:
         ttl = parse_seconds(request.query.get("ttl"), "ttl", self.default_ttl)
         stale_ttl = parse_seconds(request.query.get("stale_ttl"), "stale_ttl", 0)
         if request.content_length is not None and request.content_length > self.max_value:
-            raise ApiError(413, ERR_TOO_LARGE, f"value of {request.content_length} bytes exceeds max_value_bytes "
-                                             f"({self.max_value})")
+            raise ApiError(
+                413,
+                ERR_TOO_LARGE,
+                f"value of {request.content_length} bytes exceeds max_value_bytes ({self.max_value})",
+            )
         value = await request.read()
         if len(value) > self.max_value:
-            raise ApiError(413, ERR_TOO_LARGE, f"value of {len(value)} bytes exceeds max_value_bytes ({self.max_value})")
+            raise ApiError(
+                413, ERR_TOO_LARGE, f"value of {len(value)} bytes exceeds max_value_bytes ({self.max_value})"
+            )
         content_type = check_content_type(request.headers.get("Content-Type", BYTES_TYPE), key)
         outcome = await self._store(self.service.set(key, Entry.create(value, content_type, ttl, stale_ttl)))
         _observe(self.metrics, "set", outcome.degraded or "ok", started)
@@ -231,8 +242,11 @@ class KeyApi:
         except (ValueError, RecursionError, LookupError):  # bad syntax or encoding, too deep, unknown charset
             raise ApiError(400, ERR_BAD_JSON, "the request body is not valid JSON (or nested too deeply)") from None
         if not isinstance(body, dict) or not isinstance(body.get(field), kind):
-            raise ApiError(400, ERR_BAD_JSON, f"the body must be a JSON object with {field!r} "
-                                            f"({'a list' if kind is list else 'an object'})")
+            raise ApiError(
+                400,
+                ERR_BAD_JSON,
+                f"the body must be a JSON object with {field!r} ({'a list' if kind is list else 'an object'})",
+            )
         if len(body[field]) > MAX_BATCH_KEYS:
             raise ApiError(400, ERR_TOO_MANY_KEYS, f"at most {MAX_BATCH_KEYS} keys per batch")
         return body, body[field]
@@ -255,8 +269,11 @@ class KeyApi:
         for key, value in items.items():
             data, content_type = _from_json_value(check_key(key, self.max_key), value)
             if len(data) > self.max_value:
-                raise ApiError(413, ERR_TOO_LARGE, f"the value of {key!r} is {len(data)} bytes; "
-                                                 f"max_value_bytes is {self.max_value}")
+                raise ApiError(
+                    413,
+                    ERR_TOO_LARGE,
+                    f"the value of {key!r} is {len(data)} bytes; max_value_bytes is {self.max_value}",
+                )
             entries.append((key, Entry.create(data, content_type, ttl, stale_ttl, now)))
         outcome = await self._store(self.service.set_many(entries))
         _observe(self.metrics, "set_many", outcome.degraded or "ok", started)
@@ -317,8 +334,9 @@ def _from_json_value(key: str, value: Any) -> tuple[bytes, str]:
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), JSON_TYPE
     except (UnicodeEncodeError, RecursionError, ValueError):
-        raise ApiError(400, ERR_BAD_JSON, f"the value of {key!r} cannot be stored as JSON (lone surrogate or too "
-                                        "deeply nested)") from None
+        raise ApiError(
+            400, ERR_BAD_JSON, f"the value of {key!r} cannot be stored as JSON (lone surrogate or too deeply nested)"
+        ) from None
 
 
 async def health(request: Request) -> Response:
@@ -327,8 +345,12 @@ async def health(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     service = request.app[SERVICE]
-    body = {"ready": service.ready, "backend": service.backend.name, "backend_up": service.primary_up,
-            "fallback_active": not service.primary_up and service.fallback is not None}
+    body = {
+        "ready": service.ready,
+        "backend": service.backend.name,
+        "backend_up": service.primary_up,
+        "fallback_active": not service.primary_up and service.fallback is not None,
+    }
     return json_response(body, status=200 if service.ready else 503)
 
 
@@ -360,9 +382,12 @@ def create_server(settings: Settings, service: CacheService, metrics: SidecarMet
         return lambda request: errors_as_json(request, handler)
 
     side = settings.sidecar
-    return CacheServer(route, {SERVICE: service},
-                       max_body=max(4 * side.max_value_bytes, 32 * 1024 * 1024),
-                       max_line=max(8190, 3 * side.max_key_bytes + 1024))
+    return CacheServer(
+        route,
+        {SERVICE: service},
+        max_body=max(4 * side.max_value_bytes, 32 * 1024 * 1024),
+        max_line=max(8190, 3 * side.max_key_bytes + 1024),
+    )
 
 
 async def _not_found(request: Request) -> Response:

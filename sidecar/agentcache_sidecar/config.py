@@ -32,8 +32,16 @@ from agentcache.protocol import (
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 MiB = 1024 * 1024
-POOL_KWARGS = frozenset({"retry_on_timeout", "socket_keepalive", "socket_timeout", "socket_connect_timeout",
-                         "health_check_interval", "max_connections"})
+POOL_KWARGS = frozenset(
+    {
+        "retry_on_timeout",
+        "socket_keepalive",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "health_check_interval",
+        "max_connections",
+    }
+)
 
 
 class ConfigError(ValueError):
@@ -77,7 +85,9 @@ class ValkeySettings(_Section):
     socket_keepalive: bool = True
     socket_timeout: float = Field(5.0, gt=0)
     socket_connect_timeout: float = Field(2.0, gt=0)
-    health_check_interval: float = Field(0.0, ge=0, description="0: off (valkey-py recurses with it on when a server wants a password it was not given)")
+    health_check_interval: float = Field(
+        0.0, ge=0, description="0: off (valkey-py recurses with it on when a server wants a password it was not given)"
+    )
     cluster: bool = False
 
     @field_validator("url")
@@ -133,7 +143,9 @@ class SidecarSettings(_Section):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(METRICS_PORT, ge=0, le=65535, description="0 disables the metrics listener")
     max_value_bytes: int = Field(8 * MiB, ge=1, le=512 * MiB)
-    max_key_bytes: int = Field(DEFAULT_MAX_KEY_BYTES, ge=1, le=MAX_KEY_BYTES, description="percent-encoded, a key must fit an HTTP line")
+    max_key_bytes: int = Field(
+        DEFAULT_MAX_KEY_BYTES, ge=1, le=MAX_KEY_BYTES, description="percent-encoded, a key must fit an HTTP line"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     fallback: Literal["miss", "memory"] = "memory"
     shutdown_timeout: float = Field(10.0, ge=0)
@@ -192,8 +204,10 @@ def substitute_env(node: Any, environ: Mapping[str, str] | None = None, path: st
         if name in env:
             return env[name]
         if default is None:
-            raise ConfigError(f"{path}: environment variable {name} is not set and ${{{name}}} has no default "
-                              f"(set it, or write ${{{name}:default}})")
+            raise ConfigError(
+                f"{path}: environment variable {name} is not set and ${{{name}}} has no default "
+                f"(set it, or write ${{{name}:default}})"
+            )
         return default
 
     return _ENV_REF.sub(replace, node)

@@ -73,8 +73,11 @@ def parse_seconds(raw: str | None, name: str, default: float) -> float:
 
 
 def check_seconds(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            isinstance(value, float) and not math.isfinite(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise ApiError(400, ERR_BAD_TTL, f"{name} must be a finite number of seconds, got {str(value)[:40]!r}")
     if value < 0 or value > MAX_TTL:
         raise ApiError(400, ERR_BAD_TTL, f"{name} must be between 0 and {MAX_TTL} seconds, got {str(value)[:40]}")
@@ -96,6 +99,7 @@ def parse_limit(raw: str | None, default: int, maximum: int) -> int:
 def check_content_type(value: object, key: str) -> str:
     """A Content-Type to store and later send as a header: printable ASCII, at most 255 characters."""
     if not isinstance(value, str) or not 0 < len(value) <= 255 or not all(0x20 <= ord(c) <= 0x7E for c in value):
-        raise ApiError(400, ERR_BAD_CONTENT_TYPE, f"the content type of {key!r} must be 1..255 printable ASCII "
-                                                "characters")
+        raise ApiError(
+            400, ERR_BAD_CONTENT_TYPE, f"the content type of {key!r} must be 1..255 printable ASCII characters"
+        )
     return value

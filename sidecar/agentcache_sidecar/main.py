@@ -42,15 +42,22 @@ def build_backend(settings: Settings) -> Backend:
         return MemoryBackend(cache.max_size, cache.max_memory_bytes, cache.cleanup_interval)
     if cache.backend == "file":
         from .backends.file import FileBackend
+
         return FileBackend(cache)
     from .backends.valkey import ValkeyBackend
+
     return ValkeyBackend(settings.valkey, cache)
 
 
 def build_service(settings: Settings, metrics: SidecarMetrics) -> CacheService:
-    return CacheService(build_backend(settings), key_prefix=settings.cache.key_prefix,
-                        enabled=settings.cache.enabled, fallback=settings.sidecar.fallback, metrics=metrics,
-                        fallback_max_items=settings.cache.max_size)
+    return CacheService(
+        build_backend(settings),
+        key_prefix=settings.cache.key_prefix,
+        enabled=settings.cache.enabled,
+        fallback=settings.sidecar.fallback,
+        metrics=metrics,
+        fallback_max_items=settings.cache.max_size,
+    )
 
 
 def as_aiohttp(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -58,9 +65,11 @@ def as_aiohttp(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respon
 
     Such a handler reads only ``request.app``, which aiohttp's request has as well.
     """
+
     async def serve(request: web.Request) -> web.Response:
         answer = await handler(request)  # type: ignore[arg-type]
         return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
     return serve
 
 
@@ -136,7 +145,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     metrics_runner = None
     socket_path = str(Path(side.socket_path))
     if side.metrics_port:  # bound first: a busy port must fail before the socket exists
-        metrics_runner = web.AppRunner(create_metrics_app(service, metrics, socket_path), access_log=None, handle_signals=False)
+        metrics_runner = web.AppRunner(
+            create_metrics_app(service, metrics, socket_path), access_log=None, handle_signals=False
+        )
         await metrics_runner.setup()
         try:
             await web.TCPSite(metrics_runner, side.metrics_host, side.metrics_port).start()
@@ -148,8 +159,13 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     clear_stale_socket(socket_path)
     await server.start(socket_path)
     os.chmod(socket_path, side.socket_mode)
-    log.info("agentcache sidecar serving %s backend on %s (metrics on %s:%s)", settings.cache.backend,
-             socket_path, side.metrics_host, side.metrics_port or "off")
+    log.info(
+        "agentcache sidecar serving %s backend on %s (metrics on %s:%s)",
+        settings.cache.backend,
+        socket_path,
+        side.metrics_host,
+        side.metrics_port or "off",
+    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -177,8 +193,11 @@ def _loop_factory():
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentcache-sidecar", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="agent_config.yaml (default: $AGENTCACHE_CONFIG, else the embedded "
-                                         "default: memory backend, ./agentcache.sock, metrics on 127.0.0.1:9464)")
+    parser.add_argument(
+        "--config",
+        help="agent_config.yaml (default: $AGENTCACHE_CONFIG, else the embedded "
+        "default: memory backend, ./agentcache.sock, metrics on 127.0.0.1:9464)",
+    )
     parser.add_argument("--socket", help="override sidecar.socket_path")
     parser.add_argument("--metrics-port", type=int, help="override sidecar.metrics_port (0 disables)")
     args = parser.parse_args(argv)

@@ -100,15 +100,28 @@ def _json_error(status: int, code: str, message: str) -> bytes:
     return _encode(status, JSON_HEADERS, body, close=True)
 
 
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            409: "Conflict", 413: "Payload Too Large", 414: "URI Too Long", 431: "Request Header Fields Too Large",
-            500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 def _encode(status: int, headers: Any, body: bytes, close: bool = False, head: bool = False) -> bytes:
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
-    lines.extend(f"{name}: {value}" for name, value in headers.items()
-                 if name not in ("Content-Length", "Transfer-Encoding", "Connection"))
+    lines.extend(
+        f"{name}: {value}"
+        for name, value in headers.items()
+        if name not in ("Content-Length", "Transfer-Encoding", "Connection")
+    )
     if status != 204:
         lines.append(f"Content-Length: {len(body)}")
     if close:
@@ -177,7 +190,9 @@ class HttpProtocol(asyncio.Protocol):
     def _count_head(self, size: int) -> None:
         self._head_size += size
         if self._head_size > self.server.max_head:
-            raise _Refused(431, ERR_HEADERS_TOO_LARGE, f"the request line and headers exceed {self.server.max_head} bytes")
+            raise _Refused(
+                431, ERR_HEADERS_TOO_LARGE, f"the request line and headers exceed {self.server.max_head} bytes"
+            )
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -230,8 +245,15 @@ class HttpProtocol(asyncio.Protocol):
                 self.busy = False
             if self.transport.is_closing():
                 break
-            self.transport.write(_encode(response.status, response.headers, response.body, close=not keep_alive,
-                                         head=request.method == "HEAD"))
+            self.transport.write(
+                _encode(
+                    response.status,
+                    response.headers,
+                    response.body,
+                    close=not keep_alive,
+                    head=request.method == "HEAD",
+                )
+            )
             if not keep_alive or self.server.closing:
                 break
         self.transport.close()

@@ -41,14 +41,23 @@ class WriteOutcome:
 
 
 class CacheService:
-    def __init__(self, backend: Backend, *, key_prefix: str, enabled: bool, fallback: str,
-                 metrics: SidecarMetrics, fallback_max_items: int = 10000):
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        key_prefix: str,
+        enabled: bool,
+        fallback: str,
+        metrics: SidecarMetrics,
+        fallback_max_items: int = 10000,
+    ):
         self.backend = backend
         self.prefix = key_prefix
         self.enabled = enabled
         self.metrics = metrics
         self.fallback: MemoryBackend | None = (
-            MemoryBackend(max_items=fallback_max_items) if fallback == "memory" and backend.name == "valkey" else None)
+            MemoryBackend(max_items=fallback_max_items) if fallback == "memory" and backend.name == "valkey" else None
+        )
         self.primary_up = True
         self.hits = 0
         self.misses = 0
@@ -90,8 +99,12 @@ class CacheService:
 
     def _mark_down(self, op: str) -> None:
         if self.primary_up:
-            log.warning("backend %s is unreachable (during %s); %s", self.backend.name, op,
-                        "serving from the memory fallback" if self.fallback is not None else "reads miss, writes are dropped")
+            log.warning(
+                "backend %s is unreachable (during %s); %s",
+                self.backend.name,
+                op,
+                "serving from the memory fallback" if self.fallback is not None else "reads miss, writes are dropped",
+            )
         self.primary_up = False
         self.metrics.backend_up.set(0)
         if self._probe is None or self._probe.done():
@@ -130,7 +143,7 @@ class CacheService:
         return self.prefix + key
 
     def agent_key(self, full_key: str) -> str:
-        return full_key[len(self.prefix):]
+        return full_key[len(self.prefix) :]
 
     def full_pattern(self, pattern: str) -> str:
         return escape_glob(self.prefix) + pattern

@@ -84,13 +84,13 @@ def validate_config(file: str, connect: bool = True) -> int:
     say(f"{OK} Configuration is valid: {file}")
     for warning in loaded.warnings:
         say(f"{WARN} {warning}")
-    say(f"{OK} Cache backend: {cache.backend} (default_ttl {cache.default_ttl:g} s, "
-         f"key_prefix {cache.key_prefix!r})")
+    say(f"{OK} Cache backend: {cache.backend} (default_ttl {cache.default_ttl:g} s, key_prefix {cache.key_prefix!r})")
     if not cache.enabled:
         say(f"{WARN} cache.enabled is false: every get misses and every set is dropped")
     if cache.backend == "memory":
-        say(f"{OK} Memory cache configured: max_size {cache.max_size} items, cleanup every "
-             f"{cache.cleanup_interval:g} s")
+        say(
+            f"{OK} Memory cache configured: max_size {cache.max_size} items, cleanup every {cache.cleanup_interval:g} s"
+        )
         return 0
     if cache.backend == "file":
         say(f"{OK} File cache configured: {cache.storage_dir} (max_file_size {cache.max_file_size} bytes)")

@@ -62,8 +62,9 @@ def test_sidecar_runs_as_the_uid_the_injector_sets():
 def test_each_image_installs_only_its_extra(image):
     """The build stage builds wheels for both extras; a target installs the distribution with its own."""
     build = parse(DOCKERFILE)[0]
-    assert re.search(r'pip wheel .* "\.\[(.+)\]"$', build.last("RUN") or "").group(1).split(",") == \
-        [extra for extra in EXTRAS if extra != "test"]
+    assert re.search(r'pip wheel .* "\.\[(.+)\]"$', build.last("RUN") or "").group(1).split(",") == [
+        extra for extra in EXTRAS if extra != "test"
+    ]
     installs = re.findall(r'pip install .*?"agentcache\[(\w+)\]"', " ".join(final(image).all("RUN")))
     assert installs == [image] and image in EXTRAS
 
@@ -101,8 +102,9 @@ def test_build_context_holds_the_whole_distribution_and_the_crd(tmp_path):
         for source in sources:
             origin, target = ROOT / source, tmp_path / dest
             if origin.is_dir():
-                shutil.copytree(origin, target, symlinks=True, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(
+                    origin, target, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+                )
             else:
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, target / origin.name)

@@ -37,14 +37,26 @@ class StartedValkey(Launched):
         script = workdir / "start.sh"
         script.write_text(data["start.sh"])
         server_dir = str(Path(require_tool("valkey-server")).parent)
-        self.launch(["sh", str(script)], lambda: True, env={
-            "PATH": f"{server_dir}:{os.environ['PATH']}", "VALKEY_CONFIG": str(conf), "VALKEY_PASSWORD": PASSWORD,
-            **env})
+        self.launch(
+            ["sh", str(script)],
+            lambda: True,
+            env={
+                "PATH": f"{server_dir}:{os.environ['PATH']}",
+                "VALKEY_CONFIG": str(conf),
+                "VALKEY_PASSWORD": PASSWORD,
+                **env,
+            },
+        )
 
     def cli(self, *args: str, password: str | None = PASSWORD) -> str:
         env = {**os.environ, **({"REDISCLI_AUTH": password} if password else {})}
-        result = subprocess.run([require_tool("valkey-cli"), "-p", str(self.port), *args], capture_output=True,
-                                text=True, env=env, timeout=10)
+        result = subprocess.run(
+            [require_tool("valkey-cli"), "-p", str(self.port), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=10,
+        )
         return result.stdout.strip()
 
     def wait(self, predicate, what: str, timeout: float = 10) -> None:

@@ -16,8 +16,18 @@ import pytest
 from tests.support.sidecar import SidecarProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ["kopf", "kubernetes", "cryptography", "aiohttp", "valkey", "pydantic", "yaml", "prometheus_client",
-         "zstandard", "jsonschema"]
+HEAVY = [
+    "kopf",
+    "kubernetes",
+    "cryptography",
+    "aiohttp",
+    "valkey",
+    "pydantic",
+    "yaml",
+    "prometheus_client",
+    "zstandard",
+    "jsonschema",
+]
 pytestmark = pytest.mark.timeout(600)
 
 
@@ -30,12 +40,16 @@ def light_venv(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
     for folder in ("sidecar", "operator", "charts/agentcache/crds"):
-        shutil.copytree(ROOT / folder, source / folder, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            ROOT / folder, source / folder, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    str(source)], check=True, timeout=540)
+    subprocess.run(
+        [venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", str(source)],
+        check=True,
+        timeout=540,
+    )
     return venv
 
 
@@ -89,12 +103,15 @@ def test_sdk_async_and_sync(light_venv, memory_sidecar):
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
-@pytest.mark.parametrize("argv, extra", [
-    (["agentcache-sidecar"], "sidecar"),
-    (["agentcache-operator"], "operator"),
-    (["agentcache-injector"], "operator"),
-    (["agentcache", "validate-config", "agent_config.yaml"], "sidecar"),
-])
+@pytest.mark.parametrize(
+    "argv, extra",
+    [
+        (["agentcache-sidecar"], "sidecar"),
+        (["agentcache-operator"], "operator"),
+        (["agentcache-injector"], "operator"),
+        (["agentcache", "validate-config", "agent_config.yaml"], "sidecar"),
+    ],
+)
 def test_a_missing_extra_is_one_line_naming_it(light_venv, argv, extra):
     result = run(light_venv, *argv)
     assert result.returncode == 1

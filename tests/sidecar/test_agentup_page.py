@@ -29,8 +29,9 @@ def test_every_page_block_loads_as_written(name, block):
 
 def test_our_shapes_use_every_key_of_the_page():
     page = set().union(*(agentup.key_paths(yaml.safe_load(block)) for _, block in BLOCKS))
-    ours = set().union(*(agentup.key_paths(yaml.safe_load(path.read_text()))
-                         for path in agentup.fixture_files().values()))
+    ours = set().union(
+        *(agentup.key_paths(yaml.safe_load(path.read_text())) for path in agentup.fixture_files().values())
+    )
     assert page - ours == set(), "tests/fixtures/agentup/ lacks keys the page uses"
 
 

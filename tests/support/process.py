@@ -34,13 +34,26 @@ class Launched:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def launch(self, command: list[str], ready: Callable[[], bool], *, timeout: float = 15.0,
-               env: dict[str, str] | None = None, cwd: Path | None = None, interval: float = 0.03) -> None:
+    def launch(
+        self,
+        command: list[str],
+        ready: Callable[[], bool],
+        *,
+        timeout: float = 15.0,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        interval: float = 0.03,
+    ) -> None:
         """Start ``command`` and poll ``ready`` until it holds."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+            self.proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

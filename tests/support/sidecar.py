@@ -23,8 +23,11 @@ class SidecarProcess(Launched):
         self.socket_path = str(workdir / "cache.sock")
         self.metrics_port = free_port()
         config = {**config}
-        config["sidecar"] = {"socket_path": self.socket_path, "metrics_port": self.metrics_port,
-                             **config.get("sidecar", {})}
+        config["sidecar"] = {
+            "socket_path": self.socket_path,
+            "metrics_port": self.metrics_port,
+            **config.get("sidecar", {}),
+        }
         self.socket_path = config["sidecar"]["socket_path"]
         self.metrics_port = config["sidecar"]["metrics_port"]
         self.config_path = workdir / "agent_config.yaml"
@@ -32,8 +35,13 @@ class SidecarProcess(Launched):
         self.env = env or {}
 
     def start(self, timeout: float = 15.0) -> SidecarProcess:
-        self.launch([sys.executable, "-m", "agentcache_sidecar.main", "--config", str(self.config_path)],
-                    self._healthy, timeout=timeout, env=self.env, cwd=self.workdir)
+        self.launch(
+            [sys.executable, "-m", "agentcache_sidecar.main", "--config", str(self.config_path)],
+            self._healthy,
+            timeout=timeout,
+            env=self.env,
+            cwd=self.workdir,
+        )
         return self
 
     def _healthy(self) -> bool:
@@ -75,5 +83,9 @@ def memory_sidecar(sidecar_factory):
 
 @pytest.fixture
 def valkey_sidecar(sidecar_factory, valkey_server):
-    return sidecar_factory({"cache": {"backend": "valkey", "key_prefix": "t:"},
-                            "services": {"valkey": {"config": {"url": valkey_server.url}}}})
+    return sidecar_factory(
+        {
+            "cache": {"backend": "valkey", "key_prefix": "t:"},
+            "services": {"valkey": {"config": {"url": valkey_server.url}}},
+        }
+    )

@@ -35,10 +35,24 @@ class ValkeyProcess(Launched):
 
     def start(self, timeout: float = 10.0) -> ValkeyProcess:
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--unixsocket", self.unix_socket, "--unixsocketperm", "700",
-            "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-            "--protected-mode", "no", *self.extra_args,
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--unixsocket",
+            self.unix_socket,
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--protected-mode",
+            "no",
+            *self.extra_args,
         ]
         self.launch(args, self._answers, timeout=timeout, interval=0.02)
         return self

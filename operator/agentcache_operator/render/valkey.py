@@ -148,8 +148,9 @@ def _service(cache: Cache, name: str, selector: dict[str, str], headless: bool =
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata(cache, name, COMPONENT), "spec": spec}
 
 
-def _statefulset(cache: Cache, name: str, role: str, replicas: int, extra_env: list[dict[str, Any]],
-                 password: str) -> dict[str, Any]:
+def _statefulset(
+    cache: Cache, name: str, role: str, replicas: int, extra_env: list[dict[str, Any]], password: str
+) -> dict[str, Any]:
     valkey = cache.valkey
     persistence = valkey["persistence"]
     selector = {**selector_labels(cache, COMPONENT), ROLE_LABEL: role}
@@ -161,7 +162,9 @@ def _statefulset(cache: Cache, name: str, role: str, replicas: int, extra_env: l
         # A node is ready only while the cluster it belongs to is healthy, so the StatefulSet's readyReplicas
         # (what the operator reads) follows the cluster state; the headless Service publishes unready pods,
         # which the bootstrap Job needs to reach them before the cluster exists.
-        ping = 'REDISCLI_AUTH="$VALKEY_PASSWORD" valkey-cli -h 127.0.0.1 -p 6379 cluster info | grep -q "cluster_state:ok"'
+        ping = (
+            'REDISCLI_AUTH="$VALKEY_PASSWORD" valkey-cli -h 127.0.0.1 -p 6379 cluster info | grep -q "cluster_state:ok"'
+        )
     container = {
         "name": "valkey",
         "image": image(cache),
@@ -223,8 +226,7 @@ def render_statefulsets(cache: Cache, password: str) -> list[dict[str, Any]]:
         replica_env = [{"name": "VALKEY_PRIMARY", "value": f"{base}.{cache.namespace}.svc:{names.VALKEY_PORT}"}]
         return [
             _statefulset(cache, base, "primary", 1, [], password),
-            _statefulset(cache, replica_name(cache.name), "replica", cache.valkey["replicas"], replica_env,
-                         password),
+            _statefulset(cache, replica_name(cache.name), "replica", cache.valkey["replicas"], replica_env, password),
         ]
     announce: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

@@ -100,7 +100,7 @@ class MemoryBackend(Backend):
         now = time.time()
         found = [key for key, entry in list(self._items.items()) if matches(key) and not entry.is_expired(now)]
         for start in range(0, len(found), batch):
-            yield found[start:start + batch]
+            yield found[start : start + batch]
 
     async def memory_usage(self) -> int:
         return self._bytes
