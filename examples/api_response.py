@@ -12,7 +12,7 @@ REQUESTS = []
 
 
 async def http_get_json(url: str, params: dict) -> dict:
-    """A fake HTTP client call (the seed uses httpx)."""
+    """A fake HTTP client call (AgentUp's page uses httpx)."""
     REQUESTS.append((url, params))
     await asyncio.sleep(0.05)
     return {"url": url, "params": params, "items": [1, 2, 3]}

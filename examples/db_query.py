@@ -1,7 +1,7 @@
 """Seed: "Database Query Caching" — query results keyed by table and a hash of the query.
 
 The database is a real in-memory SQLite; queries run in a thread. The key
-template in the seed hashes only the query, so queries with different
+template on AgentUp's page hashes only the query, so queries with different
 ``params`` must differ in text, or hash the params too (as done here).
 """
 

@@ -1,7 +1,7 @@
 """Seed: "Cache Invalidation Strategies" — drop everything cached for one user.
 
 ``delete_pattern`` is always supported (the sidecar scans incrementally; it
-never runs KEYS), so the seed's ``hasattr`` fallback is only kept for show.
+never runs KEYS), so AgentUp's ``hasattr`` fallback is only kept for show.
 A ``@cached`` function's key for given arguments is ``func.cache_key(...)``.
 """
 

@@ -1,7 +1,7 @@
 """Seeds: "Manual Cache Operations" and "User-Specific Caching" — check, fetch, store.
 
 ``cache.scoped(f"user:{user_id}")`` gives each user a view that cannot read
-another user's keys (the seed's "user data isolation").
+another user's keys (AgentUp's "user data isolation").
 """
 
 import asyncio

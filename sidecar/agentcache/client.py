@@ -648,7 +648,7 @@ _default_lock = threading.Lock()
 
 
 def get_cache() -> AsyncCache:
-    """The process-wide default ``AsyncCache`` on ``$AGENTCACHE_SOCKET`` (the seed's ``services.get_cache()``).
+    """The process-wide default ``AsyncCache`` on ``$AGENTCACHE_SOCKET`` (AgentUp's ``services.get_cache()``).
 
     Its session follows the running event loop; ``get_cache().as_sync()`` is
     the matching blocking ``Cache``.

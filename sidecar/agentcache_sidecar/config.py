@@ -111,7 +111,7 @@ class ValkeySettings(_Section):
     @model_validator(mode="before")
     @classmethod
     def _merge_pool_kwargs(cls, data: Any) -> Any:
-        """``connection_pool_kwargs`` (the seed's high-performance block) feeds the same typed fields."""
+        """``connection_pool_kwargs`` (AgentUp's high-performance block) feeds the same typed fields."""
         if not isinstance(data, dict) or not isinstance(data.get("connection_pool_kwargs"), dict):
             return data
         pool_kwargs = data["connection_pool_kwargs"]

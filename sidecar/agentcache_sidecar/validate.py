@@ -30,7 +30,7 @@ def _redact(url: str) -> str:
 
 
 def _check_valkey(settings: Settings) -> bool:
-    """Ping the configured Valkey and round-trip a test key under the key_prefix (the seed's script)."""
+    """Ping the configured Valkey and round-trip a test key under the key_prefix (AgentUp's validation script)."""
     config = settings.valkey
     shown = _redact(config.url)
     kwargs = {**pool_kwargs(config), "client_name": "agentcache-validate-config"}

@@ -23,7 +23,7 @@ WORKER = Path(__file__).with_name("lock_worker.py")
 
 @dataclass
 class Task:
-    """Stands in for AgentUp's a2a Task (only ``input`` is used by the seed's examples)."""
+    """Stands in for AgentUp's a2a Task (only ``input`` is used by AgentUp's examples)."""
 
     input: str
 

@@ -35,7 +35,7 @@ def example_sidecar(tmp_path_factory):
     process.stop()
 
 
-def test_every_seed_example_has_a_script():
+def test_every_agentup_example_has_a_script():
     assert sorted(EXPECTED_OUTPUT) == [script.name for script in SCRIPTS]
 
 
