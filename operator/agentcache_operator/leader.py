@@ -115,7 +115,7 @@ class Election:
         api = client.CoordinationV1Api()
         try:
             lease = api.read_namespaced_lease(self.name, self.namespace)
-            if lease.spec.holder_identity == self.identity:
+            if lease.spec and lease.metadata and lease.spec.holder_identity == self.identity:
                 api.delete_namespaced_lease(
                     self.name,
                     self.namespace,
