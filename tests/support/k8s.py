@@ -152,7 +152,9 @@ class KubeApi:
         while True:
             status, body = self.request("GET", path, check=False)
             obj = body if status == 200 else None
-            if status not in (200, 404):
+            if status == 429:  # e.g. "storage is (re)initializing" just after a CRD is created: not yet
+                obj = None
+            elif status not in (200, 404):
                 raise ApiFailure("GET", path, status, body)
             if predicate(obj):
                 return obj
