@@ -113,6 +113,8 @@ async def reconcile(body: kopf.Body, namespace: str | None, name: str, **_: Any)
     try:
         await _reconciler().reconcile_now(_namespaced(namespace), name)
     except ApiError as error:
+        if error.status == 404:  # deleted while being reconciled (or its namespace is going): nothing to do
+            return
         raise kopf.TemporaryError(f"API server: {error}", delay=5) from error
 
 
