@@ -14,6 +14,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 from langchain_core.prompts import PromptTemplate
 
+import agentcache.client
 from agentcache import AsyncCache, Cache, CacheError, cached
 from agentcache.integrations import langchain as integration
 from agentcache.integrations.langchain import AgentCacheByteStore, AgentCacheLLMCache, llm_cache_key
@@ -95,9 +96,11 @@ async def test_an_unreachable_sidecar_only_makes_calls_uncached(tmp_path, caplog
         llm_cache.clear()
 
 
-def test_the_default_is_the_agents_socket(monkeypatch, tmp_path):
+def test_the_default_is_the_process_wide_cache_on_the_agents_socket(monkeypatch, tmp_path):
+    monkeypatch.setattr(agentcache.client, "_default_cache", None)
     monkeypatch.setenv("AGENTCACHE_SOCKET", str(tmp_path / "agent.sock"))
     assert AgentCacheLLMCache().socket_path == AgentCacheByteStore().socket_path == str(tmp_path / "agent.sock")
+    assert AgentCacheByteStore(socket_path="other.sock").socket_path == "other.sock"
     with pytest.raises(TypeError):
         AgentCacheByteStore(Cache(), socket_path="x.sock")
 

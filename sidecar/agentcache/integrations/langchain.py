@@ -7,7 +7,8 @@
     store = AgentCacheByteStore()                    # e.g. for CacheBackedEmbeddings.from_bytes_store
 
 Both take an ``AsyncCache`` or ``Cache`` (a scoped one confines them to that
-scope); with no arguments they use ``$AGENTCACHE_SOCKET`` like ``AsyncCache()``.
+scope) or a ``socket_path``; with no arguments they use the process-wide
+``agentcache.get_cache()`` on ``$AGENTCACHE_SOCKET``, as ``@cached`` does.
 
 Invariants:
 - every key lives in ``scope`` (default ``langchain:llm`` / ``langchain:store``)
@@ -41,7 +42,7 @@ from langchain_core.messages import (AIMessage, AIMessageChunk, ChatMessage, Cha
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 from langchain_core.stores import ByteStore
 
-from ..client import AsyncCache, Cache
+from ..client import AsyncCache, Cache, get_cache
 from ..errors import CacheError, InvalidRequest
 from ..keys import escape_glob, stable_hash
 
@@ -59,17 +60,19 @@ _READABLE = [Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk, A
 
 
 def _views(cache: AsyncCache | Cache | None, socket_path: str | None, scope: str) -> tuple[AsyncCache, Cache]:
-    """The async and sync views of ``scope`` inside ``cache`` (default ``AsyncCache(socket_path)``)."""
+    """The async and sync views of ``scope`` inside ``cache``, sharing its connections (closing it closes them).
+
+    No cache: ``AsyncCache(socket_path)`` for a path, else the process-wide ``get_cache()``.
+    """
     if cache is not None and socket_path is not None:
         raise TypeError("pass either cache or socket_path, not both")
     if cache is None:
-        cache = AsyncCache(socket_path)
-    elif isinstance(cache, Cache):
-        cache = cache.as_async()
-    elif not isinstance(cache, AsyncCache):
-        raise TypeError(f"cache must be an agentcache AsyncCache or Cache, not {type(cache).__name__}")
-    view = cache.scoped(scope)
-    return view, view.as_sync()
+        cache = AsyncCache(socket_path) if socket_path is not None else get_cache()
+    if isinstance(cache, Cache):
+        return cache.as_async().scoped(scope), cache.scoped(scope)
+    if isinstance(cache, AsyncCache):
+        return cache.scoped(scope), cache.as_sync().scoped(scope)
+    raise TypeError(f"cache must be an agentcache AsyncCache or Cache, not {type(cache).__name__}")
 
 
 def llm_cache_key(prompt: str, llm_string: str) -> str:
