@@ -57,14 +57,16 @@ def run_agent(model: WeatherModel, question: str) -> str:
 
 
 def main() -> None:
-    with Cache() as cache:                       # $AGENTCACHE_SOCKET
+    with Cache() as cache:  # $AGENTCACHE_SOCKET
         llm_cache = AgentCacheLLMCache(cache, ttl=3600)
         llm_cache.clear()
         set_llm_cache(llm_cache)
-        model = WeatherModel(responses=[
-            AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Oslo"}, "id": "call-1"}]),
-            AIMessage("Take sunglasses: it is sunny in Oslo."),
-        ])
+        model = WeatherModel(
+            responses=[
+                AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Oslo"}, "id": "call-1"}]),
+                AIMessage("Take sunglasses: it is sunny in Oslo."),
+            ]
+        )
         answers = [run_agent(model, "Do I need sunglasses in Oslo today?") for _ in range(4)]
         set_llm_cache(None)
     assert answers == ["Take sunglasses: it is sunny in Oslo."] * 4, answers

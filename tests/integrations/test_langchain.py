@@ -76,9 +76,14 @@ async def test_a_chat_models_async_calls_are_cached(sidecar):
     assert model.i == 1 and first.tool_calls == second.tool_calls == ANSWER.tool_calls
 
 
-@pytest.mark.parametrize("payload", [
-    dumps([PromptTemplate.from_template("{x}")]).encode(),  # a class outside generations and messages
-    b"\x80\x04not json", "a JSON string, not generations"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        dumps([PromptTemplate.from_template("{x}")]).encode(),  # a class outside generations and messages
+        b"\x80\x04not json",
+        "a JSON string, not generations",
+    ],
+)
 def test_a_value_that_is_not_generations_is_a_miss(root, payload, caplog):
     root.set(f"langchain:llm:{llm_cache_key('p', 'llm')}", payload)
     with caplog.at_level(logging.WARNING, "agentcache"):

@@ -8,8 +8,12 @@ fails if any of their tests is overridden or removed here.
 from __future__ import annotations
 
 import pytest
-from langchain_tests.integration_tests import (AsyncCacheTestSuite, BaseStoreAsyncTests, BaseStoreSyncTests,
-                                               SyncCacheTestSuite)
+from langchain_tests.integration_tests import (
+    AsyncCacheTestSuite,
+    BaseStoreAsyncTests,
+    BaseStoreSyncTests,
+    SyncCacheTestSuite,
+)
 
 from agentcache import AsyncCache, Cache
 from agentcache.integrations.langchain import AgentCacheByteStore, AgentCacheLLMCache

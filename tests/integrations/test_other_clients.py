@@ -18,8 +18,7 @@ def test_node_drives_set_get_batch_and_lock(sidecar):
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
-    result = subprocess.run([node, str(NODE_CLIENT), sidecar.socket_path], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([node, str(NODE_CLIENT), sidecar.socket_path], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "node client: set, get, head, batch, lock: ok" in result.stdout
 
@@ -41,5 +40,5 @@ def test_the_readmes_curl_examples_run(sidecar, tmp_path):
         result = subprocess.run(shlex.split(line), capture_output=True, text=True, cwd=tmp_path, timeout=30)
         assert result.returncode == 0, (line, result.stderr)
         outputs.append(result.stdout)
-    assert outputs[1] == "v"                       # the README's "-> v"
+    assert outputs[1] == "v"  # the README's "-> v"
     assert '"hits"' in outputs[2] and '"backend"' in outputs[2]

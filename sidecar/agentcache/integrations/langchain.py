@@ -35,16 +35,28 @@ from typing import Any
 
 from langchain_core._api import LangChainBetaWarning
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
-from langchain_core.load import dumps, loads
-from langchain_core.messages import (AIMessage, AIMessageChunk, ChatMessage, ChatMessageChunk, FunctionMessage,
-                                     FunctionMessageChunk, HumanMessage, HumanMessageChunk, SystemMessage,
-                                     SystemMessageChunk, ToolMessage, ToolMessageChunk)
+from langchain_core.load import Serializable, dumps, loads
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    ChatMessage,
+    ChatMessageChunk,
+    FunctionMessage,
+    FunctionMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolMessage,
+    ToolMessageChunk,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, GenerationChunk
 from langchain_core.stores import ByteStore
 
 from ..client import AsyncCache, Cache, get_cache
 from ..errors import CacheError, InvalidRequest
-from ..keys import escape_glob, stable_hash
+from ..keys import stable_hash
+from ..protocol import escape_glob
 
 # ``loads`` is marked beta; silence that notice for our own calls only.
 warnings.filterwarnings("ignore", category=LangChainBetaWarning, module=r"agentcache\.integrations\.langchain\Z")
@@ -54,9 +66,24 @@ log = logging.getLogger("agentcache")
 LLM_SCOPE = "langchain:llm"
 STORE_SCOPE = "langchain:store"
 LIST_LIMIT = 10000  # the most keys one listing of the sidecar returns (its MAX_LIST_LIMIT)
-_READABLE = [Generation, GenerationChunk, ChatGeneration, ChatGenerationChunk, AIMessage, AIMessageChunk,
-             HumanMessage, HumanMessageChunk, SystemMessage, SystemMessageChunk, ToolMessage, ToolMessageChunk,
-             ChatMessage, ChatMessageChunk, FunctionMessage, FunctionMessageChunk]
+_READABLE: list[type[Serializable]] = [
+    Generation,
+    GenerationChunk,
+    ChatGeneration,
+    ChatGenerationChunk,
+    AIMessage,
+    AIMessageChunk,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolMessage,
+    ToolMessageChunk,
+    ChatMessage,
+    ChatMessageChunk,
+    FunctionMessage,
+    FunctionMessageChunk,
+]
 
 
 def _views(cache: AsyncCache | Cache | None, socket_path: str | None, scope: str) -> tuple[AsyncCache, Cache]:
@@ -86,8 +113,14 @@ class AgentCacheLLMCache(BaseCache):
     ``ttl``: seconds a response is kept (None: the sidecar's ``default_ttl``; 0: forever).
     """
 
-    def __init__(self, cache: AsyncCache | Cache | None = None, *, socket_path: str | None = None,
-                 scope: str = LLM_SCOPE, ttl: float | None = None):
+    def __init__(
+        self,
+        cache: AsyncCache | Cache | None = None,
+        *,
+        socket_path: str | None = None,
+        scope: str = LLM_SCOPE,
+        ttl: float | None = None,
+    ):
         self._async, self._sync = _views(cache, socket_path, scope)
         self.ttl = ttl
         self._warned: set[str] = set()
@@ -136,8 +169,7 @@ class AgentCacheLLMCache(BaseCache):
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         try:
-            await self._async.set(llm_cache_key(prompt, llm_string), dumps(list(return_val)).encode("utf-8"),
-                                  self.ttl)
+            await self._async.set(llm_cache_key(prompt, llm_string), dumps(list(return_val)).encode("utf-8"), self.ttl)
         except CacheError as exc:
             self._degrade("update", exc)
 
@@ -157,8 +189,14 @@ class AgentCacheByteStore(ByteStore):
     ``InvalidRequest`` (before yielding any) when a listing would hold more.
     """
 
-    def __init__(self, cache: AsyncCache | Cache | None = None, *, socket_path: str | None = None,
-                 scope: str = STORE_SCOPE, ttl: float | None = None):
+    def __init__(
+        self,
+        cache: AsyncCache | Cache | None = None,
+        *,
+        socket_path: str | None = None,
+        scope: str = STORE_SCOPE,
+        ttl: float | None = None,
+    ):
         self._async, self._sync = _views(cache, socket_path, scope)
         self.ttl = ttl
 
@@ -210,6 +248,5 @@ def _pattern(prefix: str | None) -> str:
 
 def _complete(keys: list[str]) -> list[str]:
     if len(keys) >= LIST_LIMIT:
-        raise InvalidRequest(f"more than {LIST_LIMIT - 1} keys match; give yield_keys a longer prefix",
-                             "too_many_keys")
+        raise InvalidRequest(f"more than {LIST_LIMIT - 1} keys match; give yield_keys a longer prefix", "too_many_keys")
     return keys
