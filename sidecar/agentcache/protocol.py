@@ -36,6 +36,7 @@ BATCH_DELETE_PATH = "/v1/batch/delete"
 STATS_PATH = "/v1/stats"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
+OPENAPI_PATH = "/v1/openapi.json"  # the OpenAPI 3.1 description of this API
 METRICS_PATH = "/metrics"
 
 HEADER_TTL = "X-Cache-TTL"
@@ -60,6 +61,7 @@ ERR_BAD_BODY = "bad_body"
 ERR_BAD_CONTENT_TYPE = "bad_content_type"
 ERR_BAD_TOKEN = "bad_token"
 ERR_BAD_REQUEST = "bad_request"
+ERR_BAD_QUERY = "bad_query"  # a query parameter given more than once
 ERR_TOO_LARGE = "too_large"
 ERR_TOO_MANY_KEYS = "too_many_keys"
 ERR_HEADERS_TOO_LARGE = "headers_too_large"

@@ -52,6 +52,7 @@ from .keys import (
     parse_seconds,
 )
 from .metrics import SidecarMetrics
+from .openapi import openapi
 from .server import CacheServer, Handler, Request, Response, json_response
 from .store import CacheService
 
@@ -121,10 +122,7 @@ class KeyApi:
         handler = self.routes.get((sub, request.method)) if known else None
         if handler is None:
             if known and any(s == sub for s, _ in self.routes):
-                allowed = sorted(m for s, m in self.routes if s == sub)
-                raise ApiError(
-                    405, ERR_METHOD_NOT_ALLOWED, f"{request.method} is not allowed here; use {', '.join(allowed)}"
-                )
+                return _not_allowed(request, sorted(m for s, m in self.routes if s == sub))
             raise ApiError(404, ERR_NOT_FOUND, f"no such resource: /v1/keys/{{key}}/{sub}")
         return await handler(request, key)
 
@@ -370,15 +368,16 @@ def create_server(settings: Settings, service: CacheService, metrics: SidecarMet
         ("GET", protocol.STATS_PATH): stats,
         ("GET", protocol.HEALTH_PATH): health,
         ("GET", protocol.READY_PATH): ready,
+        ("GET", protocol.OPENAPI_PATH): openapi,
     }
-    known_paths = {path for _, path in exact}
+    not_allowed = {path: _method_not_allowed(sorted(m for m, p in exact if p == path)) for _, path in exact}
 
     def route(method: str, path: str) -> Handler:
         handler: Handler
         if path.startswith(KEY_PATH_PREFIX) and len(path) > len(KEY_PATH_PREFIX):
             handler = api.dispatch
         else:
-            handler = exact.get((method, path)) or (_method_not_allowed if path in known_paths else _not_found)
+            handler = exact.get((method, path)) or not_allowed.get(path, _not_found)
         return lambda request: errors_as_json(request, handler)
 
     side = settings.sidecar
@@ -394,5 +393,15 @@ async def _not_found(request: Request) -> Response:
     raise ApiError(404, ERR_NOT_FOUND, f"no such resource: {request.path}")
 
 
-async def _method_not_allowed(request: Request) -> Response:
-    raise ApiError(405, ERR_METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}")
+def _not_allowed(request: Request, allowed: list[str]) -> Response:
+    """405 with the ``Allow`` header RFC 9110 requires."""
+    message = f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}"
+    body = json.dumps({"error": ERR_METHOD_NOT_ALLOWED, "message": message}).encode()
+    return Response(405, body, {"Content-Type": JSON_TYPE, "Allow": ", ".join(allowed)})
+
+
+def _method_not_allowed(allowed: list[str]) -> Handler:
+    async def handler(request: Request) -> Response:
+        return _not_allowed(request, allowed)
+
+    return handler

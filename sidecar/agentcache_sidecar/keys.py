@@ -62,8 +62,8 @@ def check_pattern(pattern: str, max_bytes: int) -> str:
 
 
 def parse_seconds(raw: str | None, name: str, default: float) -> float:
-    """A non-negative, finite number of seconds (``0``: never expires), at most ten years."""
-    if raw is None or raw == "":
+    """A non-negative, finite number of seconds (``0``: never expires), at most ten years; ``ttl=`` is a 400."""
+    if raw is None:
         return default
     try:
         value = float(raw)
@@ -85,7 +85,7 @@ def check_seconds(value: object, name: str) -> float:
 
 
 def parse_limit(raw: str | None, default: int, maximum: int) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)

@@ -28,12 +28,15 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from agentcache.protocol import (
     ERR_BAD_BODY,
+    ERR_BAD_QUERY,
     ERR_BAD_REQUEST,
     ERR_HEADERS_TOO_LARGE,
     ERR_TOO_LARGE,
     ERR_URI_TOO_LONG,
     JSON_TYPE,
 )
+
+from .keys import ApiError
 
 log = logging.getLogger("agentcache.sidecar")
 
@@ -75,8 +78,12 @@ class Request:
 
     @property
     def query(self) -> MultiDictProxy:
+        """The query's parameters; a name given twice is a 400 (which of its values counts is ambiguous)."""
         if self._query is None:
-            self._query = MultiDictProxy(MultiDict(parse_qsl(self.query_string, keep_blank_values=True)))
+            pairs = parse_qsl(self.query_string, keep_blank_values=True)
+            if len({name for name, _ in pairs}) != len(pairs):
+                raise ApiError(400, ERR_BAD_QUERY, "a query parameter is given more than once")
+            self._query = MultiDictProxy(MultiDict(pairs))
         return self._query
 
     @property

@@ -25,6 +25,7 @@ EXPECTED_OUTPUT = {
     "stats.py": "'hit_rate'",
     "debug_key.py": "'exists': True",
     "conditional_caching.py": "6 calls, 4 computations",
+    "langchain_agent.py": "4 agent runs of 2 steps, 4 tool calls, 3 model calls",
 }
 
 
