@@ -97,9 +97,14 @@ def parse_limit(raw: str | None, default: int, maximum: int) -> int:
     return value
 
 
+def is_safe_content_type(value: object) -> bool:
+    """Printable ASCII, 1..255 characters: safe to send as a header."""
+    return isinstance(value, str) and 0 < len(value) <= 255 and all(0x20 <= ord(c) <= 0x7E for c in value)
+
+
 def check_content_type(value: object, key: str) -> str:
     """A Content-Type to store and later send as a header: printable ASCII, at most 255 characters."""
-    if not isinstance(value, str) or not 0 < len(value) <= 255 or not all(0x20 <= ord(c) <= 0x7E for c in value):
+    if not is_safe_content_type(value):
         raise ApiError(400, "bad_content_type", f"the content type of {key!r} must be 1..255 printable ASCII "
                                                 "characters")
     return value

@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .app import SERVICE, create_server
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
+from .budget import Budget, raise_fd_limit
 from .config import ConfigError, Settings, load_config
 from .metrics import SidecarMetrics
 from .server import Handler
@@ -36,18 +37,22 @@ log = logging.getLogger("agentcache.sidecar")
 def build_backend(settings: Settings) -> Backend:
     cache = settings.cache
     if cache.backend == "memory":
-        return MemoryBackend(cache.max_size, cache.max_memory_bytes, cache.cleanup_interval)
+        return MemoryBackend(cache.max_size, Budget.of(settings).store_bytes, cache.cleanup_interval,
+                             max_locks=settings.sidecar.max_locks)
     if cache.backend == "file":
         from .backends.file import FileBackend
         return FileBackend(cache)
     from .backends.valkey import ValkeyBackend
-    return ValkeyBackend(settings.valkey, cache)
+    return ValkeyBackend(settings.valkey, cache, deadline=settings.sidecar.backend_timeout)
 
 
 def build_service(settings: Settings, metrics: SidecarMetrics) -> CacheService:
+    side = settings.sidecar
     return CacheService(build_backend(settings), key_prefix=settings.cache.key_prefix,
-                        enabled=settings.cache.enabled, fallback=settings.sidecar.fallback, metrics=metrics,
-                        fallback_max_items=settings.cache.max_size)
+                        enabled=settings.cache.enabled, fallback=side.fallback, metrics=metrics,
+                        fallback_max_items=settings.cache.max_size,
+                        fallback_max_bytes=Budget.of(settings).store_bytes, deadline=side.backend_timeout,
+                        breaker_threshold=side.breaker_threshold, max_lock_ttl=side.max_lock_ttl)
 
 
 def as_aiohttp(handler: Handler):
@@ -124,9 +129,10 @@ def clear_stale_socket(path: str) -> None:
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT)."""
     side = settings.sidecar
+    fd_limit = raise_fd_limit()
     metrics = SidecarMetrics()
     service = build_service(settings, metrics)
-    server = create_server(settings, service, metrics)
+    server = create_server(settings, service, metrics, Budget.of(settings, fd_limit))
     metrics_runner = None
     socket_path = str(Path(side.socket_path))
     if side.metrics_port:  # bound first: a busy port must fail before the socket exists
@@ -142,8 +148,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     clear_stale_socket(socket_path)
     await server.start(socket_path)
     os.chmod(socket_path, side.socket_mode)
-    log.info("agentcache sidecar serving %s backend on %s (metrics on %s:%s)", settings.cache.backend,
-             socket_path, side.metrics_host, side.metrics_port or "off")
+    log.info("agentcache sidecar serving %s backend on %s (metrics on %s:%s; memory budget %d MiB, at most %d "
+             "connections)", settings.cache.backend, socket_path, side.metrics_host, side.metrics_port or "off",
+             server.budget.max_memory >> 20, server.budget.connections)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -25,13 +25,14 @@ MEMORY_BYTES = "agentcache_memory_bytes"
 BACKEND_UP = "agentcache_backend_up"
 BACKEND_ERRORS_TOTAL = "agentcache_backend_errors_total"
 VALUE_BYTES = "agentcache_value_bytes"
+REJECTIONS_TOTAL = "agentcache_rejections_total"
 
 EVICTION_REASONS = ("lru", "expired", "size", "corrupt")
 BACKEND_OPS = ("get", "get_many", "set", "set_many", "delete", "delete_many", "delete_pattern", "list", "lock",
                "unlock", "stats")
 
 SIDECAR_METRICS = (REQUESTS_TOTAL, REQUEST_DURATION, HITS_TOTAL, MISSES_TOTAL, EVICTIONS_TOTAL, KEYS,
-                   MEMORY_BYTES, BACKEND_UP, BACKEND_ERRORS_TOTAL, VALUE_BYTES)
+                   MEMORY_BYTES, BACKEND_UP, BACKEND_ERRORS_TOTAL, VALUE_BYTES, REJECTIONS_TOTAL)
 
 
 def _base(name: str) -> str:
@@ -59,6 +60,8 @@ class SidecarMetrics:
         self.backend_errors = Counter(_base(BACKEND_ERRORS_TOTAL), "Backend failures by operation.", ["op"],
                                       registry=r)
         self.value_bytes = Histogram(VALUE_BYTES, "Sizes of values written.", buckets=SIZE_BUCKETS, registry=r)
+        self.rejections = Counter(_base(REJECTIONS_TOTAL), "Connections, requests and stored values refused to "
+                                  "keep the sidecar within its budget, by reason.", ["reason"], registry=r)
         self._request_children: dict[tuple[str, str], tuple] = {}
         for reason in EVICTION_REASONS:  # series exist at 0 from the start, so rate() panels have data
             self.evictions.labels(reason)
