@@ -11,13 +11,13 @@
 
 from .client import AsyncCache, Cache, Lookup, default_socket_path, get_cache
 from .decorator import cached
-from .errors import (CacheError, CacheServerError, CacheUnavailable, InvalidKey, InvalidRequest, SerializationError,
-                     ValueTooLarge)
+from .errors import (CacheError, CacheServerError, CacheUnavailable, InvalidKey, InvalidRequest, LockUnavailable,
+                     SerializationError, ValueTooLarge)
 from .keys import llm_key, stable_hash
 from .serializers import JsonSerializer, MsgpackSerializer, Serializer, SignedPickleSerializer
 
 __all__ = [
     "AsyncCache", "Cache", "Lookup", "cached", "get_cache", "default_socket_path", "llm_key", "stable_hash",
     "CacheError", "CacheUnavailable", "CacheServerError", "InvalidKey", "InvalidRequest", "SerializationError",
-    "ValueTooLarge", "Serializer", "JsonSerializer", "MsgpackSerializer", "SignedPickleSerializer",
+    "LockUnavailable", "ValueTooLarge", "Serializer", "JsonSerializer", "MsgpackSerializer", "SignedPickleSerializer",
 ]

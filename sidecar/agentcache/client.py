@@ -7,7 +7,10 @@ connections for ``AsyncCache``, one blocking connection per thread for
 operation costs one round trip.
 
 Invariants:
-- a sidecar that cannot be reached raises ``CacheUnavailable``; any other
+- a sidecar that cannot be reached, or does not answer within the call's
+  deadline (``timeout``, default 1 s; ``SLOW_TIMEOUT`` for scans and batches),
+  raises ``CacheUnavailable``; after a timeout the socket's breaker makes every
+  call fail at once until the sidecar answers again (``breaker``); any other
   non-success answer raises the ``CacheError`` subclass for the sidecar's code;
 - a scoped cache (``scoped("user:123")``) turns every key into
   ``"user:123:" + key``, confines patterns to that prefix (glob characters in
@@ -32,11 +35,14 @@ from urllib.parse import quote, urlencode
 from agentcache_operator.names import ENV_SOCKET, SOCKET_PATH
 
 from . import wire
+from .breaker import breaker_for
 from .errors import CacheUnavailable, InvalidRequest, SerializationError, error_from_response
 from .keys import SCOPE_SEPARATOR, check_key, check_scope, check_seconds, escape_glob
 from .serializers import JSON_TYPE, MISS, Codec, Serializer
 
-DEFAULT_TIMEOUT = 5.0
+DEFAULT_TIMEOUT = 1.0
+SLOW_TIMEOUT = 30.0
+"""Deadline of calls whose work grows with the data: scans, clear, stats, batches."""
 BATCH_CHUNK = 1000
 
 
@@ -61,6 +67,7 @@ class Call:
     parse: Callable[[Reply], Any]
     body: bytes | None = None
     content_type: str | None = None
+    slow: bool = False
 
 
 @dataclass(slots=True)
@@ -189,11 +196,12 @@ class _Operations:
         return Call("GET", self._key_path(self._full(key), "/ttl"), parse)
 
     def lock_call(self, key: str, ttl: float) -> Call:
-        """Parse: the lock's token, or None while someone else holds it."""
+        """Parse: the lock's token, or None while someone else holds it; ``LockUnavailable`` when the sidecar
+        could take no lock at all."""
         def parse(reply: Reply) -> str | None:
             if reply.status == 200:
                 return json.loads(reply.body)["token"]
-            return None if reply.status == 409 else _fail(reply)
+            return None if reply.status == 409 and b'"locked"' in reply.body else _fail(reply)
 
         return Call("POST", self._key_path(self._full(key), "/lock?" + urlencode({"ttl": _seconds(ttl, "ttl")})),
                     parse)
@@ -211,12 +219,12 @@ class _Operations:
         if not isinstance(pattern, str) or not pattern:
             raise InvalidRequest("the pattern must be a non-empty glob string", "bad_pattern")
         query = urlencode({"pattern": self._pattern_prefix + pattern})
-        return Call("DELETE", "/v1/keys?" + query, self._deleted)
+        return Call("DELETE", "/v1/keys?" + query, self._deleted, slow=True)
 
     def clear_call(self) -> Call:
         if self.scope:
             return self.delete_pattern_call("*")
-        return Call("DELETE", "/v1/keys", self._deleted)
+        return Call("DELETE", "/v1/keys", self._deleted, slow=True)
 
     def keys_call(self, pattern: str, limit: int) -> Call:
         if not isinstance(pattern, str) or not pattern:
@@ -228,10 +236,10 @@ class _Operations:
                 return _fail(reply)
             return [self._local(k) for k in json.loads(reply.body)["keys"]]
 
-        return Call("GET", "/v1/keys?" + query, parse)
+        return Call("GET", "/v1/keys?" + query, parse, slow=True)
 
     def stats_call(self) -> Call:
-        return Call("GET", "/v1/stats", lambda r: json.loads(r.body) if r.status == 200 else _fail(r))
+        return Call("GET", "/v1/stats", lambda r: json.loads(r.body) if r.status == 200 else _fail(r), slow=True)
 
     def get_many_plan(self, keys: Iterable[str], default: Any) -> Plan:
         """Batch gets: JSON values arrive as themselves, others as ``{"$base64", "content_type"}``."""
@@ -257,7 +265,8 @@ class _Operations:
             values = {k: v for answer in answers for k, v in answer.items()}
             return {local_key: decode(values.get(full_key), full_key) for local_key, full_key in zip(local, full)}
 
-        calls = [Call("POST", "/v1/batch/get", parse, _json_body({"keys": chunk}), JSON_TYPE) for chunk in chunks]
+        calls = [Call("POST", "/v1/batch/get", parse, _json_body({"keys": chunk}), JSON_TYPE, slow=True)
+                 for chunk in chunks]
         return Plan(calls, combine)
 
     def set_many_plan(self, mapping: Mapping[str, Any], ttl: float | None, stale_ttl: float | None) -> Plan:
@@ -284,14 +293,14 @@ class _Operations:
                 if reply.status == 204 else _fail(reply)
 
         calls = [Call("POST", "/v1/batch/set", parse,
-                      _json_body({"items": dict(items[i:i + BATCH_CHUNK]), **extra}), JSON_TYPE)
+                      _json_body({"items": dict(items[i:i + BATCH_CHUNK]), **extra}), JSON_TYPE, slow=True)
                  for i in range(0, len(items), BATCH_CHUNK)]
         return Plan(calls, all)
 
     def delete_many_plan(self, keys: Iterable[str]) -> Plan:
         full = list(dict.fromkeys(self._full(k) for k in keys))
         calls = [Call("POST", "/v1/batch/delete", self._deleted, _json_body({"keys": full[i:i + BATCH_CHUNK]}),
-                      JSON_TYPE) for i in range(0, len(full), BATCH_CHUNK)]
+                      JSON_TYPE, slow=True) for i in range(0, len(full), BATCH_CHUNK)]
         return Plan(calls, sum)
 
     def child_scope(self, scope: str) -> str:
@@ -306,6 +315,26 @@ def _unavailable(socket_path: str, exc: BaseException) -> CacheUnavailable:
     return CacheUnavailable(f"the agentcache sidecar at {socket_path} is unreachable: {reason}")
 
 
+class _Guard:
+    """What both transports do around an exchange: the call's deadline, and the socket's breaker."""
+
+    def __init__(self, socket_path: str, timeout: float):
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self.breaker = breaker_for(socket_path, timeout)
+
+    def deadline(self, call: Call) -> float:
+        if self.breaker.open:
+            raise CacheUnavailable(f"the agentcache sidecar at {self.socket_path} did not answer in time; "
+                                   "skipping the cache until it answers again")
+        return max(self.timeout, SLOW_TIMEOUT) if call.slow else self.timeout
+
+    def failed(self, exc: BaseException) -> CacheUnavailable:
+        if isinstance(exc, TimeoutError) or getattr(exc, "timed_out", False):
+            self.breaker.trip()
+        return _unavailable(self.socket_path, exc)
+
+
 class _AsyncTransport:
     """A pool of lean keep-alive connections (``wire.AsyncPool``), made lazily in the running loop.
 
@@ -316,6 +345,7 @@ class _AsyncTransport:
     def __init__(self, socket_path: str, timeout: float):
         self.socket_path = socket_path
         self.timeout = timeout
+        self.guard = _Guard(socket_path, timeout)
         self._pool: wire.AsyncPool | None = None
 
     def _pool_for(self, loop: asyncio.AbstractEventLoop) -> wire.AsyncPool:
@@ -325,11 +355,12 @@ class _AsyncTransport:
         return self._pool
 
     async def send(self, call: Call) -> Any:
+        deadline = self.guard.deadline(call)
         pool = self._pool_for(asyncio.get_running_loop())
         try:
-            answer = await pool.request(call.method, call.path, call.body, call.content_type)
+            answer = await pool.request(call.method, call.path, call.body, call.content_type, deadline)
         except (wire.ConnectionFailed, OSError, TimeoutError) as exc:
-            raise _unavailable(self.socket_path, exc) from None
+            raise self.guard.failed(exc) from None
         return call.parse(Reply(answer.status, answer.headers, answer.body))
 
     async def execute(self, plan: Plan) -> Any:
@@ -354,6 +385,7 @@ class _SyncTransport:
     def __init__(self, socket_path: str, timeout: float):
         self.socket_path = socket_path
         self.timeout = timeout
+        self.guard = _Guard(socket_path, timeout)
         self._local = threading.local()
 
     def _connection(self) -> wire.SyncConnection:
@@ -363,10 +395,11 @@ class _SyncTransport:
         return conn
 
     def send(self, call: Call) -> Any:
+        deadline = self.guard.deadline(call)
         try:
-            answer = self._connection().request(call.method, call.path, call.body, call.content_type)
+            answer = self._connection().request(call.method, call.path, call.body, call.content_type, deadline)
         except wire.ConnectionFailed as exc:
-            raise _unavailable(self.socket_path, exc) from None
+            raise self.guard.failed(exc) from None
         return call.parse(Reply(answer.status, answer.headers, answer.body))
 
     def execute(self, plan: Plan) -> Any:

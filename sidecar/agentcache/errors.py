@@ -55,6 +55,12 @@ class SerializationError(CacheError):
     code = "serialization"
 
 
+class LockUnavailable(CacheError):
+    """The sidecar could take no lock (its backend refused it): compute without single-flight."""
+
+    code = "lock_unavailable"
+
+
 class CacheServerError(CacheError):
     """The sidecar answered 5xx (a sidecar bug; the sidecar log says more)."""
 
@@ -65,6 +71,7 @@ _BY_CODE: dict[str, type[CacheError]] = {
     "bad_key": InvalidKey,
     "bad_pattern": InvalidKey,
     "too_large": ValueTooLarge,
+    "lock_unavailable": LockUnavailable,
 }
 
 
