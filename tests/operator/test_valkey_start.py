@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from agentcache_operator.render import Cache
-from agentcache_operator.render.valkey import config_data
+from agentcache_operator.render.valkey import SIDECAR_ACL_FILE, config_data
 from tests.support.tools import require_tool
 from tests.support.valkey import free_port
 
 from .examples import EXAMPLE_FILES, agent_cache
 
 PASSWORD = "start-test-password"
+SIDECAR_PASSWORD = "sidecar-test-password"
 
 
 class StartedValkey:
@@ -33,11 +34,12 @@ class StartedValkey:
         conf.write_text("\n".join(lines) + "\n")
         script = workdir / "start.sh"
         script.write_text(data["start.sh"])
+        (workdir / SIDECAR_ACL_FILE).write_text(data[SIDECAR_ACL_FILE])
         server_dir = str(Path(require_tool("valkey-server")).parent)
         self.process = subprocess.Popen(
             ["sh", str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "PATH": f"{server_dir}:{os.environ['PATH']}", "VALKEY_CONFIG": str(conf),
-                 "VALKEY_PASSWORD": PASSWORD, **env},
+                 "VALKEY_PASSWORD": PASSWORD, "VALKEY_SIDECAR_PASSWORD": SIDECAR_PASSWORD, **env},
         )
 
     def cli(self, *args: str, password: str | None = PASSWORD) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 
 import base64
+import hashlib
+import hmac
 from typing import Any
 
 from .. import names
@@ -23,6 +25,7 @@ from .common import (
     Cache, config_hash, container_security_context, labels, mebibytes, metadata,
     pod_security_context, quantity_bytes, selector_labels,
 )
+from .tenancy import acl_rule, acl_user
 
 COMPONENT = "valkey"
 BOOTSTRAP_COMPONENT = "valkey-bootstrap"
@@ -33,12 +36,19 @@ CONFIG_DIR = "/etc/valkey"
 DATA_DIR = "/data"
 PASSWORD_ENV = "VALKEY_PASSWORD"
 PASSWORD_KEY = "password"
+SIDECAR_PASSWORD_ENV = "VALKEY_SIDECAR_PASSWORD"
+SIDECAR_PASSWORD_KEY = names.VALKEY_SIDECAR_PASSWORD_KEY
+SIDECAR_ACL_FILE = "sidecar.acl"
 
 START_SCRIPT = r"""#!/bin/sh
-# Starts valkey-server with valkey.conf; the password comes from the environment
-# (a Secret), never from the ConfigMap. The role comes from the environment too:
-# VALKEY_PRIMARY=host:port makes a replica, VALKEY_ANNOUNCE_HOSTNAME a cluster node.
+# Starts valkey-server with valkey.conf; the passwords come from the environment
+# (a Secret), never from the ConfigMap. sidecar.acl holds the sidecars' ACL user
+# and rules (its password is VALKEY_SIDECAR_PASSWORD). The role comes from the
+# environment too: VALKEY_PRIMARY=host:port makes a replica,
+# VALKEY_ANNOUNCE_HOSTNAME a cluster node.
 set -eu
+config="${VALKEY_CONFIG:-/etc/valkey/valkey.conf}"
+acl="user $(cat "$(dirname "$config")/sidecar.acl") >${VALKEY_SIDECAR_PASSWORD}"
 role=""
 if [ -n "${VALKEY_PRIMARY:-}" ]; then
   role="replicaof ${VALKEY_PRIMARY%:*} ${VALKEY_PRIMARY##*:}"
@@ -46,9 +56,10 @@ fi
 if [ -n "${VALKEY_ANNOUNCE_HOSTNAME:-}" ]; then
   role="cluster-announce-hostname ${VALKEY_ANNOUNCE_HOSTNAME}"
 fi
-exec valkey-server "${VALKEY_CONFIG:-/etc/valkey/valkey.conf}" - <<EOF
+exec valkey-server "$config" - <<EOF
 requirepass "${VALKEY_PASSWORD}"
 masterauth "${VALKEY_PASSWORD}"
+${acl}
 ${role}
 EOF
 """
@@ -111,8 +122,14 @@ def valkey_conf(cache: Cache) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sidecar_password(password: str, cache: Cache) -> str:
+    """The sidecars' password, derived from the admin one (which it does not reveal)."""
+    return hmac.new(password.encode(), f"agentcache-sidecar:{cache.name}".encode(), hashlib.sha256).hexdigest()
+
+
 def config_data(cache: Cache) -> dict[str, str]:
-    data = {"valkey.conf": valkey_conf(cache), "start.sh": START_SCRIPT}
+    data = {"valkey.conf": valkey_conf(cache), "start.sh": START_SCRIPT,
+            SIDECAR_ACL_FILE: f"{acl_user(cache)} {acl_rule(cache.key_prefix)}\n"}
     if cache.valkey["topology"] == "cluster":
         data["bootstrap.sh"] = BOOTSTRAP_SCRIPT
     return data
@@ -137,12 +154,13 @@ def render_password_secret(cache: Cache, password: str) -> dict[str, Any]:
         "metadata": metadata(cache, names.valkey_password_secret(cache.name), COMPONENT),
         "type": "Opaque",
         "immutable": True,
-        "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
+        "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode(),
+                 SIDECAR_PASSWORD_KEY: base64.b64encode(sidecar_password(password, cache).encode()).decode()},
     }
 
 
-def _password_env(cache: Cache, name: str) -> dict[str, Any]:
-    ref = {"name": names.valkey_password_secret(cache.name), "key": PASSWORD_KEY}
+def _password_env(cache: Cache, name: str, key: str = PASSWORD_KEY) -> dict[str, Any]:
+    ref = {"name": names.valkey_password_secret(cache.name), "key": key}
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
@@ -177,7 +195,8 @@ def _statefulset(cache: Cache, name: str, role: str, replicas: int, extra_env: l
         "image": image(cache),
         "imagePullPolicy": "IfNotPresent",
         "command": ["sh", f"{CONFIG_DIR}/start.sh"],
-        "env": [_password_env(cache, PASSWORD_ENV), *extra_env],
+        "env": [_password_env(cache, PASSWORD_ENV), _password_env(cache, SIDECAR_PASSWORD_ENV, SIDECAR_PASSWORD_KEY),
+                *extra_env],
         "ports": ports,
         "readinessProbe": {"exec": {"command": ["sh", "-c", ping]}, "periodSeconds": 5, "timeoutSeconds": 3},
         "livenessProbe": {"tcpSocket": {"port": "valkey"}, "initialDelaySeconds": 10, "periodSeconds": 10},

@@ -1,0 +1,49 @@
+"""Prefix nesting on a shared external Valkey is refused with the other cache named; ACL rules are confined."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentcache_operator.render import Cache, SpecError
+from agentcache_operator.render.tenancy import SIDECAR_COMMANDS, acl_rule, prefix_conflict
+
+
+def cache(name: str, prefix: str = "", url: str = "valkey://valkey.shared.svc:6379", db: int = 1,
+          namespace: str = "agents", backend: str = "valkey", mode: str = "external") -> Cache:
+    valkey = {"mode": mode, "db": db, **({"url": url} if mode == "external" else {})}
+    return Cache.from_body({"metadata": {"name": name, "namespace": namespace},
+                            "spec": {"backend": backend, "keyPrefix": prefix, "valkey": valkey}})
+
+
+def test_nesting_prefixes_on_one_valkey_and_db_conflict_and_name_the_other_cache():
+    wide, narrow = cache("wide", "a:"), cache("narrow", "a:b:")
+    message = prefix_conflict(wide, [narrow])
+    assert message and "agents/narrow" in message and "'a:b:'" in message and "nests" in message
+    assert "agents/wide" in prefix_conflict(narrow, [wide])
+    assert "is the same as" in prefix_conflict(cache("twin", "a:"), [wide])
+
+
+def test_the_default_prefix_of_one_cache_never_nests_another_default_prefix():
+    assert prefix_conflict(cache("llm"), [cache("llm-eu"), cache("llm", namespace="other")]) is None
+
+
+def test_separate_servers_dbs_and_backends_do_not_conflict():
+    wide = cache("wide", "a:")
+    assert prefix_conflict(wide, [cache("n", "a:b:", db=2)]) is None
+    assert prefix_conflict(wide, [cache("n", "a:b:", url="valkey://other.svc:6379")]) is None
+    assert prefix_conflict(wide, [cache("n", "a:b:", backend="memory")]) is None
+    assert prefix_conflict(wide, [cache("n", "a:b:", mode="managed")]) is None
+    assert prefix_conflict(wide, [wide]) is None, "a cache never conflicts with itself"
+    same_host = cache("n", "a:b:", url="valkey://VALKEY.shared.svc:6379/1")
+    assert prefix_conflict(wide, [same_host]) is not None, "host names compare case-insensitively"
+
+
+def test_acl_rule_confines_keys_and_commands():
+    rule = acl_rule("agentcache:agents:llm:")
+    assert "~agentcache:agents:llm:*" in rule.split() and "-@all" in rule.split()
+    assert rule.split().count("resetkeys") == 1
+    for forbidden in ("keys", "flushall", "flushdb", "config", "debug", "acl"):
+        assert forbidden not in SIDECAR_COMMANDS and f"+{forbidden}" not in rule
+    for unsafe in ("", "a b:", "a*:", "a\\:"):
+        with pytest.raises(SpecError):
+            acl_rule(unsafe)
