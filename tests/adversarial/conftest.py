@@ -59,6 +59,12 @@ def raw_request(path: str, method: str = "GET", body: bytes = b"", headers: str 
 
 def read_answer(sock: socket.socket, timeout: float = 5.0) -> tuple[int, bytes]:
     """Status and body of one answer on a keep-alive connection (Content-Length framed)."""
+    head, body = read_full(sock, timeout)
+    return int(head.split()[1]), body
+
+
+def read_full(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bytes]:
+    """Head and body of one answer on a keep-alive connection (Content-Length framed)."""
     sock.settimeout(timeout)
     data = b""
     while b"\r\n\r\n" not in data:
@@ -67,7 +73,6 @@ def read_answer(sock: socket.socket, timeout: float = 5.0) -> tuple[int, bytes]:
             raise ConnectionError(f"closed after {data!r}")
         data += chunk
     head, _, rest = data.partition(b"\r\n\r\n")
-    status = int(head.split()[1])
     length = 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -78,7 +83,7 @@ def read_answer(sock: socket.socket, timeout: float = 5.0) -> tuple[int, bytes]:
         if not chunk:
             break
         rest += chunk
-    return status, rest[:length]
+    return head, rest[:length]
 
 
 def connect(path: str) -> socket.socket:
