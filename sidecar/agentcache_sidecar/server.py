@@ -234,7 +234,7 @@ class HttpProtocol(asyncio.Protocol):
         pos, size = 0, len(data)
         while pos < size and not self._refused:
             if self._in_message and not self._in_head:
-                take = self._body_left if self._body_left is not None else BODY_SLICE
+                take = self._body_left or BODY_SLICE  # unknown (chunked) or nothing left: a slice
             else:
                 take = HEAD_SLICE
             chunk = data[pos:pos + take] if pos or take < size else data
