@@ -249,7 +249,7 @@ def disk_full(run: Run) -> dict:
         sock = connect(sidecar.socket_path)
         sock.sendall(raw_request("/v1/keys/existing", "PUT", b"kept"))
         read_answer(sock)
-        with open(storage / "filler", "wb") as filler:
+        with open(storage / "filler", "wb", buffering=0) as filler:
             try:
                 while True:
                     filler.write(b"\0" * 65536)

@@ -25,6 +25,7 @@ ANNOTATION_CONFIG_HASH = "agentcache.io/config-hash"
 # its pods), and a Secret it needs that is missing or wrong (pods are injected; they start once it is fixed).
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_SECRET_NOT_USABLE = "SecretNotUsable"
+REASON_PREFIX_CONFLICT = "PrefixConflict"
 ANNOTATION_APPLIED_HASH = "agentcache.io/applied-hash"  # on every child: the hash of what the operator last applied
 ANNOTATION_SIDECAR_CPU = "agentcache.io/sidecar-cpu"
 ANNOTATION_SIDECAR_MEMORY = "agentcache.io/sidecar-memory"

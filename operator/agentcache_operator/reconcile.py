@@ -27,6 +27,7 @@ from .drift import stamp, up_to_date
 from .kube import ApiError, Client, path
 from .metrics import RECONCILE_DURATION, RECONCILES, PhaseBook
 from .render import Cache, SpecError, render_children
+from .render.tenancy import prefix_conflict
 from .render.common import quantity_bytes
 from .render.valkey import PASSWORD_KEY
 from .status import Assessment, Observed, assess, changed, count_pods, failed, sidecar_config_hash, status
@@ -44,6 +45,10 @@ EVENT_TYPES = {"Ready": "Normal", "Pending": "Normal", "Degraded": "Warning", "F
 
 class SecretNotUsable(SpecError):
     """A Secret the cache needs is missing or wrong: fixable without changing the spec."""
+
+
+class PrefixConflict(SpecError):
+    """The cache's key prefix nests an older cache's on the same external Valkey and db."""
 
 
 class Reconciler:
@@ -169,7 +174,7 @@ class Reconciler:
         previous = body.get("status") or {}
         observed = Observed()
         try:
-            children = await self._desired(cache)
+            children = await self._desired(cache, body)
             kopf.adopt(children, owner=body)
             applied = await self._apply(cache, children)
             if previous.get("observedGeneration") not in (None, cache.generation):
@@ -180,6 +185,8 @@ class Reconciler:
             assessment = assess(cache, observed, previous.get("phase"))
         except SecretNotUsable as error:
             assessment = failed(names.REASON_SECRET_NOT_USABLE, str(error))
+        except PrefixConflict as error:
+            assessment = failed(names.REASON_PREFIX_CONFLICT, str(error))
         except SpecError as error:
             assessment = failed(names.REASON_INVALID_SPEC, str(error))
         except ApiError as error:
@@ -196,7 +203,19 @@ class Reconciler:
             await self._event(body, assessment)
         return assessment.phase
 
-    async def _desired(self, cache: Cache) -> list[dict[str, Any]]:
+    def _older_caches(self, body: dict[str, Any]) -> list[Cache]:
+        """The caches created before ``body``'s (ties broken by namespace and name): they keep their prefix."""
+        def age(meta: dict[str, Any]) -> tuple:
+            return meta.get("creationTimestamp") or "", meta.get("namespace") or "", meta["name"]
+
+        mine = age(body["metadata"])
+        return [Cache.from_body(other) for other in self._caches.values()
+                if not other["metadata"].get("deletionTimestamp") and age(other["metadata"]) < mine]
+
+    async def _desired(self, cache: Cache, body: dict[str, Any]) -> list[dict[str, Any]]:
+        conflict = prefix_conflict(cache, self._older_caches(body))
+        if conflict:
+            raise PrefixConflict(conflict)
         password = None
         if cache.managed_valkey:
             password = await self._managed_password(cache)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+from agentcache_operator.reconcile import PrefixConflict, Reconciler
 from agentcache_operator.render import Cache, SpecError
 from agentcache_operator.render.tenancy import SIDECAR_COMMANDS, acl_rule, prefix_conflict
 
 
-def cache(name: str, prefix: str = "", url: str = "valkey://valkey.shared.svc:6379", db: int = 1,
-          namespace: str = "agents", backend: str = "valkey", mode: str = "external") -> Cache:
+def body(name: str, prefix: str = "", url: str = "valkey://valkey.shared.svc:6379", db: int = 1,
+         namespace: str = "agents", backend: str = "valkey", mode: str = "external", created: str = "") -> dict:
     valkey = {"mode": mode, "db": db, **({"url": url} if mode == "external" else {})}
-    return Cache.from_body({"metadata": {"name": name, "namespace": namespace},
-                            "spec": {"backend": backend, "keyPrefix": prefix, "valkey": valkey}})
+    return {"metadata": {"name": name, "namespace": namespace, "creationTimestamp": created},
+            "spec": {"backend": backend, "keyPrefix": prefix, "valkey": valkey}}
+
+
+def cache(name: str, prefix: str = "", **kwargs) -> Cache:
+    return Cache.from_body(body(name, prefix, **kwargs))
 
 
 def test_nesting_prefixes_on_one_valkey_and_db_conflict_and_name_the_other_cache():
@@ -47,3 +52,14 @@ def test_acl_rule_confines_keys_and_commands():
     for unsafe in ("", "a b:", "a*:", "a\\:"):
         with pytest.raises(SpecError):
             acl_rule(unsafe)
+
+
+async def test_the_operator_fails_the_younger_of_two_nesting_caches_and_names_the_older():
+    reconciler = Reconciler(client=None)
+    older = body("first", "a:", created="2026-01-01T00:00:00Z")
+    younger = body("second", "a:b:", created="2026-01-02T00:00:00Z")
+    for cache_body in (older, younger):
+        reconciler.observe_cache(cache_body)
+    with pytest.raises(PrefixConflict, match="agents/first"):
+        await reconciler._desired(Cache.from_body(younger), younger)
+    assert prefix_conflict(Cache.from_body(older), reconciler._older_caches(older)) is None
