@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -56,11 +57,24 @@ def good_figures(good: GoodClient) -> dict:
 
 
 def attacked(sidecar: SidecarProcess, attack) -> dict:
-    """Run ``attack()`` while a well-behaved client reads; peak RSS and the client's figures."""
-    with GoodClient(sidecar.socket_path) as good, PeakRss(sidecar.proc.pid) as memory:
+    """Run ``attack()`` while a well-behaved client reads (in a process of its own, so that the attacker's
+    work here does not slow it down); peak RSS and the client's figures."""
+    good = subprocess.Popen([sys.executable, __file__, "--good", sidecar.socket_path], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    good.stdout.readline()  # started
+    with PeakRss(sidecar.proc.pid) as memory:
         result = attack() or {}
+    figures = json.loads(good.communicate(b"stop\n", timeout=120)[0])
     sidecar.stop()
-    return {**result, "peak_rss_mib": round(memory.peak / MiB, 1), **good_figures(good)}
+    return {**result, "peak_rss_mib": round(memory.peak / MiB, 1), **figures}
+
+
+def good_client(socket_path: str) -> None:
+    """``--good``: read until told to stop on stdin, then print the figures as JSON."""
+    with GoodClient(socket_path) as good:
+        print("started", flush=True)
+        sys.stdin.readline()
+    print(json.dumps(good_figures(good)), flush=True)
 
 
 def idle_connections(run: Run) -> dict:
@@ -239,7 +253,6 @@ def stuck_sidecar_sdk(run: Run) -> dict:
 
 
 def disk_full(run: Run) -> dict:
-    import subprocess
     storage = run.workdir / "disk"
     storage.mkdir(parents=True)
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(storage)]).returncode:
@@ -327,7 +340,10 @@ ATTACKS = {"idle_connections": idle_connections, "stalled_uploads": stalled_uplo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("attacks", nargs="*", help=f"some of {', '.join(ATTACKS)} (default: all)")
+    parser.add_argument("--good", metavar="SOCKET", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.good:
+        return good_client(args.good)
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
