@@ -172,6 +172,8 @@ class HttpProtocol(asyncio.Protocol):
         self._in_head = False
         self._in_message = False
         self._pipeline_paused = False
+        self._held = b""  # bytes received but not parsed while the pipeline is full
+        self._eof = False
         self._head_bytes = 0
         self._reset()
 
@@ -227,12 +229,15 @@ class HttpProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         """Half-closed: answer what was asked, then close (True keeps the transport open for writing)."""
         self.read_deadline = NO_DEADLINE
-        self.queue.put_nowait(None)
+        self._eof = True
+        if not self._held:
+            self.queue.put_nowait(None)
         return True
 
     def data_received(self, data: bytes) -> None:
+        """Parse as the bytes arrive; once ``max_pipeline`` requests wait, keep the rest unparsed for later."""
         pos, size = 0, len(data)
-        while pos < size and not self._refused:
+        while pos < size and not self._refused and not self._pipeline_paused:
             if self._in_message and not self._in_head:
                 take = self._body_left or BODY_SLICE  # unknown (chunked) or nothing left: a slice
             else:
@@ -247,6 +252,19 @@ class HttpProtocol(asyncio.Protocol):
                 if self._head_bytes > self.server.max_head + HEAD_SLICE:
                     self._refuse(_Refused(431, "headers_too_large", f"the request line and headers exceed "
                                                                     f"{self.server.max_head} bytes"))
+        if pos < size and self._pipeline_paused and not self._refused:
+            self._held = data[pos:]
+
+    def _drained(self) -> None:
+        """The worker made room in the pipeline: parse what was held back, then read again."""
+        self._pipeline_paused = False
+        held, self._held = self._held, b""
+        if held:
+            self.data_received(held)
+        if self._eof and not self._held:
+            self.queue.put_nowait(None)
+        elif not self._pipeline_paused and not self._refused and not self._eof:
+            self.transport.resume_reading()
 
     def _feed(self, chunk: bytes) -> bool:
         try:
@@ -375,9 +393,7 @@ class HttpProtocol(asyncio.Protocol):
         while True:
             item = await self.queue.get()
             if self._pipeline_paused and self.queue.qsize() < self.server.max_pipeline // 2 + 1:
-                self._pipeline_paused = False
-                if not self._refused:
-                    self.transport.resume_reading()
+                self._drained()
             if item is None:
                 return
             await self.writable.wait()
@@ -398,6 +414,8 @@ class HttpProtocol(asyncio.Protocol):
             if self.transport.is_closing():
                 return
             self._send(request, response, keep_alive)
+            if not self.queue.empty():
+                await asyncio.sleep(0)  # one request at a time per connection: others get their turn
             if not keep_alive or self.server.closing:
                 return
             if self.queue.empty() and not self._in_message and not self._refused:
@@ -449,7 +467,8 @@ class CacheServer:
     """
 
     def __init__(self, route: Router, app: dict, budget: Budget, limits: Limits,
-                 body_limit: Callable[[bytes], tuple[int, str]], on_reject: Callable[[str], None] = lambda reason: None):
+                 body_limit: Callable[[bytes], tuple[int, str]],
+                 on_reject: Callable[[str], None] = lambda reason: None):
         self.route = route
         self.app = app
         self.budget = budget

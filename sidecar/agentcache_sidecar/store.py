@@ -71,7 +71,8 @@ class CacheService:
         self.enabled = enabled
         self.metrics = metrics
         self.fallback: MemoryBackend | None = (
-            MemoryBackend(max_items=fallback_max_items, max_bytes=fallback_max_bytes) if fallback == "memory" and backend.name == "valkey" else None)
+            MemoryBackend(max_items=fallback_max_items, max_bytes=fallback_max_bytes)
+            if fallback == "memory" and backend.name == "valkey" else None)
         self.primary_up = True
         self.hits = 0
         self.misses = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import statistics
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -133,6 +134,12 @@ class GoodClient:
         assert p50 < GOOD_P50, f"well-behaved client's p50 {p50 * 1000:.1f} ms"
         assert all(s == 200 for s in self.statuses), sorted(set(self.statuses))
         assert self.wrong == 0
+
+
+def start_sidecars_with(monkeypatch, preexec) -> None:
+    """Sidecars started from now on run ``preexec`` in their process before exec (limits, signals)."""
+    popen = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda *args, **kwargs: popen(*args, preexec_fn=preexec, **kwargs))
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import json
 import resource
 import socket
 import time
+from pathlib import Path
 
-from .conftest import MAX_MEMORY, GoodClient, PeakRss, connect, read_answer
+from .conftest import MAX_MEMORY, GoodClient, PeakRss, connect, read_answer, start_sidecars_with
 
 ATTACKERS = 1500
 CAP = 1000
@@ -30,7 +31,7 @@ def test_idle_and_half_sent_connections_are_capped_and_timed_out(guarded):
                     sock.sendall(b"GET /v1/keys/x HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # half a head, never finished
                 held.append(sock)
             time.sleep(0.5)
-            for sock in held[CAP - 1:]:  # the good client holds one of the CAP  # beyond the cap: a JSON 503, then the sidecar closes; never a reset
+            for sock in held[CAP - 1:]:  # beyond the cap (the good client holds one): a JSON 503, never a reset
                 status, body = read_answer(sock)
                 refused.append((status, json.loads(body)["error"]))
             time.sleep(3.0)  # past header_timeout: the sidecar has closed the idle and half-sent ones
@@ -53,3 +54,13 @@ def test_idle_and_half_sent_connections_are_capped_and_timed_out(guarded):
     assert refused == [(503, "busy")] * (ATTACKERS - CAP + 1)
     assert closed == CAP - 1, f"only {closed} of {CAP - 1} idle connections were closed by header_timeout"
     assert memory.peak < MAX_MEMORY, f"peak RSS {memory.peak >> 20} MiB"
+
+
+def test_the_soft_fd_limit_is_raised_to_the_hard_limit(guarded, monkeypatch):
+    """Started with a soft RLIMIT_NOFILE of 256, the sidecar serves with its hard limit."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    start_sidecars_with(monkeypatch, lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)))
+    sidecar = guarded()
+    limits = Path(f"/proc/{sidecar.proc.pid}/limits").read_text()
+    (line,) = [line for line in limits.splitlines() if line.startswith("Max open files")]
+    assert line.split()[3:5] == [str(hard), str(hard)], line

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import connect, raw_request, read_answer
+from .conftest import connect, raw_request, read_answer, start_sidecars_with
 
 MiB = 2**20
 
@@ -59,8 +59,8 @@ def limit_file_size() -> None:  # runs in the sidecar's process before exec
 def test_full_disk_drops_writes_and_serves_reads(sidecar_factory, tmp_path, monkeypatch, kind):
     storage = tmp_path / "disk"
     with small_disk(storage, kind) as tmpfs:
-        if not tmpfs:  # the sidecar inherits the limit through its Popen
-            monkeypatch.setattr(subprocess, "Popen", _with_preexec(subprocess.Popen, limit_file_size))
+        if not tmpfs:
+            start_sidecars_with(monkeypatch, limit_file_size)
         sidecar = sidecar_factory({"cache": {"backend": "file", "storage_dir": str(storage), "key_prefix": "d:",
                                              "max_file_size": 4 * MiB}})
         sock = connect(sidecar.socket_path)
@@ -91,10 +91,4 @@ def test_full_disk_drops_writes_and_serves_reads(sidecar_factory, tmp_path, monk
     assert ready_status == 200 and b'"writes_failing": true' in ready and b'"backend_up": true' in ready
     assert stats["dropped_writes"] == 20 and stats["write_errors"] == 20
     assert ("no space left" if tmpfs else "file too large") in stats["last_write_error"]
-
-
-def _with_preexec(popen, preexec):
-    def start(*args, **kwargs):
-        return popen(*args, preexec_fn=preexec, **kwargs)
-    return start
 

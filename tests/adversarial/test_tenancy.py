@@ -39,7 +39,8 @@ def ask(sock, path: str, method: str = "GET", body: bytes = b"") -> tuple[int, b
 def test_nested_prefixes_and_lock_lookalikes_never_cross(sidecar_factory, valkey_server):
     wide = connect(sidecar_factory(valkey_config(valkey_server.url, "a:"), name="wide").socket_path)
     narrow = connect(sidecar_factory(valkey_config(valkey_server.url, "a:b:"), name="narrow").socket_path)
-    lookalike = connect(sidecar_factory(valkey_config(valkey_server.url, "agentcache-lock:a:"), name="lock").socket_path)
+    lookalike = connect(sidecar_factory(valkey_config(valkey_server.url, "agentcache-lock:a:"),
+                                        name="lock").socket_path)
     assert ask(narrow, "/v1/keys/secret", "PUT", b"narrow's")[0] == 204
     assert ask(wide, "/v1/keys/b:secret")[0] == 404
     assert json.loads(ask(wide, "/v1/keys?pattern=*")[1])["keys"] == []

@@ -242,7 +242,8 @@ async def test_oversized_values_are_413(sidecar_factory):
 
 
 async def _error_body(status):
-    return json.dumps({"error": "too_large", "message": "a value (max_value_bytes) of 1001 bytes exceeds 1000 bytes"}).encode()
+    message = "a value (max_value_bytes) of 1001 bytes exceeds 1000 bytes"
+    return json.dumps({"error": "too_large", "message": message}).encode()
 
 
 async def _chunks(data: bytes):

@@ -210,7 +210,8 @@ DATA = "p:" + KEY_MARK + "*"
 
 
 async def test_locks_are_shared_by_backends_and_outside_data_patterns(valkey_server, raw):
-    """Lock keys are the store's (``prefix + LOCK_MARK + key``): no data pattern (``prefix + KEY_MARK + *``) matches them."""
+    """Lock keys are the store's (``prefix + LOCK_MARK + key``): no data pattern (``prefix + KEY_MARK + *``)
+    matches them."""
     first = make_backend(valkey_server.url)
     second = make_backend(valkey_server.url)
     try:

@@ -61,7 +61,8 @@ def prefix_conflict(cache: Cache, others: Iterable[Cache]) -> str | None:
             continue
         theirs = other.key_prefix
         if prefix.startswith(theirs) or theirs.startswith(prefix):
-            relation = "is the same as" if prefix == theirs else "nests" if theirs.startswith(prefix) else "is nested in"
+            relation = ("is the same as" if prefix == theirs
+                        else "nests" if theirs.startswith(prefix) else "is nested in")
             return (f"key prefix {prefix!r} {relation} the prefix {theirs!r} of AgentCache "
                     f"{other.namespace}/{other.name} on the same Valkey ({cache.valkey['url']}, db {mine[3]}): "
                     "one cache could read and clear the other's keys; choose spec.keyPrefix values that do not "
