@@ -291,6 +291,12 @@ class Reconciler:
         stamp(obj)
         if up_to_date(existing, obj):
             return existing  # type: ignore[return-value]
+        if kind == "Secret" and existing is not None and existing.get("immutable") \
+                and set(obj.get("data", {})) - set(existing.get("data") or {}):
+            # an immutable Secret gains a key (an older operator's lacks sidecar-password) only by being made anew;
+            # the password in it stays, so nothing else changes
+            await self.client.delete(kind, cache.namespace, name)
+            self.observe_child(kind, existing, deleted=True)
         written = await (self.client.create(obj) if kind in CREATE_ONLY_KINDS else self.client.apply(obj))
         self.observe_child(kind, written, deleted=False)
         return written

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from agentcache_operator import names
 from agentcache_operator.reconcile import PrefixConflict, Reconciler
 from agentcache_operator.render import Cache, SpecError
 from agentcache_operator.render.tenancy import SIDECAR_COMMANDS, acl_rule, prefix_conflict
+from agentcache_operator.render.valkey import render_password_secret
 
 
 def body(name: str, prefix: str = "", url: str = "valkey://valkey.shared.svc:6379", db: int = 1,
@@ -63,3 +65,29 @@ async def test_the_operator_fails_the_younger_of_two_nesting_caches_and_names_th
     with pytest.raises(PrefixConflict, match="agents/first"):
         await reconciler._desired(Cache.from_body(younger), younger)
     assert prefix_conflict(Cache.from_body(older), reconciler._older_caches(older)) is None
+
+
+async def test_an_older_operators_immutable_secret_is_made_anew_with_the_sidecar_password():
+    """Upgrade: the managed Valkey's Secret lacks ``sidecar-password`` and is immutable, so it is re-created
+    (same password) instead of being rejected by the API server."""
+    cache = Cache.from_body({**body("managed", mode="managed"), "metadata": {"name": "managed", "namespace": "agents"}})
+    desired = render_password_secret(cache, "the-password")
+    old = {**desired, "data": {"password": desired["data"]["password"]}, "metadata": {**desired["metadata"]}}
+    calls = []
+
+    class Client:
+        async def get(self, kind, namespace, name):
+            calls.append(("get", kind))
+            return old
+
+        async def delete(self, kind, namespace, name):
+            calls.append(("delete", kind, name))
+
+        async def apply(self, obj):
+            calls.append(("apply", obj["kind"], sorted(obj["data"])))
+            return obj
+
+    written = await Reconciler(Client())._write_one(cache, desired)
+    assert calls == [("get", "Secret"), ("delete", "Secret", desired["metadata"]["name"]),
+                     ("apply", "Secret", ["password", names.VALKEY_SIDECAR_PASSWORD_KEY])]
+    assert written["data"]["password"] == old["data"]["password"]
