@@ -43,8 +43,10 @@ class Run:
 
     def sidecar(self, cache: dict | None = None, services: dict | None = None, **side) -> SidecarProcess:
         self.count += 1
-        config = {"cache": {"backend": "memory", "key_prefix": "b:", **(cache or {})},
-                  "sidecar": {"max_memory": "128Mi", **side}}
+        config = {
+            "cache": {"backend": "memory", "key_prefix": "b:", **(cache or {})},
+            "sidecar": {"max_memory": "128Mi", **side},
+        }
         if services:
             config["services"] = services
         return SidecarProcess(self.workdir / f"s{self.count}", config).start()
@@ -52,15 +54,20 @@ class Run:
 
 def good_figures(good: GoodClient) -> dict:
     lat = good.latencies or [float("nan")]
-    return {"good_p50_ms": round(statistics.median(lat) * 1000, 2), "good_max_ms": round(max(lat) * 1000, 1),
-            "good_non200": sum(s != 200 for s in good.statuses), "good_wrong": good.wrong}
+    return {
+        "good_p50_ms": round(statistics.median(lat) * 1000, 2),
+        "good_max_ms": round(max(lat) * 1000, 1),
+        "good_non200": sum(s != 200 for s in good.statuses),
+        "good_wrong": good.wrong,
+    }
 
 
 def attacked(sidecar: SidecarProcess, attack) -> dict:
     """Run ``attack()`` while a well-behaved client reads (in a process of its own, so that the attacker's
     work here does not slow it down); peak RSS and the client's figures."""
-    good = subprocess.Popen([sys.executable, __file__, "--good", sidecar.socket_path], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
+    good = subprocess.Popen(
+        [sys.executable, __file__, "--good", sidecar.socket_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     good.stdout.readline()  # started
     with PeakRss(sidecar.proc.pid) as memory:
         result = attack() or {}
@@ -184,7 +191,7 @@ def _first_status(sock: socket.socket, timeout: float) -> str:
 
 def batch_bomb(run: Run) -> dict:
     sidecar = run.sidecar()
-    bomb = b'{"items": {"k": [' + b"{}," * (31 * MiB // 3) + b'{}]}}'
+    bomb = b'{"items": {"k": [' + b"{}," * (31 * MiB // 3) + b"{}]}}"
     request = raw_request("/v1/batch/set", "POST", bomb, "Content-Type: application/json\r\n")
     return attacked(sidecar, lambda: _answer_while_sending(sidecar, [request]))
 
@@ -199,8 +206,11 @@ def hung_valkey(run: Run) -> dict:
         i = 0
         while not stop.is_set():
             started = time.monotonic()
-            sock.sendall(raw_request(f"/v1/keys/k{n}-{i % 20}", "PUT", b"v") if i % 3 == 0
-                         else raw_request(f"/v1/keys/k{n}-{i % 20}"))
+            sock.sendall(
+                raw_request(f"/v1/keys/k{n}-{i % 20}", "PUT", b"v")
+                if i % 3 == 0
+                else raw_request(f"/v1/keys/k{n}-{i % 20}")
+            )
             statuses.append(read_answer(sock, 60)[0])
             latencies.append(time.monotonic() - started)
             i += 1
@@ -224,13 +234,18 @@ def hung_valkey(run: Run) -> dict:
         worker.join()
     sidecar.stop()
     server.stop()
-    return {"requests": len(latencies), "max_wait_ms": round(max(latencies) * 1000, 1),
-            "p50_ms": round(statistics.median(latencies) * 1000, 2), "5xx": sum(s >= 500 for s in statuses),
-            "readyz_during": {k: ready.get(k) for k in ("ready", "backend_up", "circuit")}}
+    return {
+        "requests": len(latencies),
+        "max_wait_ms": round(max(latencies) * 1000, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "5xx": sum(s >= 500 for s in statuses),
+        "readyz_during": {k: ready.get(k) for k in ("ready", "backend_up", "circuit")},
+    }
 
 
 def stuck_sidecar_sdk(run: Run) -> dict:
     from agentcache import Cache, cached
+
     sidecar = run.sidecar()
     cache = Cache(sidecar.socket_path)
 
@@ -281,8 +296,12 @@ def disk_full(run: Run) -> dict:
         status, body = read_answer(sock)
         sock.close()
         sidecar.stop()
-        return {"write_statuses": sorted(set(writes)), "reads_hit_of_200": hits, "readyz": status,
-                "readyz_body": json.loads(body)}
+        return {
+            "write_statuses": sorted(set(writes)),
+            "reads_hit_of_200": hits,
+            "readyz": status,
+            "readyz_body": json.loads(body),
+        }
     finally:
         subprocess.run(["umount", "-l", str(storage)])
 
@@ -315,8 +334,9 @@ def locks(run: Run) -> dict:
         answers = sock.makefile("rb")
         ttl = None
         for start in range(0, 200_000, 1000):
-            sock.sendall(b"".join(raw_request(f"/v1/keys/l{i}/lock?ttl=315360000", "POST")
-                                  for i in range(start, start + 1000)))
+            sock.sendall(
+                b"".join(raw_request(f"/v1/keys/l{i}/lock?ttl=315360000", "POST") for i in range(start, start + 1000))
+            )
             for _ in range(1000):
                 answers.readline()
                 length = 0
@@ -330,11 +350,19 @@ def locks(run: Run) -> dict:
     return attacked(sidecar, attack)
 
 
-ATTACKS = {"idle_connections": idle_connections, "stalled_uploads": stalled_uploads,
-           "stalled_uploads_8mib": lambda run: stalled_uploads(run, 8 * MiB, 7 * MiB),
-           "unread_answers": unread_answers, "huge_header": huge_header, "batch_bomb": batch_bomb,
-           "hung_valkey": hung_valkey, "stuck_sidecar_sdk": stuck_sidecar_sdk, "disk_full": disk_full,
-           "nested_tenants": nested_tenants, "locks_200k": locks}
+ATTACKS = {
+    "idle_connections": idle_connections,
+    "stalled_uploads": stalled_uploads,
+    "stalled_uploads_8mib": lambda run: stalled_uploads(run, 8 * MiB, 7 * MiB),
+    "unread_answers": unread_answers,
+    "huge_header": huge_header,
+    "batch_bomb": batch_bomb,
+    "hung_valkey": hung_valkey,
+    "stuck_sidecar_sdk": stuck_sidecar_sdk,
+    "disk_full": disk_full,
+    "nested_tenants": nested_tenants,
+    "locks_200k": locks,
+}
 
 
 def main() -> None:
@@ -345,6 +373,7 @@ def main() -> None:
     if args.good:
         return good_client(args.good)
     import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     results = {}

@@ -31,9 +31,13 @@ import yaml
 
 SERVICE, NAMESPACE = "agentcache-injector", "agentcache"
 HOST = f"{SERVICE}.{NAMESPACE}.svc"
-CACHE = {"apiVersion": "agentcache.io/v1alpha1", "kind": "AgentCache",
-         "metadata": {"name": "llm-cache", "namespace": "agents"},
-         "spec": {"backend": "valkey", "valkey": {"mode": "managed"}}, "status": {"phase": "Ready"}}
+CACHE = {
+    "apiVersion": "agentcache.io/v1alpha1",
+    "kind": "AgentCache",
+    "metadata": {"name": "llm-cache", "namespace": "agents"},
+    "spec": {"backend": "valkey", "valkey": {"mode": "managed"}},
+    "status": {"phase": "Ready"},
+}
 
 
 def free_port() -> int:
@@ -45,25 +49,45 @@ def free_port() -> int:
 def review() -> dict:
     """A typical Deployment pod: two containers, an init container, volumes, annotations."""
     pod = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"generateName": "agent-7d9f-", "namespace": "agents",
-                     "labels": {"app": "agent", "agentcache.io/cache": "llm-cache", "pod-template-hash": "7d9f"},
-                     "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "agent-7d9f-",
+            "namespace": "agents",
+            "labels": {"app": "agent", "agentcache.io/cache": "llm-cache", "pod-template-hash": "7d9f"},
+            "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"},
+        },
         "spec": {
             "initContainers": [{"name": "migrate", "image": "agent:1", "command": ["migrate"]}],
             "containers": [
-                {"name": "agent", "image": "agent:1", "env": [{"name": "MODEL", "value": "gpt"}],
-                 "ports": [{"containerPort": 8000}],
-                 "volumeMounts": [{"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]},
+                {
+                    "name": "agent",
+                    "image": "agent:1",
+                    "env": [{"name": "MODEL", "value": "gpt"}],
+                    "ports": [{"containerPort": 8000}],
+                    "volumeMounts": [
+                        {"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
+                    ],
+                },
                 {"name": "proxy", "image": "proxy:1"},
             ],
-            "volumes": [{"name": "kube-api-access", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}],
+            "volumes": [
+                {"name": "kube-api-access", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}
+            ],
         },
     }
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {"uid": str(uuid.uuid4()), "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                        "resource": {"group": "", "version": "v1", "resource": "pods"},
-                        "namespace": "agents", "operation": "CREATE", "object": pod}}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "agents",
+            "operation": "CREATE",
+            "object": pod,
+        },
+    }
 
 
 def serve_baseline(port: int, tls_dir: str) -> None:
@@ -72,8 +96,13 @@ def serve_baseline(port: int, tls_dir: str) -> None:
 
     async def mutate(request: web.Request) -> web.Response:
         body = await request.json()
-        return web.json_response({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                  "response": {"uid": body["request"]["uid"], "allowed": True}})
+        return web.json_response(
+            {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {"uid": body["request"]["uid"], "allowed": True},
+            }
+        )
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(f"{tls_dir}/tls.crt", f"{tls_dir}/tls.key")
@@ -89,8 +118,10 @@ def wait_tls(port: int, ca_file: str, process: subprocess.Popen, timeout: float 
             sys.exit(f"server on port {port} exited with {process.returncode}")
         try:
             context = ssl.create_default_context(cafile=ca_file)
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as raw, \
-                    context.wrap_socket(raw, server_hostname=HOST):
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=1) as raw,
+                context.wrap_socket(raw, server_hostname=HOST),
+            ):
                 return
         except (OSError, ssl.SSLError):
             time.sleep(0.05)
@@ -107,8 +138,12 @@ async def measure(ports: dict[str, int], ca_file: str, count: int, warmup: int) 
             for name, port in ports.items():
                 body = json.dumps(review())
                 started = time.perf_counter()
-                async with sessions[name].post(f"https://127.0.0.1:{port}/mutate", data=body, server_hostname=HOST,
-                                               headers={"Content-Type": "application/json"}) as reply:
+                async with sessions[name].post(
+                    f"https://127.0.0.1:{port}/mutate",
+                    data=body,
+                    server_hostname=HOST,
+                    headers={"Content-Type": "application/json"},
+                ) as reply:
                     answer = await reply.json()
                 elapsed = time.perf_counter() - started
                 assert reply.status == 200 and answer["response"]["allowed"], answer
@@ -140,19 +175,37 @@ def main() -> None:
         tls_dir, ca_file = Path(tmp, "tls"), str(Path(tmp, "tls", "ca.crt"))
         injector_port, baseline_port = free_port(), free_port()
         injector = subprocess.Popen(
-            [str(Path(sys.executable).with_name("agentcache-injector")), "--host", "127.0.0.1",
-             "--port", str(injector_port), "--namespace", NAMESPACE, "--service", SERVICE,
-             "--tls-dir", str(tls_dir), "--caches", str(caches), "--log-level", "warning"])
+            [
+                str(Path(sys.executable).with_name("agentcache-injector")),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(injector_port),
+                "--namespace",
+                NAMESPACE,
+                "--service",
+                SERVICE,
+                "--tls-dir",
+                str(tls_dir),
+                "--caches",
+                str(caches),
+                "--log-level",
+                "warning",
+            ]
+        )
         baseline = None
         try:
             deadline = time.monotonic() + 20
             while not Path(ca_file).exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
             wait_tls(injector_port, ca_file, injector)
-            baseline = subprocess.Popen([sys.executable, __file__, "--baseline-server", str(baseline_port), str(tls_dir)])
+            baseline = subprocess.Popen(
+                [sys.executable, __file__, "--baseline-server", str(baseline_port), str(tls_dir)]
+            )
             wait_tls(baseline_port, ca_file, baseline)
-            measured = asyncio.run(measure({"baseline": baseline_port, "injector": injector_port}, ca_file,
-                                           args.reviews, args.warmup))
+            measured = asyncio.run(
+                measure({"baseline": baseline_port, "injector": injector_port}, ca_file, args.reviews, args.warmup)
+            )
             base, inj = measured["baseline"], measured["injector"]
         finally:
             for process in (injector, baseline):
@@ -160,13 +213,19 @@ def main() -> None:
                     process.terminate()
                     process.wait(10)
     rows = {"baseline (trivial aiohttp HTTPS)": base, "agentcache-injector": inj}
-    print(f"{args.reviews} AdmissionReviews each, one kept-alive verified TLS connection each, sequential, alternating "
-          f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
+    print(
+        f"{args.reviews} AdmissionReviews each, one kept-alive verified TLS connection each, sequential, alternating "
+        f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs)"
+    )
     for name, values in rows.items():
-        print(f"  {name:34s} p50 {percentile(values, 0.50):6.3f} ms   p99 {percentile(values, 0.99):6.3f} ms   "
-              f"mean {statistics.fmean(values):6.3f} ms")
-    print(f"  {'added by the injector':34s} p50 {percentile(inj, 0.50) - percentile(base, 0.50):6.3f} ms   "
-          f"p99 {percentile(inj, 0.99) - percentile(base, 0.99):6.3f} ms")
+        print(
+            f"  {name:34s} p50 {percentile(values, 0.50):6.3f} ms   p99 {percentile(values, 0.99):6.3f} ms   "
+            f"mean {statistics.fmean(values):6.3f} ms"
+        )
+    print(
+        f"  {'added by the injector':34s} p50 {percentile(inj, 0.50) - percentile(base, 0.50):6.3f} ms   "
+        f"p99 {percentile(inj, 0.99) - percentile(base, 0.99):6.3f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -103,20 +103,51 @@ def watch_kib(counts: Counts) -> float:
 def add_unrelated(api: KubeApi, kubeconfig: Path, env: dict[str, str], count: int) -> None:
     """``count`` ConfigMaps (4 KiB each) and a Deployment of ``count`` pods that are none of the operator's."""
     namespace = "unrelated"
-    api.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-                check=False)
-    maps = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"noise-{i}", "labels": {"app": "noise"}},
-             "data": {"blob": "x" * 4096}} for i in range(count)]
+    api.request(
+        "POST",
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        check=False,
+    )
+    maps = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"noise-{i}", "labels": {"app": "noise"}},
+            "data": {"blob": "x" * 4096},
+        }
+        for i in range(count)
+    ]
     kubectl = [str(ROOT / ".tools" / "bin" / "kubectl"), "--kubeconfig", str(kubeconfig), "-n", namespace]
-    subprocess.run([*kubectl, "create", "-f", "-"], input=yaml.safe_dump({"apiVersion": "v1", "kind": "List",
-                                                                          "items": maps}),
-                   text=True, capture_output=True, env=env, check=False)
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "noise"},
-                  "spec": {"replicas": count, "selector": {"matchLabels": {"app": "noise"}},
-                           "template": {"metadata": {"labels": {"app": "noise"}},
-                                        "spec": {"containers": [{"name": "c", "image": "registry.example/noise:1"}]}}}}
-    subprocess.run([*kubectl, "apply", "-f", "-"], input=yaml.safe_dump(deployment), text=True, capture_output=True,
-                   env=env, check=True)
+    subprocess.run(
+        [*kubectl, "create", "-f", "-"],
+        input=yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": maps}),
+        text=True,
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "noise"},
+        "spec": {
+            "replicas": count,
+            "selector": {"matchLabels": {"app": "noise"}},
+            "template": {
+                "metadata": {"labels": {"app": "noise"}},
+                "spec": {"containers": [{"name": "c", "image": "registry.example/noise:1"}]},
+            },
+        },
+    }
+    subprocess.run(
+        [*kubectl, "apply", "-f", "-"],
+        input=yaml.safe_dump(deployment),
+        text=True,
+        capture_output=True,
+        env=env,
+        check=True,
+    )
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         pods = api.get(f"/api/v1/namespaces/{namespace}/pods", limit="1")
@@ -131,7 +162,11 @@ def operator_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Pope
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "agentcache_operator.main", "-A", "--metrics-port", "0", "--liveness-port", "0"],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield process
     finally:
@@ -174,8 +209,15 @@ def one_size(api: KubeApi, env: dict[str, str], count: int, window: float, workd
             started = time.perf_counter()
             for i in range(count):
                 spec = {"backend": "memory"} if i % 2 == 0 else {"backend": "valkey", "valkey": {"mode": "managed"}}
-                api.create(path, {"apiVersion": "agentcache.io/v1alpha1", "kind": "AgentCache",
-                                  "metadata": {"name": f"cache-{i:04d}"}, "spec": spec})
+                api.create(
+                    path,
+                    {
+                        "apiVersion": "agentcache.io/v1alpha1",
+                        "kind": "AgentCache",
+                        "metadata": {"name": f"cache-{i:04d}"},
+                        "spec": spec,
+                    },
+                )
             created = time.perf_counter() - started
             wait_ready(api, path, count, timeout=120 + 2 * count, log=log)
             to_ready = time.perf_counter() - started
@@ -186,11 +228,15 @@ def one_size(api: KubeApi, env: dict[str, str], count: int, window: float, workd
         operator_share = {key: n - rest.get(key, 0) for key, n in running.items()}
         busiest = sorted(operator_share.items(), key=lambda kv: -kv[1])[:4]
         print("  operator's busiest requests/min: " + ", ".join(f"{v} {r or '-'} {n:.1f}" for (v, r), n in busiest))
-        return {"create_s": created, "all_ready_s": to_ready, "peak_rss_mib": peak / 2**20,
-                "operator_watch_kib_per_min": watch_kib(running) - watch_kib(rest),
-                "operator_reads_per_min": total(running, False) - total(rest, False),
-                "operator_writes_per_min": total(running, True) - total(rest, True),
-                "rest_of_control_plane_per_min": total(rest, False) + total(rest, True)}
+        return {
+            "create_s": created,
+            "all_ready_s": to_ready,
+            "peak_rss_mib": peak / 2**20,
+            "operator_watch_kib_per_min": watch_kib(running) - watch_kib(rest),
+            "operator_reads_per_min": total(running, False) - total(rest, False),
+            "operator_writes_per_min": total(running, True) - total(rest, True),
+            "rest_of_control_plane_per_min": total(rest, False) + total(rest, True),
+        }
     finally:
         api.request("DELETE", f"/api/v1/namespaces/{namespace}", check=False)
 
@@ -198,27 +244,45 @@ def one_size(api: KubeApi, env: dict[str, str], count: int, window: float, workd
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--caches", type=int, nargs="+", default=[200, 1000])
-    parser.add_argument("--unrelated", type=int, default=0,
-                        help="first fill the cluster with this many ConfigMaps and pods that are not the operator's")
-    parser.add_argument("--window", type=float, default=150.0,
-                        help="seconds of steady state measured (at least two of the operator's 60 s resyncs)")
+    parser.add_argument(
+        "--unrelated",
+        type=int,
+        default=0,
+        help="first fill the cluster with this many ConfigMaps and pods that are not the operator's",
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=150.0,
+        help="seconds of steady state measured (at least two of the operator's 60 s resyncs)",
+    )
     args = parser.parse_args()
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
         given = real_cluster_kubeconfig()
         kubeconfig = Path(given) if given else stack.enter_context(local_control_plane())
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBECACHEDIR": str(Path(tmp) / "kube-cache")}
         api = KubeApi(kubeconfig)
-        api.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                    yaml.safe_load(CRD.read_text()), check=False)
+        api.request(
+            "POST",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            yaml.safe_load(CRD.read_text()),
+            check=False,
+        )
         api.wait_for("/apis/agentcache.io/v1alpha1/agentcaches?limit=1", lambda o: o is not None, timeout=30)
         if args.unrelated:
             add_unrelated(api, kubeconfig, env, args.unrelated)
-        print(f"operator on {'the cluster $KUBECONFIG names' if given else 'the local control plane'}; "
-              f"steady-state windows of {args.window:.0f} s", flush=True)
+        print(
+            f"operator on {'the cluster $KUBECONFIG names' if given else 'the local control plane'}; "
+            f"steady-state windows of {args.window:.0f} s",
+            flush=True,
+        )
         for count in args.caches:
             result = one_size(api, env, count, args.window, Path(tmp))
-            print(f"{count} AgentCaches (half memory, half managed Valkey): "
-                  + ", ".join(f"{k}={v:.1f}" for k, v in result.items()), flush=True)
+            print(
+                f"{count} AgentCaches (half memory, half managed Valkey): "
+                + ", ".join(f"{k}={v:.1f}" for k, v in result.items()),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

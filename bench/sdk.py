@@ -38,10 +38,14 @@ VALUE = {"location": "london", "temp_c": 18, "conditions": "cloudy", "hourly": l
 def start_sidecar(workdir: Path) -> tuple[subprocess.Popen, str]:
     socket_path = str(workdir / "cache.sock")
     config = workdir / "agent_config.yaml"
-    config.write_text(yaml.safe_dump({"cache": {"backend": "memory"},
-                                      "sidecar": {"socket_path": socket_path, "metrics_port": 0}}))
-    proc = subprocess.Popen([sys.executable, "-m", "agentcache_sidecar.main", "--config", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config.write_text(
+        yaml.safe_dump({"cache": {"backend": "memory"}, "sidecar": {"socket_path": socket_path, "metrics_port": 0}})
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentcache_sidecar.main", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
@@ -64,8 +68,7 @@ class RawHTTPConnection(http.client.HTTPConnection):
 
 
 async def measure(socket_path: str, calls: int) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {"raw aiohttp": [], "AsyncCache.get": [], "raw http.client": [],
-                                       "Cache.get": []}
+    samples: dict[str, list[float]] = {"raw aiohttp": [], "AsyncCache.get": [], "raw http.client": [], "Cache.get": []}
     session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket_path))
     async_cache, sync_cache = AsyncCache(socket_path), Cache(socket_path)
     raw_sync = RawHTTPConnection(socket_path)

@@ -42,8 +42,22 @@ MANY = 1000
 
 def start_valkey(workdir: Path) -> tuple[subprocess.Popen, str]:
     sock = str(workdir / "valkey.sock")
-    proc = subprocess.Popen([find_tool("valkey-server"), "--port", "0", "--unixsocket", sock, "--save", "",
-                             "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            find_tool("valkey-server"),
+            "--port",
+            "0",
+            "--unixsocket",
+            sock,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while not os.path.exists(sock):
         if time.monotonic() > deadline:
@@ -54,8 +68,10 @@ def start_valkey(workdir: Path) -> tuple[subprocess.Popen, str]:
 
 def start_sidecar(workdir: Path, name: str, cache: dict, services: dict | None = None) -> tuple[subprocess.Popen, str]:
     sock = str(workdir / f"sidecar-{name}.sock")
-    config = {"cache": {"key_prefix": "bench:", "max_size": 100000, **cache},
-              "sidecar": {"socket_path": sock, "metrics_port": 0, "log_level": "warning"}}
+    config = {
+        "cache": {"key_prefix": "bench:", "max_size": 100000, **cache},
+        "sidecar": {"socket_path": sock, "metrics_port": 0, "log_level": "warning"},
+    }
     if services:
         config["services"] = services
     path = workdir / f"{name}.yaml"
@@ -152,15 +168,22 @@ async def run(args) -> None:
         sidecars = {}
         for name, cache, services in [
             ("memory", {"backend": "memory", "max_memory_bytes": 1 << 30}, None),
-            ("valkey", {"backend": "valkey"}, {"valkey": {"config": {"url": f"unix://{valkey_sock}",
-                                                                       "max_connections": 64}}}),
+            (
+                "valkey",
+                {"backend": "valkey"},
+                {"valkey": {"config": {"url": f"unix://{valkey_sock}", "max_connections": 64}}},
+            ),
             ("file", {"backend": "file", "storage_dir": str(workdir / "files"), "max_file_size": 1 << 20}, None),
         ]:
             proc, sock = start_sidecar(workdir, name, cache, services)
             procs.append(proc)
             sidecars[name] = sock
-        targets = [Direct(valkey_sock), Sidecar("b sidecar/memory", sidecars["memory"]),
-                   Sidecar("c sidecar/valkey", sidecars["valkey"]), Sidecar("d sidecar/file", sidecars["file"])]
+        targets = [
+            Direct(valkey_sock),
+            Sidecar("b sidecar/memory", sidecars["memory"]),
+            Sidecar("c sidecar/valkey", sidecars["valkey"]),
+            Sidecar("d sidecar/file", sidecars["file"]),
+        ]
         many_keys = [f"many:{i}" for i in range(MANY)]
         for target in targets:
             for size_name, size in SIZES.items():
@@ -183,7 +206,8 @@ async def run(args) -> None:
                         results.setdefault((target.label, size_name, f"rps{clients}"), []).append(rps)
             for target in targets:
                 results.setdefault((target.label, "many", "p50"), []).append(
-                    await many_latency(target, many_keys, max(5, args.requests // 200)))
+                    await many_latency(target, many_keys, max(5, args.requests // 200))
+                )
         for target in targets:
             await target.close()
         report(results, targets, args)
@@ -197,10 +221,14 @@ async def run(args) -> None:
 def report(results, targets, args) -> None:
     med = {key: statistics.median(values) for key, values in results.items()}
     base = targets[0].label
-    print(f"\nAgentCache sidecar benchmark: medians of {args.rounds} rounds, {os.cpu_count()} CPUs, "
-          f"Python {sys.version.split()[0]}\n")
-    header = f"{'value':6} {'system':20} {'GET p50 µs':>10} {'p99 µs':>8} {'x a':>6} {'1 client/s':>11} {'x a':>6} " \
-             f"{'32 clients/s':>13} {'x a':>6}"
+    print(
+        f"\nAgentCache sidecar benchmark: medians of {args.rounds} rounds, {os.cpu_count()} CPUs, "
+        f"Python {sys.version.split()[0]}\n"
+    )
+    header = (
+        f"{'value':6} {'system':20} {'GET p50 µs':>10} {'p99 µs':>8} {'x a':>6} {'1 client/s':>11} {'x a':>6} "
+        f"{'32 clients/s':>13} {'x a':>6}"
+    )
     print(header)
     print("-" * len(header))
     for size_name in SIZES:
@@ -210,15 +238,19 @@ def report(results, targets, args) -> None:
             p99 = med[(label, size_name, "p99")]
             r1 = med[(label, size_name, "rps1")]
             r32 = med[(label, size_name, "rps32")]
-            print(f"{size_name:6} {label:20} {p50 * 1e6:10.0f} {p99 * 1e6:8.0f} {p50 / med[(base, size_name, 'p50')]:6.2f} "
-                  f"{r1:11.0f} {r1 / med[(base, size_name, 'rps1')]:6.2f} {r32:13.0f} "
-                  f"{r32 / med[(base, size_name, 'rps32')]:6.2f}")
+            print(
+                f"{size_name:6} {label:20} {p50 * 1e6:10.0f} {p99 * 1e6:8.0f} {p50 / med[(base, size_name, 'p50')]:6.2f} "
+                f"{r1:11.0f} {r1 / med[(base, size_name, 'rps1')]:6.2f} {r32:13.0f} "
+                f"{r32 / med[(base, size_name, 'rps32')]:6.2f}"
+            )
     print(f"\nget_many of {MANY} keys (100 B values) vs one MGET:")
     for target in targets:
         value = med[(target.label, "many", "p50")]
         print(f"  {target.label:20} p50 {value * 1e3:7.2f} ms   x a {value / med[(base, 'many', 'p50')]:5.2f}")
-    print("\nLatency ratios: lower is better (b/a <= 1.0 is the target); throughput ratios: higher is better "
-          "(c/a at 32 clients >= 1.0 is the target).")
+    print(
+        "\nLatency ratios: lower is better (b/a <= 1.0 is the target); throughput ratios: higher is better "
+        "(c/a at 32 clients >= 1.0 is the target)."
+    )
 
 
 def main() -> None:
@@ -228,6 +260,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         import uvloop
+
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:
         runner = asyncio.Runner()

@@ -7,14 +7,14 @@ from agentcache import get_cache
 
 async def cache_operations_example():
     cache = get_cache()
-    await cache.set("key1", "value1")                        # default TTL
-    await cache.set("key2", {"data": "complex"}, ttl=1800)   # 30 minutes
+    await cache.set("key1", "value1")  # default TTL
+    await cache.set("key2", {"data": "complex"}, ttl=1800)  # 30 minutes
     assert await cache.get("key1") == "value1"
     assert await cache.get("key3", default="not found") == "not found"
     assert await cache.exists("key1") is True
     await cache.delete("key1")
     assert await cache.exists("key1") is False
-    await cache.clear()                                       # everything under the sidecar's key_prefix
+    await cache.clear()  # everything under the sidecar's key_prefix
     assert await cache.keys() == []
 
 

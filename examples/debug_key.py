@@ -14,8 +14,13 @@ async def debug_cache_key(key: str):
     if await cache.exists(key):
         value = await cache.get(key)
         ttl = await cache.ttl(key) if hasattr(cache, "ttl") else "unknown"
-        return {"key": key, "exists": True, "value_type": type(value).__name__,
-                "value_size": len(str(value)), "ttl": ttl}
+        return {
+            "key": key,
+            "exists": True,
+            "value_type": type(value).__name__,
+            "value_size": len(str(value)),
+            "ttl": ttl,
+        }
     return {"key": key, "exists": False}
 
 

@@ -27,8 +27,13 @@ async def invalidate_user_cache(user_id: str) -> int:
 async def main() -> None:
     cache = get_cache()
     await cache.delete_pattern("user:*")
-    await cache.set_many({"user:123:preferences": {"theme": "dark"}, "user:123:history": ["q1", "q2"],
-                          "user:1234:preferences": {"theme": "light"}})
+    await cache.set_many(
+        {
+            "user:123:preferences": {"theme": "dark"},
+            "user:123:history": ["q1", "q2"],
+            "user:1234:preferences": {"theme": "light"},
+        }
+    )
     await load_profile("123")
     assert await cache.exists(load_profile.cache_key("123"))
     deleted = await invalidate_user_cache("123")

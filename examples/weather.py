@@ -37,7 +37,9 @@ async def main() -> None:
     first = await get_weather(Task("weather in london?"), "london")
     second = await get_weather(Task("and again?"), "london")
     assert first == second and API_CALLS == ["london"], API_CALLS
-    print(f"weather:london = {second} (API called {len(API_CALLS)} time, ttl {await cache.ttl('weather:london'):.0f} s)")
+    print(
+        f"weather:london = {second} (API called {len(API_CALLS)} time, ttl {await cache.ttl('weather:london'):.0f} s)"
+    )
     await cache.close()
 
 

@@ -37,8 +37,11 @@ def holds(observed: Any, desired: Any) -> bool:
     if isinstance(desired, dict):
         return isinstance(observed, dict) and all(k in observed and holds(observed[k], v) for k, v in desired.items())
     if isinstance(desired, list):
-        return (isinstance(observed, list) and len(observed) == len(desired)
-                and all(holds(o, d) for o, d in zip(observed, desired)))
+        return (
+            isinstance(observed, list)
+            and len(observed) == len(desired)
+            and all(holds(o, d) for o, d in zip(observed, desired))
+        )
     return bool(observed == desired)
 
 

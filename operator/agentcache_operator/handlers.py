@@ -55,7 +55,8 @@ state = _State()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=names.GROUP, key="last-handled-configuration",
+        prefix=names.GROUP,
+        key="last-handled-configuration",
     )
     settings.posting.level = logging.WARNING  # the operator posts its own phase-transition events
     settings.watching.server_timeout = 300
@@ -152,12 +153,16 @@ def _child_handler(kind: str):
             if type != "DELETED" and reconciler.is_own_write((namespace, ref["name"]), kind, name, version):
                 continue
             reconciler.schedule(namespace, ref["name"])
+
     return child_event
 
 
 for _api_version, _plural, _kind in WATCHED_CHILDREN:
     kopf.on.event(
-        _api_version, _plural, id=f"child-{_plural}", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY},
+        _api_version,
+        _plural,
+        id=f"child-{_plural}",
+        labels={names.LABEL_MANAGED_BY: names.MANAGED_BY},
     )(_child_handler(_kind))
 
 

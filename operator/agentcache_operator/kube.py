@@ -82,11 +82,18 @@ class Client:
             await self._session.close()
             self._session = None
 
-    async def request(self, method: str, url: str, body: Any = None, content_type: str = "application/json",
-                      params: dict[str, str] | None = None) -> dict[str, Any]:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                headers=self._headers, timeout=aiohttp.ClientTimeout(total=30),
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=30),
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=20),
             )
         query = f"?{urlencode(params)}" if params else ""
@@ -113,7 +120,9 @@ class Client:
         """Server-side apply owned by the operator (forced: a hand edit of an owned field is undone)."""
         meta = obj["metadata"]
         return await self.request(
-            "PATCH", path(obj["kind"], meta["namespace"], meta["name"]), obj,
+            "PATCH",
+            path(obj["kind"], meta["namespace"], meta["name"]),
+            obj,
             content_type="application/apply-patch+yaml",
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
         )
@@ -130,6 +139,8 @@ class Client:
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self.request(
-            "PATCH", path(names.KIND, namespace, name, "status"), {"status": status},
+            "PATCH",
+            path(names.KIND, namespace, name, "status"),
+            {"status": status},
             content_type="application/merge-patch+json",
         )

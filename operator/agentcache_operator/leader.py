@@ -74,9 +74,13 @@ class Election:
         self.leading = threading.Event()
         lock = LeaseLock(name, namespace, self.identity)
         self._config = electionconfig.Config(
-            lock, lease_duration=lease_seconds, renew_deadline=lease_seconds * 2 / 3,
+            lock,
+            lease_duration=lease_seconds,
+            renew_deadline=lease_seconds * 2 / 3,
             retry_period=max(lease_seconds / 5, 1.0),
-            onstarted_leading=self._started, onstopped_leading=self._stopped)
+            onstarted_leading=self._started,
+            onstopped_leading=self._stopped,
+        )
 
     def start(self) -> None:
         LEADER.set(0)
@@ -98,8 +102,9 @@ class Election:
     def _stopped(self) -> None:
         LEADER.set(0)
         if self.leading.is_set():
-            log.error("lost the Lease %s/%s: stopping, so that two operators never act at once",
-                      self.namespace, self.name)
+            log.error(
+                "lost the Lease %s/%s: stopping, so that two operators never act at once", self.namespace, self.name
+            )
             os.kill(os.getpid(), signal.SIGTERM)
 
     def release(self) -> None:
@@ -111,7 +116,12 @@ class Election:
         try:
             lease = api.read_namespaced_lease(self.name, self.namespace)
             if lease.spec.holder_identity == self.identity:
-                api.delete_namespaced_lease(self.name, self.namespace, body=client.V1DeleteOptions(
-                    preconditions=client.V1Preconditions(resource_version=lease.metadata.resource_version)))
+                api.delete_namespaced_lease(
+                    self.name,
+                    self.namespace,
+                    body=client.V1DeleteOptions(
+                        preconditions=client.V1Preconditions(resource_version=lease.metadata.resource_version)
+                    ),
+                )
         except ApiException as error:
             log.warning("could not release the Lease %s/%s: %s", self.namespace, self.name, error.reason)

@@ -12,8 +12,8 @@ KIND = "AgentCache"
 PLURAL = "agentcaches"
 SHORT_NAME = "acache"
 
-LABEL_CACHE = "agentcache.io/cache"          # on agent pods: which cache they want
-LABEL_INJECTED = "agentcache.io/injected"    # set by the injector: "true"
+LABEL_CACHE = "agentcache.io/cache"  # on agent pods: which cache they want
+LABEL_INJECTED = "agentcache.io/injected"  # set by the injector: "true"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_INSTANCE = "app.kubernetes.io/instance"

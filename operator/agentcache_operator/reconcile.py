@@ -27,8 +27,8 @@ from .drift import stamp, up_to_date
 from .kube import ApiError, Client, path
 from .metrics import RECONCILE_DURATION, RECONCILES, PhaseBook
 from .render import Cache, SpecError, render_children
-from .render.tenancy import prefix_conflict
 from .render.common import quantity_bytes
+from .render.tenancy import prefix_conflict
 from .render.valkey import PASSWORD_KEY
 from .status import Assessment, Observed, assess, changed, count_pods, failed, sidecar_config_hash, status
 
@@ -87,7 +87,8 @@ class Reconciler:
         cache = (meta.get("labels") or {}).get(names.LABEL_CACHE)
         if cache and not deleted:
             self._pods.setdefault((meta["namespace"], cache), {})[f"{meta['namespace']}/{meta['name']}"] = {
-                "metadata": {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}}}
+                "metadata": {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}}
+            }
 
     def is_own_write(self, cache: Key, kind: str, child: str, resource_version: str | None) -> bool:
         """Whether this child version is the one the operator itself just wrote (no need to look again)."""
@@ -195,7 +196,8 @@ class Reconciler:
             assessment = failed("ChildRejected", f"the API server rejected a child object: {error.message}")
         current_hash = observed.config_hash or previous.get("configHash")
         observed.injected_pods, observed.uninjected_pods, observed.outdated_pods = await self._count_pods(
-            cache, current_hash)
+            cache, current_hash
+        )
         new_status = status(cache, assessment, observed, previous)
         if changed(previous, new_status):
             await self.client.patch_status(namespace, name, new_status)
@@ -205,12 +207,16 @@ class Reconciler:
 
     def _older_caches(self, body: dict[str, Any]) -> list[Cache]:
         """The caches created before ``body``'s (ties broken by namespace and name): they keep their prefix."""
+
         def age(meta: dict[str, Any]) -> tuple:
             return meta.get("creationTimestamp") or "", meta.get("namespace") or "", meta["name"]
 
         mine = age(body["metadata"])
-        return [Cache.from_body(other) for other in self._caches.values()
-                if not other["metadata"].get("deletionTimestamp") and age(other["metadata"]) < mine]
+        return [
+            Cache.from_body(other)
+            for other in self._caches.values()
+            if not other["metadata"].get("deletionTimestamp") and age(other["metadata"]) < mine
+        ]
 
     async def _desired(self, cache: Cache, body: dict[str, Any]) -> list[dict[str, Any]]:
         conflict = prefix_conflict(cache, self._older_caches(body))
@@ -227,8 +233,11 @@ class Reconciler:
         """The existing Secret's password, or a new one (the Secret is created once, never rotated)."""
         secret_name = names.valkey_password_secret(cache.name)
         secret = await self.client.get("Secret", cache.namespace, secret_name)  # not watched: read each time
-        self.observe_child("Secret", secret or {"metadata": {"namespace": cache.namespace, "name": secret_name}},
-                           deleted=secret is None)
+        self.observe_child(
+            "Secret",
+            secret or {"metadata": {"namespace": cache.namespace, "name": secret_name}},
+            deleted=secret is None,
+        )
         if secret is None:
             return secrets.token_urlsafe(PASSWORD_BYTES)
         try:
@@ -244,8 +253,9 @@ class Reconciler:
         if not ref.get("name"):
             return
         secret = await self.client.get("Secret", cache.namespace, ref["name"])
-        create = (f"kubectl create secret generic {ref['name']} -n {cache.namespace} "
-                  f"--from-literal={ref['key']}=<password>")
+        create = (
+            f"kubectl create secret generic {ref['name']} -n {cache.namespace} --from-literal={ref['key']}=<password>"
+        )
         if secret is None:
             raise SecretNotUsable(
                 f"spec.valkey.passwordSecretRef names Secret {cache.namespace}/{ref['name']}, which does not exist: "
@@ -291,8 +301,12 @@ class Reconciler:
         stamp(obj)
         if up_to_date(existing, obj):
             return existing  # type: ignore[return-value]
-        if kind == "Secret" and existing is not None and existing.get("immutable") \
-                and set(obj.get("data", {})) - set(existing.get("data") or {}):
+        if (
+            kind == "Secret"
+            and existing is not None
+            and existing.get("immutable")
+            and set(obj.get("data", {})) - set(existing.get("data") or {})
+        ):
             # an immutable Secret gains a key (an older operator's lacks sidecar-password) only by being made anew;
             # the password in it stays, so nothing else changes
             await self.client.delete(kind, cache.namespace, name)
@@ -313,7 +327,8 @@ class Reconciler:
             current = claim["spec"]["resources"]["requests"]["storage"]
             if quantity_bytes(current, "storage") < wanted:
                 await self.client.request(
-                    "PATCH", path("PersistentVolumeClaim", cache.namespace, claim_name),
+                    "PATCH",
+                    path("PersistentVolumeClaim", cache.namespace, claim_name),
                     {"spec": {"resources": {"requests": {"storage": str(size)}}}},
                     content_type="application/merge-patch+json",
                 )
@@ -348,8 +363,11 @@ class Reconciler:
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
             "involvedObject": {
-                "apiVersion": names.API_VERSION, "kind": names.KIND, "name": meta["name"],
-                "namespace": meta["namespace"], "uid": meta.get("uid"),
+                "apiVersion": names.API_VERSION,
+                "kind": names.KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
             },
             "type": EVENT_TYPES[assessment.phase],
             "reason": assessment.phase,

@@ -58,8 +58,11 @@ def count_pods(pods: list[dict[str, Any]], cache_name: str, config_hash: str | N
     injected = [p for p in mine if p["metadata"]["labels"].get(names.LABEL_INJECTED) == "true"]
     outdated = 0
     if config_hash is not None:
-        outdated = sum(1 for p in injected
-                       if (p["metadata"].get("annotations") or {}).get(names.ANNOTATION_CONFIG_HASH) != config_hash)
+        outdated = sum(
+            1
+            for p in injected
+            if (p["metadata"].get("annotations") or {}).get(names.ANNOTATION_CONFIG_HASH) != config_hash
+        )
     return len(injected), len(mine) - len(injected), outdated
 
 
@@ -106,10 +109,13 @@ def assess(cache: Cache, observed: Observed, previous_phase: str | None) -> Asse
     if cache.valkey["topology"] == "cluster":
         job = _job_state(observed.bootstrap_job)
         if job == "failed":
-            return Assessment("Failed", "ClusterBootstrapFailed",
-                              "the cluster bootstrap Job failed; read its logs "
-                              f"(kubectl logs -n {cache.namespace} job/{cache.name}-valkey-bootstrap), fix the cause, "
-                              "and delete the Job so the operator runs it again")
+            return Assessment(
+                "Failed",
+                "ClusterBootstrapFailed",
+                "the cluster bootstrap Job failed; read its logs "
+                f"(kubectl logs -n {cache.namespace} job/{cache.name}-valkey-bootstrap), fix the cause, "
+                "and delete the Job so the operator runs it again",
+            )
         if job != "complete":
             lines.append("cluster not formed yet (bootstrap Job running)")
             usable = all_ready = False
@@ -130,12 +136,18 @@ def conditions(assessment: Assessment, generation: int, previous: list[dict[str,
     phase = assessment.phase
     wanted = [
         ("Ready", phase == "Ready", assessment.reason, assessment.message),
-        ("Progressing", assessment.progressing and phase != "Failed",
-         "RollingOut" if assessment.progressing else "Stable",
-         assessment.message if assessment.progressing else "nothing to roll out"),
-        ("Degraded", phase in ("Degraded", "Failed"),
-         assessment.reason if phase in ("Degraded", "Failed") else "AsExpected",
-         assessment.message if phase in ("Degraded", "Failed") else "all children as expected"),
+        (
+            "Progressing",
+            assessment.progressing and phase != "Failed",
+            "RollingOut" if assessment.progressing else "Stable",
+            assessment.message if assessment.progressing else "nothing to roll out",
+        ),
+        (
+            "Degraded",
+            phase in ("Degraded", "Failed"),
+            assessment.reason if phase in ("Degraded", "Failed") else "AsExpected",
+            assessment.message if phase in ("Degraded", "Failed") else "all children as expected",
+        ),
     ]
     before = {c.get("type"): c for c in previous}
     result = []
@@ -143,10 +155,16 @@ def conditions(assessment: Assessment, generation: int, previous: list[dict[str,
         status = "True" if value else "False"
         old = before.get(kind, {})
         since = old.get("lastTransitionTime") if old.get("status") == status else None
-        result.append({
-            "type": kind, "status": status, "reason": reason, "message": message,
-            "observedGeneration": generation, "lastTransitionTime": since or _now(),
-        })
+        result.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "observedGeneration": generation,
+                "lastTransitionTime": since or _now(),
+            }
+        )
     return result
 
 
@@ -173,10 +191,14 @@ def failed(reason: str, message: str) -> Assessment:
 
 def changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether writing ``new`` over ``old`` changes anything but timestamps."""
+
     def strip(value: dict[str, Any]) -> dict[str, Any]:
         return {
             **{k: v for k, v in value.items() if k != "conditions"},
-            "conditions": [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in value.get("conditions") or []],
+            "conditions": [
+                {k: v for k, v in c.items() if k != "lastTransitionTime"} for c in value.get("conditions") or []
+            ],
         }
+
     relevant = {k: old.get(k) for k in new}
     return strip(relevant) != strip(new)

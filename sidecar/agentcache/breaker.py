@@ -32,8 +32,10 @@ class Breaker:
             if self.open:
                 return
             self.open = True
-        log.warning("agentcache: the sidecar at %s did not answer in time; calls skip the cache until it "
-                    "answers again", self.socket_path)
+        log.warning(
+            "agentcache: the sidecar at %s did not answer in time; calls skip the cache until it answers again",
+            self.socket_path,
+        )
         threading.Thread(target=self._probe_until_answered, name="agentcache-breaker", daemon=True).start()
 
     def _probe_until_answered(self) -> None:

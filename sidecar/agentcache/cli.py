@@ -71,8 +71,11 @@ def _parse_value(text: str, as_string: bool) -> Any:
 
 def cmd_set(cache: Cache, args: argparse.Namespace) -> int:
     stored = cache.set(args.key, _parse_value(args.value, args.string), args.ttl)
-    _out(f"{OK} stored {args.key!r}" if stored else f"{WARN} the sidecar dropped the write (cache disabled or "
-                                                   "backend down)")
+    _out(
+        f"{OK} stored {args.key!r}"
+        if stored
+        else f"{WARN} the sidecar dropped the write (cache disabled or backend down)"
+    )
     return 0 if stored else 1
 
 
@@ -151,18 +154,18 @@ def read_warm_records(lines: list[str]) -> tuple[list[tuple[str, Any, float | No
             problems.append(f"line {number}: not JSON ({exc.msg})")
             continue
         if not isinstance(record, dict) or not isinstance(record.get("key"), str) or "value" not in record:
-            problems.append(f"line {number}: expected an object with \"key\" (a string) and \"value\"")
+            problems.append(f'line {number}: expected an object with "key" (a string) and "value"')
             continue
         ttl = record.get("ttl")
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl < 0):
-            problems.append(f"line {number}: \"ttl\" must be a number of seconds >= 0, got {ttl!r}")
+            problems.append(f'line {number}: "ttl" must be a number of seconds >= 0, got {ttl!r}')
             continue
         value = record["value"]
         if isinstance(value, dict) and set(value) == {"$base64"}:
             try:
                 value = base64.b64decode(value["$base64"], validate=True)
             except (binascii.Error, TypeError):
-                problems.append(f"line {number}: \"$base64\" is not valid base64")
+                problems.append(f'line {number}: "$base64" is not valid base64')
                 continue
         records.append((record["key"], value, ttl))
     return records, problems
@@ -224,8 +227,10 @@ def cmd_warm(cache: Cache, args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     for problem in problems:
         _out(f"{FAIL} {problem}")
-    _out(f"{OK if not problems else WARN} warmed {done} key(s) in {batches} batch(es) in {elapsed:.2f} s"
-         + (f"; skipped {len(problems)} invalid line(s)" if problems else ""))
+    _out(
+        f"{OK if not problems else WARN} warmed {done} key(s) in {batches} batch(es) in {elapsed:.2f} s"
+        + (f"; skipped {len(problems)} invalid line(s)" if problems else "")
+    )
     if dropped:
         _out(f"{WARN} the sidecar dropped writes (cache disabled or backend down)")
     return 1 if problems or dropped else 0
@@ -236,6 +241,7 @@ def cmd_warm(cache: Cache, args: argparse.Namespace) -> int:
 
 def _redact(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
+
     parts = urlsplit(url)
     if parts.password:
         netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
@@ -301,13 +307,13 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
     _out(f"{OK} Configuration is valid: {args.file}")
     for warning in loaded.warnings:
         _out(f"{WARN} {warning}")
-    _out(f"{OK} Cache backend: {cache.backend} (default_ttl {cache.default_ttl:g} s, "
-         f"key_prefix {cache.key_prefix!r})")
+    _out(f"{OK} Cache backend: {cache.backend} (default_ttl {cache.default_ttl:g} s, key_prefix {cache.key_prefix!r})")
     if not cache.enabled:
         _out(f"{WARN} cache.enabled is false: every get misses and every set is dropped")
     if cache.backend == "memory":
-        _out(f"{OK} Memory cache configured: max_size {cache.max_size} items, cleanup every "
-             f"{cache.cleanup_interval:g} s")
+        _out(
+            f"{OK} Memory cache configured: max_size {cache.max_size} items, cleanup every {cache.cleanup_interval:g} s"
+        )
         return 0
     if cache.backend == "file":
         _out(f"{OK} File cache configured: {cache.storage_dir} (max_file_size {cache.max_file_size} bytes)")
@@ -328,8 +334,11 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentcache", description="Inspect and manage an agentcache sidecar.")
-    parser.add_argument("--socket", default=None,
-                        help=f"the sidecar's Unix socket (default: $AGENTCACHE_SOCKET, else {default_socket_path()})")
+    parser.add_argument(
+        "--socket",
+        default=None,
+        help=f"the sidecar's Unix socket (default: $AGENTCACHE_SOCKET, else {default_socket_path()})",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -371,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--no-connect", action="store_true", help="check the file only, connect to nothing")
     validate.set_defaults(run=None)
 
-    warm = commands.add_parser("warm", help="load JSON lines {\"key\", \"value\", \"ttl\"} into the cache")
+    warm = commands.add_parser("warm", help='load JSON lines {"key", "value", "ttl"} into the cache')
     warm.add_argument("file", help="a .jsonl file, or - for stdin")
     warm.add_argument("--batch-size", type=int, default=WARM_BATCH)
     warm.set_defaults(run=cmd_warm)

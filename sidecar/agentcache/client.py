@@ -112,8 +112,15 @@ def _json_body(payload: Any) -> bytes:
 class _Operations:
     """Builds the ``Call`` of every operation; shared by the async and the sync cache."""
 
-    def __init__(self, socket_path: str | None, serializer: str | Serializer, signing_key: bytes | str | None,
-                 timeout: float, codec: Codec | None = None, scope: str = ""):
+    def __init__(
+        self,
+        socket_path: str | None,
+        serializer: str | Serializer,
+        signing_key: bytes | str | None,
+        timeout: float,
+        codec: Codec | None = None,
+        scope: str = "",
+    ):
         self.socket_path = socket_path or default_socket_path()
         self.timeout = check_seconds(timeout, "timeout", allow_none=False, positive=True)
         self.codec = codec or Codec(serializer, signing_key)
@@ -127,7 +134,7 @@ class _Operations:
         return self._key_prefix + check_key(key)
 
     def _local(self, full_key: str) -> str:
-        return full_key[len(self._key_prefix):]
+        return full_key[len(self._key_prefix) :]
 
     @staticmethod
     def _key_path(full_key: str, suffix: str = "") -> str:
@@ -180,12 +187,18 @@ class _Operations:
         return Call("PUT", path, parse, body, content_type)
 
     def exists_call(self, key: str) -> Call:
-        return Call("HEAD", self._key_path(self._full(key)),
-                    lambda r: True if r.status == 200 else False if r.status == 404 else _fail(r))
+        return Call(
+            "HEAD",
+            self._key_path(self._full(key)),
+            lambda r: True if r.status == 200 else False if r.status == 404 else _fail(r),
+        )
 
     def delete_call(self, key: str) -> Call:
-        return Call("DELETE", self._key_path(self._full(key)),
-                    lambda r: True if r.status == 204 else False if r.status == 404 else _fail(r))
+        return Call(
+            "DELETE",
+            self._key_path(self._full(key)),
+            lambda r: True if r.status == 204 else False if r.status == 404 else _fail(r),
+        )
 
     def ttl_call(self, key: str) -> Call:
         def parse(reply: Reply) -> float | None:
@@ -198,17 +211,20 @@ class _Operations:
     def lock_call(self, key: str, ttl: float) -> Call:
         """Parse: the lock's token, or None while someone else holds it; ``LockUnavailable`` when the sidecar
         could take no lock at all."""
+
         def parse(reply: Reply) -> str | None:
             if reply.status == 200:
                 return json.loads(reply.body)["token"]
             return None if reply.status == 409 and b'"locked"' in reply.body else _fail(reply)
 
-        return Call("POST", self._key_path(self._full(key), "/lock?" + urlencode({"ttl": _seconds(ttl, "ttl")})),
-                    parse)
+        return Call("POST", self._key_path(self._full(key), "/lock?" + urlencode({"ttl": _seconds(ttl, "ttl")})), parse)
 
     def unlock_call(self, key: str, token: str) -> Call:
-        return Call("DELETE", self._key_path(self._full(key), "/lock?" + urlencode({"token": token})),
-                    lambda r: True if r.status == 204 else False if r.status == 409 else _fail(r))
+        return Call(
+            "DELETE",
+            self._key_path(self._full(key), "/lock?" + urlencode({"token": token})),
+            lambda r: True if r.status == 204 else False if r.status == 409 else _fail(r),
+        )
 
     # --- collections --------------------------------------------------------------------------
 
@@ -245,7 +261,7 @@ class _Operations:
         """Batch gets: JSON values arrive as themselves, others as ``{"$base64", "content_type"}``."""
         local = list(dict.fromkeys(keys))
         full = [self._full(k) for k in local]
-        chunks = [full[i:i + BATCH_CHUNK] for i in range(0, len(full), BATCH_CHUNK)]
+        chunks = [full[i : i + BATCH_CHUNK] for i in range(0, len(full), BATCH_CHUNK)]
 
         def parse(reply: Reply) -> dict:
             return json.loads(reply.body)["values"] if reply.status == 200 else _fail(reply)
@@ -265,8 +281,9 @@ class _Operations:
             values = {k: v for answer in answers for k, v in answer.items()}
             return {local_key: decode(values.get(full_key), full_key) for local_key, full_key in zip(local, full)}
 
-        calls = [Call("POST", "/v1/batch/get", parse, _json_body({"keys": chunk}), JSON_TYPE, slow=True)
-                 for chunk in chunks]
+        calls = [
+            Call("POST", "/v1/batch/get", parse, _json_body({"keys": chunk}), JSON_TYPE, slow=True) for chunk in chunks
+        ]
         return Plan(calls, combine)
 
     def set_many_plan(self, mapping: Mapping[str, Any], ttl: float | None, stale_ttl: float | None) -> Plan:
@@ -274,8 +291,7 @@ class _Operations:
         batch: dict[str, Any] = {}
         for key, value in mapping.items():
             full = self._full(key)
-            if self.codec.batchable and not isinstance(value, (bytes, bytearray, memoryview)) \
-                    and not _is_base64(value):
+            if self.codec.batchable and not isinstance(value, (bytes, bytearray, memoryview)) and not _is_base64(value):
                 self.codec.writer.dumps(value, full)  # the same refusals as set()
                 batch[full] = value
             else:
@@ -289,18 +305,38 @@ class _Operations:
         items = list(batch.items())
 
         def parse(reply: Reply) -> bool:
-            return reply.headers.get("X-Cache-Degraded") not in ("dropped", "disabled") \
-                if reply.status == 204 else _fail(reply)
+            return (
+                reply.headers.get("X-Cache-Degraded") not in ("dropped", "disabled")
+                if reply.status == 204
+                else _fail(reply)
+            )
 
-        calls = [Call("POST", "/v1/batch/set", parse,
-                      _json_body({"items": dict(items[i:i + BATCH_CHUNK]), **extra}), JSON_TYPE, slow=True)
-                 for i in range(0, len(items), BATCH_CHUNK)]
+        calls = [
+            Call(
+                "POST",
+                "/v1/batch/set",
+                parse,
+                _json_body({"items": dict(items[i : i + BATCH_CHUNK]), **extra}),
+                JSON_TYPE,
+                slow=True,
+            )
+            for i in range(0, len(items), BATCH_CHUNK)
+        ]
         return Plan(calls, all)
 
     def delete_many_plan(self, keys: Iterable[str]) -> Plan:
         full = list(dict.fromkeys(self._full(k) for k in keys))
-        calls = [Call("POST", "/v1/batch/delete", self._deleted, _json_body({"keys": full[i:i + BATCH_CHUNK]}),
-                      JSON_TYPE, slow=True) for i in range(0, len(full), BATCH_CHUNK)]
+        calls = [
+            Call(
+                "POST",
+                "/v1/batch/delete",
+                self._deleted,
+                _json_body({"keys": full[i : i + BATCH_CHUNK]}),
+                JSON_TYPE,
+                slow=True,
+            )
+            for i in range(0, len(full), BATCH_CHUNK)
+        ]
         return Plan(calls, sum)
 
     def child_scope(self, scope: str) -> str:
@@ -325,8 +361,10 @@ class _Guard:
 
     def deadline(self, call: Call) -> float:
         if self.breaker.open:
-            raise CacheUnavailable(f"the agentcache sidecar at {self.socket_path} did not answer in time; "
-                                   "skipping the cache until it answers again")
+            raise CacheUnavailable(
+                f"the agentcache sidecar at {self.socket_path} did not answer in time; "
+                "skipping the cache until it answers again"
+            )
         return max(self.timeout, SLOW_TIMEOUT) if call.slow else self.timeout
 
     def failed(self, exc: BaseException) -> CacheUnavailable:
@@ -440,16 +478,22 @@ class AsyncCache(_CacheFace):
     ``signing_key``) or a ``Serializer``; ``bytes`` values are always stored raw.
     """
 
-    def __init__(self, socket_path: str | None = None, *, serializer: str | Serializer = "json",
-                 signing_key: bytes | str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 _ops: _Operations | None = None, _transport: _AsyncTransport | None = None):
+    def __init__(
+        self,
+        socket_path: str | None = None,
+        *,
+        serializer: str | Serializer = "json",
+        signing_key: bytes | str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        _ops: _Operations | None = None,
+        _transport: _AsyncTransport | None = None,
+    ):
         self._ops = _ops or _Operations(socket_path, serializer, signing_key, timeout)
         self._owns_transport = _transport is None
         self._transport = _transport or _AsyncTransport(self._ops.socket_path, self._ops.timeout)
         if self._owns_transport:  # a cache nobody closed (the process-wide one) is cleaned up quietly
             weakref.finalize(self, self._transport.abandon)
         self._twin: Cache | None = None
-
 
     async def get(self, key: str, default: Any = None) -> Any:
         """The value, or ``default`` on a miss (also for an expired value or one that fails to verify)."""
@@ -484,8 +528,9 @@ class AsyncCache(_CacheFace):
         plan = self._ops.get_many_plan(keys, default)
         return await self._transport.execute(plan) if plan.calls else {}
 
-    async def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *,
-                       stale_ttl: float | None = None) -> bool:
+    async def set_many(
+        self, mapping: Mapping[str, Any], ttl: float | None = None, *, stale_ttl: float | None = None
+    ) -> bool:
         plan = self._ops.set_many_plan(mapping, ttl, stale_ttl)
         return await self._transport.execute(plan) if plan.calls else True
 
@@ -519,8 +564,9 @@ class AsyncCache(_CacheFace):
 
     def scoped(self, scope: str) -> "AsyncCache":
         """A view whose keys are ``scope + ":" + key``, confined to that prefix."""
-        ops = _Operations(self._ops.socket_path, "json", None, self._ops.timeout, self._ops.codec,
-                          self._ops.child_scope(scope))
+        ops = _Operations(
+            self._ops.socket_path, "json", None, self._ops.timeout, self._ops.codec, self._ops.child_scope(scope)
+        )
         return AsyncCache(_ops=ops, _transport=self._transport)
 
     def as_sync(self) -> "Cache":
@@ -545,14 +591,20 @@ class AsyncCache(_CacheFace):
 class Cache(_CacheFace):
     """The same operations as ``AsyncCache``, blocking, for synchronous code. Thread-safe."""
 
-    def __init__(self, socket_path: str | None = None, *, serializer: str | Serializer = "json",
-                 signing_key: bytes | str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 _ops: _Operations | None = None, _transport: _SyncTransport | None = None):
+    def __init__(
+        self,
+        socket_path: str | None = None,
+        *,
+        serializer: str | Serializer = "json",
+        signing_key: bytes | str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        _ops: _Operations | None = None,
+        _transport: _SyncTransport | None = None,
+    ):
         self._ops = _ops or _Operations(socket_path, serializer, signing_key, timeout)
         self._owns_transport = _transport is None
         self._transport = _transport or _SyncTransport(self._ops.socket_path, self._ops.timeout)
         self._twin: AsyncCache | None = None
-
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._transport.send(self._ops.get_call(key, default))
@@ -576,8 +628,7 @@ class Cache(_CacheFace):
         plan = self._ops.get_many_plan(keys, default)
         return self._transport.execute(plan) if plan.calls else {}
 
-    def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *,
-                 stale_ttl: float | None = None) -> bool:
+    def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, *, stale_ttl: float | None = None) -> bool:
         plan = self._ops.set_many_plan(mapping, ttl, stale_ttl)
         return self._transport.execute(plan) if plan.calls else True
 
@@ -604,8 +655,9 @@ class Cache(_CacheFace):
         return self._transport.send(self._ops.unlock_call(key, token))
 
     def scoped(self, scope: str) -> "Cache":
-        ops = _Operations(self._ops.socket_path, "json", None, self._ops.timeout, self._ops.codec,
-                          self._ops.child_scope(scope))
+        ops = _Operations(
+            self._ops.socket_path, "json", None, self._ops.timeout, self._ops.codec, self._ops.child_scope(scope)
+        )
         return Cache(_ops=ops, _transport=self._transport)
 
     def as_async(self) -> AsyncCache:

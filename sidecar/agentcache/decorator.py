@@ -83,12 +83,14 @@ class KeyBuilder:
             root = field.split(".", 1)[0].split("[", 1)[0]
             if root in params:
                 continue
-            if root.endswith(HASH_SUFFIX) and root[:-len(HASH_SUFFIX)] in params:
-                self.hashed[root] = root[:-len(HASH_SUFFIX)]
+            if root.endswith(HASH_SUFFIX) and root[: -len(HASH_SUFFIX)] in params:
+                self.hashed[root] = root[: -len(HASH_SUFFIX)]
                 continue
-            raise ValueError(f"key_template {template!r} uses {{{field}}}, but {self.name}() has no parameter "
-                             f"{root!r}; its parameters are {', '.join(params) or '(none)'} (add _hash to a "
-                             "parameter name for a stable hash of it, e.g. {prompt_hash})")
+            raise ValueError(
+                f"key_template {template!r} uses {{{field}}}, but {self.name}() has no parameter "
+                f"{root!r}; its parameters are {', '.join(params) or '(none)'} (add _hash to a "
+                "parameter name for a stable hash of it, e.g. {prompt_hash})"
+            )
 
     def build(self, args: tuple, kwargs: dict) -> str:
         bound = self.signature.bind(*args, **kwargs)
@@ -106,15 +108,25 @@ class KeyBuilder:
 class _Policy:
     """The options of one ``@cached`` and the steps of one call."""
 
-    def __init__(self, ttl: float | None, stale_if_error: bool, stale_ttl: float | None, lock: bool,
-                 lock_ttl: float, lock_wait: float | None, cache_none: bool, name: str):
+    def __init__(
+        self,
+        ttl: float | None,
+        stale_if_error: bool,
+        stale_ttl: float | None,
+        lock: bool,
+        lock_ttl: float,
+        lock_wait: float | None,
+        cache_none: bool,
+        name: str,
+    ):
         self.ttl = check_seconds(ttl, "ttl")
         check_seconds(stale_ttl, "stale_ttl")
         check_seconds(lock_ttl, "lock_ttl", allow_none=False, positive=True)
         check_seconds(lock_wait, "lock_wait")
         self.stale_if_error = stale_if_error
-        self.stale_ttl = (stale_ttl if stale_ttl is not None else (ttl or DEFAULT_STALE_TTL)) \
-            if stale_if_error else None
+        self.stale_ttl = (
+            (stale_ttl if stale_ttl is not None else (ttl or DEFAULT_STALE_TTL)) if stale_if_error else None
+        )
         self.lock = lock
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_ttl if lock_wait is None else lock_wait
@@ -192,8 +204,12 @@ class _Policy:
                 yield (_CACHE, "unlock", (key, token), {})
                 return hit
             if time.monotonic() >= deadline:
-                log.warning("agentcache: %s waited %.1f s for another caller to compute %r; computing it too",
-                            self.name, self.lock_wait, key)
+                log.warning(
+                    "agentcache: %s waited %.1f s for another caller to compute %r; computing it too",
+                    self.name,
+                    self.lock_wait,
+                    key,
+                )
                 return None
             yield (_SLEEP, min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 1.5, POLL_MAX)
@@ -291,10 +307,19 @@ def _drive_sync(steps: Generator, cache: Cache, compute: Callable) -> Any:
             raise
 
 
-def cached(ttl: float | Callable | None = None, key_template: str | None = None,
-           condition: Callable[..., bool] | None = None, stale_if_error: bool = False,
-           lock: bool = True, cache_none: bool = False, cache: AsyncCache | Cache | None = None, *,
-           stale_ttl: float | None = None, lock_ttl: float = 30.0, lock_wait: float | None = None):
+def cached(
+    ttl: float | Callable | None = None,
+    key_template: str | None = None,
+    condition: Callable[..., bool] | None = None,
+    stale_if_error: bool = False,
+    lock: bool = True,
+    cache_none: bool = False,
+    cache: AsyncCache | Cache | None = None,
+    *,
+    stale_ttl: float | None = None,
+    lock_ttl: float = 30.0,
+    lock_wait: float | None = None,
+):
     """Cache the results of an async or sync function (or method) in the sidecar.
 
     - ``ttl``: seconds (None: the sidecar's default_ttl; 0: never expires);
@@ -314,8 +339,9 @@ def cached(ttl: float | Callable | None = None, key_template: str | None = None,
 
     def decorate(func: Callable) -> Callable:
         if not callable(func):
-            raise TypeError(f"@cached decorates functions, not {type(func).__name__} (put @cached below "
-                            "@classmethod/@staticmethod)")
+            raise TypeError(
+                f"@cached decorates functions, not {type(func).__name__} (put @cached below @classmethod/@staticmethod)"
+            )
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise TypeError(f"@cached cannot cache the generator function {func.__qualname__}")
         keys = KeyBuilder(func, key_template)
@@ -329,6 +355,7 @@ def cached(ttl: float | Callable | None = None, key_template: str | None = None,
                 return None
 
         if inspect.iscoroutinefunction(func):
+
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 if condition is not None and not condition(*args, **kwargs):
@@ -337,8 +364,7 @@ def cached(ttl: float | Callable | None = None, key_template: str | None = None,
                 if key is None:
                     return await func(*args, **kwargs)
                 store = cache if isinstance(cache, AsyncCache) else (cache.as_async() if cache else get_cache())
-                return await _drive_async(policy.flow(key, store.socket_path), store,
-                                          lambda: func(*args, **kwargs))
+                return await _drive_async(policy.flow(key, store.socket_path), store, lambda: func(*args, **kwargs))
 
             async_wrapper.cache_key = lambda *a, **kw: keys.build(a, kw)
             return async_wrapper

@@ -43,7 +43,10 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, (decimal.Decimal, uuid.UUID)):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"$type": type(value).__qualname__, **{f.name: getattr(value, f.name) for f in dataclasses.fields(value)}}
+        return {
+            "$type": type(value).__qualname__,
+            **{f.name: getattr(value, f.name) for f in dataclasses.fields(value)},
+        }
     model_dump = getattr(value, "model_dump", None)  # pydantic v2 models (AgentUp's a2a Task is one)
     if callable(model_dump):
         return {"$type": type(value).__qualname__, **model_dump(mode="json")}
@@ -54,8 +57,9 @@ def _canonical(value: Any) -> Any:
 
 def canonical_json(value: Any) -> str:
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                          default=_canonical)
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_canonical
+        )
     except UnhashableValue:
         raise
     except (ValueError, TypeError) as exc:  # NaN, circular references, dict keys of mixed types
@@ -99,8 +103,14 @@ def check_seconds(value: Any, name: str, allow_none: bool = True, positive: bool
     """A number of seconds given to the SDK: finite, not negative (``positive``: above 0)."""
     if value is None and allow_none:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
-            float("inf"), float("-inf")) or value < 0 or (positive and value == 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value != value
+        or value in (float("inf"), float("-inf"))
+        or value < 0
+        or (positive and value == 0)
+    ):
         rule = "a positive" if positive else "a non-negative"
         raise InvalidRequest(f"{name} must be {rule} finite number of seconds, got {value!r}", "bad_ttl")
     return value

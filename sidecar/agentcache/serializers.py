@@ -60,8 +60,10 @@ class JsonSerializer:
         try:
             return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as exc:
-            raise SerializationError(f"cannot store {type(value).__name__} under {key!r} as JSON: {exc}; "
-                                     "use serializer='msgpack' or a signed pickle for other types") from None
+            raise SerializationError(
+                f"cannot store {type(value).__name__} under {key!r} as JSON: {exc}; "
+                "use serializer='msgpack' or a signed pickle for other types"
+            ) from None
 
     def loads(self, data: bytes, key: str) -> Any:
         return json.loads(data)
@@ -143,8 +145,10 @@ class Codec:
             return MsgpackSerializer()
         if name == "pickle":
             if self.pickle is None:
-                raise ValueError("serializer='pickle' needs signing_key=...: a shared cache must not be a "
-                                 "code-execution path, so pickled values are always signed")
+                raise ValueError(
+                    "serializer='pickle' needs signing_key=...: a shared cache must not be a "
+                    "code-execution path, so pickled values are always signed"
+                )
             return self.pickle
         raise ValueError(f"unknown serializer {name!r}; use 'json', 'msgpack' or 'pickle'")
 
@@ -174,12 +178,15 @@ class Codec:
         try:
             value = reader.loads(data, key)
         except Exception as exc:  # a corrupt value is a miss, whatever the decoder raised
-            self._warn(f"{key!r} holds a {media} value that does not decode ({type(exc).__name__}); "
-                       "reading it as a miss")
+            self._warn(
+                f"{key!r} holds a {media} value that does not decode ({type(exc).__name__}); reading it as a miss"
+            )
             return MISS
         if value is MISS:
-            self._warn(f"{key!r} holds a pickle whose signature does not verify; it was NOT unpickled "
-                       "and reads as a miss (tampered, or written with another signing key)")
+            self._warn(
+                f"{key!r} holds a pickle whose signature does not verify; it was NOT unpickled "
+                "and reads as a miss (tampered, or written with another signing key)"
+            )
         return value
 
     def _warn(self, message: str) -> None:

@@ -168,8 +168,9 @@ class AsyncPool:
         self._idle: list[_Protocol] = []
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
 
-    async def request(self, method: str, path: str, body: bytes | None, content_type: str | None,
-                      timeout: float | None = None) -> Answer:
+    async def request(
+        self, method: str, path: str, body: bytes | None, content_type: str | None, timeout: float | None = None
+    ) -> Answer:
         """One exchange within ``timeout`` (default: the pool's), waiting for a free slot included."""
         data = encode_request(method, path, body, content_type)
         async with asyncio.timeout(timeout or self.timeout), self._slots:
@@ -225,8 +226,9 @@ class SyncConnection:
     def _complete(self, answer: Answer) -> None:
         self._answer = answer
 
-    def request(self, method: str, path: str, body: bytes | None, content_type: str | None,
-                timeout: float | None = None) -> Answer:
+    def request(
+        self, method: str, path: str, body: bytes | None, content_type: str | None, timeout: float | None = None
+    ) -> Answer:
         """One exchange; ``timeout`` (default: the connection's) bounds each wait for the sidecar."""
         data = encode_request(method, path, body, content_type)
         reused = self.sock is not None

@@ -25,8 +25,17 @@ from aiohttp import web
 from .backends.base import DEFAULT_CONTENT_TYPE, Entry, ValueTooLarge
 from .budget import Budget
 from .config import Settings
-from .keys import (ApiError, check_content_type, check_key, check_pattern, check_seconds, decode_path_key,
-                   is_safe_content_type, parse_limit, parse_seconds)
+from .keys import (
+    ApiError,
+    check_content_type,
+    check_key,
+    check_pattern,
+    check_seconds,
+    decode_path_key,
+    is_safe_content_type,
+    parse_limit,
+    parse_seconds,
+)
 from .metrics import SidecarMetrics
 from .server import CacheServer, Handler, Limits, Request, Response, json_response
 from .store import CacheService
@@ -87,22 +96,29 @@ class KeyApi:
         self.max_value = settings.sidecar.max_value_bytes
         self.default_ttl = settings.cache.default_ttl
         self.routes = {
-            ("", "GET"): self.get, ("", "HEAD"): self.head, ("", "PUT"): self.put, ("", "DELETE"): self.delete,
-            ("ttl", "GET"): self.ttl, ("lock", "POST"): self.lock, ("lock", "DELETE"): self.unlock,
+            ("", "GET"): self.get,
+            ("", "HEAD"): self.head,
+            ("", "PUT"): self.put,
+            ("", "DELETE"): self.delete,
+            ("ttl", "GET"): self.ttl,
+            ("lock", "POST"): self.lock,
+            ("lock", "DELETE"): self.unlock,
         }
 
     # --- single keys ------------------------------------------------------------------------------
 
     async def dispatch(self, request: Request) -> Response:
         raw_path = request.raw_path.split("?", 1)[0]
-        key_part, slash, sub = raw_path[len(KEYS_PREFIX):].partition("/")
+        key_part, slash, sub = raw_path[len(KEYS_PREFIX) :].partition("/")
         key = decode_path_key(key_part, self.max_key)
         known = bool(sub) or not slash  # "/v1/keys/k/" names no resource
         handler = self.routes.get((sub, request.method)) if known else None
         if handler is None:
             if known and any(s == sub for s, _ in self.routes):
                 allowed = sorted(m for s, m in self.routes if s == sub)
-                raise ApiError(405, "method_not_allowed", f"{request.method} is not allowed here; use {', '.join(allowed)}")
+                raise ApiError(
+                    405, "method_not_allowed", f"{request.method} is not allowed here; use {', '.join(allowed)}"
+                )
             raise ApiError(404, "not_found", f"no such resource: /v1/keys/{{key}}/{sub}")
         return await handler(request, key)
 
@@ -134,8 +150,9 @@ class KeyApi:
         ttl = parse_seconds(request.query.get("ttl"), "ttl", self.default_ttl)
         stale_ttl = parse_seconds(request.query.get("stale_ttl"), "stale_ttl", 0)
         if request.content_length is not None and request.content_length > self.max_value:
-            raise ApiError(413, "too_large", f"value of {request.content_length} bytes exceeds max_value_bytes "
-                                             f"({self.max_value})")
+            raise ApiError(
+                413, "too_large", f"value of {request.content_length} bytes exceeds max_value_bytes ({self.max_value})"
+            )
         value = await request.read()
         if len(value) > self.max_value:
             raise ApiError(413, "too_large", f"value of {len(value)} bytes exceeds max_value_bytes ({self.max_value})")
@@ -225,15 +242,22 @@ class KeyApi:
         raw = await request.read()
         cost = len(raw) + BATCH_OBJECT_COST * sum(map(raw.count, (b"{", b"[", b",", b":")))
         if cost > 2 * self.batch_bytes:
-            raise ApiError(413, "too_large", f"this batch would take about {cost} bytes to parse; the limit is "
-                                             f"{2 * self.batch_bytes}: send fewer or smaller values per batch")
+            raise ApiError(
+                413,
+                "too_large",
+                f"this batch would take about {cost} bytes to parse; the limit is "
+                f"{2 * self.batch_bytes}: send fewer or smaller values per batch",
+            )
         try:
             body = json.loads(await request.text(), parse_constant=_reject_constant)
         except (ValueError, RecursionError, LookupError):  # bad syntax or encoding, too deep, unknown charset
             raise ApiError(400, "bad_json", "the request body is not valid JSON (or nested too deeply)") from None
         if not isinstance(body, dict) or not isinstance(body.get(field), kind):
-            raise ApiError(400, "bad_json", f"the body must be a JSON object with {field!r} "
-                                            f"({'a list' if kind is list else 'an object'})")
+            raise ApiError(
+                400,
+                "bad_json",
+                f"the body must be a JSON object with {field!r} ({'a list' if kind is list else 'an object'})",
+            )
         if len(body[field]) > MAX_BATCH_KEYS:
             raise ApiError(400, "too_many_keys", f"at most {MAX_BATCH_KEYS} keys per batch")
         return body, body[field]
@@ -245,8 +269,12 @@ class KeyApi:
         entries = await self.service.get_many(keys)
         size = sum(len(e.value) for e in entries if e is not None)
         if size > self.batch_bytes:
-            raise ApiError(413, "too_large", f"these values hold {size} bytes; a batch answer holds at most "
-                                             f"{self.batch_bytes}: ask for fewer keys at a time")
+            raise ApiError(
+                413,
+                "too_large",
+                f"these values hold {size} bytes; a batch answer holds at most "
+                f"{self.batch_bytes}: ask for fewer keys at a time",
+            )
         _observe(self.metrics, "get_many", "ok", started)
         return json_response({"values": {k: _as_json_value(e) for k, e in zip(keys, entries)}})
 
@@ -264,8 +292,9 @@ class KeyApi:
         for key, value in items.items():
             data, content_type = _from_json_value(check_key(key, self.max_key), value)
             if len(data) > self.max_value:
-                raise ApiError(413, "too_large", f"the value of {key!r} is {len(data)} bytes; "
-                                                 f"max_value_bytes is {self.max_value}")
+                raise ApiError(
+                    413, "too_large", f"the value of {key!r} is {len(data)} bytes; max_value_bytes is {self.max_value}"
+                )
             entries.append((key, Entry.create(data, content_type, ttl, stale_ttl, now)))
         outcome = await self._store(self.service.set_many(entries))
         _observe(self.metrics, "set_many", outcome.degraded or "ok", started)
@@ -330,8 +359,9 @@ def _from_json_value(key: str, value: Any) -> tuple[bytes, str]:
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), JSON_TYPE
     except (UnicodeEncodeError, RecursionError, ValueError):
-        raise ApiError(400, "bad_json", f"the value of {key!r} cannot be stored as JSON (lone surrogate or too "
-                                        "deeply nested)") from None
+        raise ApiError(
+            400, "bad_json", f"the value of {key!r} cannot be stored as JSON (lone surrogate or too deeply nested)"
+        ) from None
 
 
 async def health(request: Request) -> Response:
@@ -340,10 +370,14 @@ async def health(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     service = request.app[SERVICE]
-    body = {"ready": service.ready, "backend": service.backend.name, "backend_up": service.primary_up,
-            "circuit": "closed" if service.primary_up else "open",
-            "fallback_active": not service.primary_up and service.fallback is not None,
-            "writes_failing": service.writes_failing}
+    body = {
+        "ready": service.ready,
+        "backend": service.backend.name,
+        "backend_up": service.primary_up,
+        "circuit": "closed" if service.primary_up else "open",
+        "fallback_active": not service.primary_up and service.fallback is not None,
+        "writes_failing": service.writes_failing,
+    }
     return json_response(body, status=200 if service.ready else 503)
 
 
@@ -351,8 +385,9 @@ async def stats(request: Request) -> Response:
     return json_response(await request.app[SERVICE].stats())
 
 
-def create_server(settings: Settings, service: CacheService, metrics: SidecarMetrics,
-                  budget: Budget | None = None) -> CacheServer:
+def create_server(
+    settings: Settings, service: CacheService, metrics: SidecarMetrics, budget: Budget | None = None
+) -> CacheServer:
     """The cache API (served on the Unix socket): its routes, limits and shared state."""
     budget = budget or Budget.of(settings)
     api = KeyApi(service, settings, metrics, budget)
@@ -384,11 +419,22 @@ def create_server(settings: Settings, service: CacheService, metrics: SidecarMet
             return budget.batch_bytes, "a batch (max_batch_bytes)"
         return SMALL_BODY, "a request body"
 
-    limits = Limits(max_line=max(8190, 3 * side.max_key_bytes + 1024), header_timeout=side.header_timeout,
-                    body_timeout=side.body_timeout, idle_timeout=side.idle_timeout, send_timeout=side.send_timeout,
-                    max_pipeline=side.max_pipeline)
-    return CacheServer(route, {SERVICE: service}, budget, limits, body_limit,
-                       on_reject=lambda reason: metrics.rejections.labels(reason).inc())
+    limits = Limits(
+        max_line=max(8190, 3 * side.max_key_bytes + 1024),
+        header_timeout=side.header_timeout,
+        body_timeout=side.body_timeout,
+        idle_timeout=side.idle_timeout,
+        send_timeout=side.send_timeout,
+        max_pipeline=side.max_pipeline,
+    )
+    return CacheServer(
+        route,
+        {SERVICE: service},
+        budget,
+        limits,
+        body_limit,
+        on_reject=lambda reason: metrics.rejections.labels(reason).inc(),
+    )
 
 
 async def _not_found(request) -> Response:

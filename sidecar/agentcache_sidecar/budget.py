@@ -57,8 +57,14 @@ class Budget:
         share = usable // 6
         if fd_limit is None:
             fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        connections = side.max_connections or max(16, min(fd_limit - FD_RESERVE, usable // CONNECTION_COST,
-                                                            MAX_DEFAULT_CONNECTIONS))
-        return cls(max_memory=total, body_bytes=max(share, side.max_value_bytes + 64 * 1024),
-                   answer_bytes=share, batch_bytes=side.max_batch_bytes or max(MiB, share),
-                   store_bytes=min(settings.cache.max_memory_bytes, usable // 3), connections=connections)
+        connections = side.max_connections or max(
+            16, min(fd_limit - FD_RESERVE, usable // CONNECTION_COST, MAX_DEFAULT_CONNECTIONS)
+        )
+        return cls(
+            max_memory=total,
+            body_bytes=max(share, side.max_value_bytes + 64 * 1024),
+            answer_bytes=share,
+            batch_bytes=side.max_batch_bytes or max(MiB, share),
+            store_bytes=min(settings.cache.max_memory_bytes, usable // 3),
+            connections=connections,
+        )

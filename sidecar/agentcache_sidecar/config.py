@@ -22,13 +22,20 @@ ENV_VALKEY_PASSWORD = "AGENTCACHE_VALKEY_PASSWORD"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 VALKEY_SCHEMES = ("valkey", "valkeys", "redis", "rediss", "unix")
 MiB = 1024 * 1024
-POOL_KWARGS = frozenset({"retry_on_timeout", "socket_keepalive", "socket_timeout", "socket_connect_timeout",
-                         "health_check_interval", "max_connections"})
+POOL_KWARGS = frozenset(
+    {
+        "retry_on_timeout",
+        "socket_keepalive",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "health_check_interval",
+        "max_connections",
+    }
+)
 
 
 _QUANTITY = re.compile(r"^\s*(\d+)\s*([KMGT]i?)?B?\s*$")
-_UNITS = {"K": 1000, "M": 1000 ** 2, "G": 1000 ** 3, "T": 1000 ** 4,
-          "Ki": 1024, "Mi": 1024 ** 2, "Gi": 1024 ** 3, "Ti": 1024 ** 4}
+_UNITS = {"K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
 
 
 def parse_quantity(text: str) -> int:
@@ -63,8 +70,10 @@ class CacheSettings(_Section):
     backend: Literal["memory", "file", "valkey"] = "memory"
     enabled: bool = True
     default_ttl: float = Field(1800, ge=0, description="seconds; 0 never expires")
-    key_prefix: str = Field("agentcache-local:", description="never empty; the default nests no operator-made "
-                            "prefix (agentcache:<namespace>:<name>:)")
+    key_prefix: str = Field(
+        "agentcache-local:",
+        description="never empty; the default nests no operator-made prefix (agentcache:<namespace>:<name>:)",
+    )
     max_size: int = Field(10000, ge=1, description="memory backend: maximum items")
     max_memory_bytes: int = Field(256 * MiB, ge=1024, description="memory backend: byte bound")
     cleanup_interval: float = Field(300, gt=0)
@@ -80,8 +89,9 @@ class CacheSettings(_Section):
     @classmethod
     def _prefix_is_printable(cls, value: str) -> str:
         if not value:
-            raise ValueError("must not be empty: an empty prefix would let this sidecar read and clear every "
-                             "tenant's keys")
+            raise ValueError(
+                "must not be empty: an empty prefix would let this sidecar read and clear every tenant's keys"
+            )
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
             raise ValueError("must not contain control characters")
         return value
@@ -97,7 +107,9 @@ class ValkeySettings(_Section):
     socket_keepalive: bool = True
     socket_timeout: float = Field(5.0, gt=0)
     socket_connect_timeout: float = Field(2.0, gt=0)
-    health_check_interval: float = Field(0.0, ge=0, description="0: off (valkey-py recurses with it on when a server wants a password it was not given)")
+    health_check_interval: float = Field(
+        0.0, ge=0, description="0: off (valkey-py recurses with it on when a server wants a password it was not given)"
+    )
     cluster: bool = False
 
     @field_validator("url")
@@ -157,16 +169,27 @@ class SidecarSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     fallback: Literal["miss", "memory"] = "memory"
     shutdown_timeout: float = Field(10.0, ge=0)
-    max_memory: int | None = Field(None, ge=32 * MiB, description="bytes (or 128Mi, 1G); default: the cgroup "
-                                   "limit, else 1Gi; the sidecar's buffers and memory store are sized from it")
-    max_connections: int | None = Field(None, ge=1, le=1_000_000, description="default: from max_memory and the "
-                                        "fd limit; beyond it a new connection gets a JSON 503 and is closed")
+    max_memory: int | None = Field(
+        None,
+        ge=32 * MiB,
+        description="bytes (or 128Mi, 1G); default: the cgroup "
+        "limit, else 1Gi; the sidecar's buffers and memory store are sized from it",
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="default: from max_memory and the "
+        "fd limit; beyond it a new connection gets a JSON 503 and is closed",
+    )
     header_timeout: float = Field(10.0, gt=0, description="seconds to send a request's line and headers")
     body_timeout: float = Field(30.0, gt=0, description="seconds to send a request's body")
     idle_timeout: float = Field(60.0, gt=0, description="seconds a keep-alive connection may sit idle")
     send_timeout: float = Field(30.0, gt=0, description="seconds a client may leave an answer unread")
     max_pipeline: int = Field(16, ge=1, le=1024, description="requests read ahead of their answers per connection")
-    max_batch_bytes: int | None = Field(None, ge=1024, description="batch request/answer bytes; default from max_memory")
+    max_batch_bytes: int | None = Field(
+        None, ge=1024, description="batch request/answer bytes; default from max_memory"
+    )
     backend_timeout: float = Field(0.25, gt=0, le=60, description="deadline of one backend call, retries included")
     breaker_threshold: int = Field(3, ge=1, le=1000, description="consecutive backend timeouts that open the circuit")
     max_lock_ttl: float = Field(600.0, gt=0, le=86400, description="seconds; longer lock requests are shortened")
@@ -220,7 +243,9 @@ def substitute_env(node: Any, environ: dict[str, str] | None = None, path: str =
     """
     environ = os.environ if environ is None else environ
     if isinstance(node, dict):
-        return {key: substitute_env(value, environ, f"{path}.{key}" if path else str(key)) for key, value in node.items()}
+        return {
+            key: substitute_env(value, environ, f"{path}.{key}" if path else str(key)) for key, value in node.items()
+        }
     if isinstance(node, list):
         return [substitute_env(value, environ, f"{path}[{i}]") for i, value in enumerate(node)]
     if not isinstance(node, str):
@@ -231,8 +256,10 @@ def substitute_env(node: Any, environ: dict[str, str] | None = None, path: str =
         if name in environ:
             return environ[name]
         if default is None:
-            raise ConfigError(f"{path}: environment variable {name} is not set and ${{{name}}} has no default "
-                              f"(set it, or write ${{{name}:default}})")
+            raise ConfigError(
+                f"{path}: environment variable {name} is not set and ${{{name}}} has no default "
+                f"(set it, or write ${{{name}:default}})"
+            )
         return default
 
     return _ENV_REF.sub(replace, node)

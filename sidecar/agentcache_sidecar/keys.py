@@ -77,8 +77,11 @@ def parse_seconds(raw: str | None, name: str, default: float) -> float:
 
 
 def check_seconds(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            isinstance(value, float) and not math.isfinite(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise ApiError(400, "bad_ttl", f"{name} must be a finite number of seconds, got {str(value)[:40]!r}")
     if value < 0 or value > MAX_TTL:
         raise ApiError(400, "bad_ttl", f"{name} must be between 0 and {MAX_TTL} seconds, got {str(value)[:40]}")
@@ -105,6 +108,7 @@ def is_safe_content_type(value: object) -> bool:
 def check_content_type(value: object, key: str) -> str:
     """A Content-Type to store and later send as a header: printable ASCII, at most 255 characters."""
     if not is_safe_content_type(value):
-        raise ApiError(400, "bad_content_type", f"the content type of {key!r} must be 1..255 printable ASCII "
-                                                "characters")
+        raise ApiError(
+            400, "bad_content_type", f"the content type of {key!r} must be 1..255 printable ASCII characters"
+        )
     return value

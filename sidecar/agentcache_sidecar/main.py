@@ -37,29 +37,44 @@ log = logging.getLogger("agentcache.sidecar")
 def build_backend(settings: Settings) -> Backend:
     cache = settings.cache
     if cache.backend == "memory":
-        return MemoryBackend(cache.max_size, Budget.of(settings).store_bytes, cache.cleanup_interval,
-                             max_locks=settings.sidecar.max_locks)
+        return MemoryBackend(
+            cache.max_size,
+            Budget.of(settings).store_bytes,
+            cache.cleanup_interval,
+            max_locks=settings.sidecar.max_locks,
+        )
     if cache.backend == "file":
         from .backends.file import FileBackend
+
         return FileBackend(cache)
     from .backends.valkey import ValkeyBackend
+
     return ValkeyBackend(settings.valkey, cache, deadline=settings.sidecar.backend_timeout)
 
 
 def build_service(settings: Settings, metrics: SidecarMetrics) -> CacheService:
     side = settings.sidecar
-    return CacheService(build_backend(settings), key_prefix=settings.cache.key_prefix,
-                        enabled=settings.cache.enabled, fallback=side.fallback, metrics=metrics,
-                        fallback_max_items=settings.cache.max_size,
-                        fallback_max_bytes=Budget.of(settings).store_bytes, deadline=side.backend_timeout,
-                        breaker_threshold=side.breaker_threshold, max_lock_ttl=side.max_lock_ttl)
+    return CacheService(
+        build_backend(settings),
+        key_prefix=settings.cache.key_prefix,
+        enabled=settings.cache.enabled,
+        fallback=side.fallback,
+        metrics=metrics,
+        fallback_max_items=settings.cache.max_size,
+        fallback_max_bytes=Budget.of(settings).store_bytes,
+        deadline=side.backend_timeout,
+        breaker_threshold=side.breaker_threshold,
+        max_lock_ttl=side.max_lock_ttl,
+    )
 
 
 def as_aiohttp(handler: Handler):
     """One of the socket API's handlers, served by aiohttp (the TCP listener for probes)."""
+
     async def serve(request: web.Request) -> web.Response:
         answer = await handler(request)
         return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
     return serve
 
 
@@ -136,7 +151,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     metrics_runner = None
     socket_path = str(Path(side.socket_path))
     if side.metrics_port:  # bound first: a busy port must fail before the socket exists
-        metrics_runner = web.AppRunner(create_metrics_app(service, metrics, socket_path), access_log=None, handle_signals=False)
+        metrics_runner = web.AppRunner(
+            create_metrics_app(service, metrics, socket_path), access_log=None, handle_signals=False
+        )
         await metrics_runner.setup()
         try:
             await web.TCPSite(metrics_runner, side.metrics_host, side.metrics_port).start()
@@ -148,9 +165,15 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     clear_stale_socket(socket_path)
     await server.start(socket_path)
     os.chmod(socket_path, side.socket_mode)
-    log.info("agentcache sidecar serving %s backend on %s (metrics on %s:%s; memory budget %d MiB, at most %d "
-             "connections)", settings.cache.backend, socket_path, side.metrics_host, side.metrics_port or "off",
-             server.budget.max_memory >> 20, server.budget.connections)
+    log.info(
+        "agentcache sidecar serving %s backend on %s (metrics on %s:%s; memory budget %d MiB, at most %d connections)",
+        settings.cache.backend,
+        socket_path,
+        side.metrics_host,
+        side.metrics_port or "off",
+        server.budget.max_memory >> 20,
+        server.budget.connections,
+    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -178,8 +201,11 @@ def _loop_factory():
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentcache-sidecar", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="agent_config.yaml (default: $AGENTCACHE_CONFIG, else the embedded "
-                                         "default: memory backend, ./agentcache.sock, metrics on 127.0.0.1:9464)")
+    parser.add_argument(
+        "--config",
+        help="agent_config.yaml (default: $AGENTCACHE_CONFIG, else the embedded "
+        "default: memory backend, ./agentcache.sock, metrics on 127.0.0.1:9464)",
+    )
     parser.add_argument("--socket", help="override sidecar.socket_path")
     parser.add_argument("--metrics-port", type=int, help="override sidecar.metrics_port (0 disables)")
     args = parser.parse_args(argv)

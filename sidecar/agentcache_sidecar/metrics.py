@@ -28,11 +28,33 @@ VALUE_BYTES = "agentcache_value_bytes"
 REJECTIONS_TOTAL = "agentcache_rejections_total"
 
 EVICTION_REASONS = ("lru", "expired", "size", "corrupt")
-BACKEND_OPS = ("get", "get_many", "set", "set_many", "delete", "delete_many", "delete_pattern", "list", "lock",
-               "unlock", "stats")
+BACKEND_OPS = (
+    "get",
+    "get_many",
+    "set",
+    "set_many",
+    "delete",
+    "delete_many",
+    "delete_pattern",
+    "list",
+    "lock",
+    "unlock",
+    "stats",
+)
 
-SIDECAR_METRICS = (REQUESTS_TOTAL, REQUEST_DURATION, HITS_TOTAL, MISSES_TOTAL, EVICTIONS_TOTAL, KEYS,
-                   MEMORY_BYTES, BACKEND_UP, BACKEND_ERRORS_TOTAL, VALUE_BYTES, REJECTIONS_TOTAL)
+SIDECAR_METRICS = (
+    REQUESTS_TOTAL,
+    REQUEST_DURATION,
+    HITS_TOTAL,
+    MISSES_TOTAL,
+    EVICTIONS_TOTAL,
+    KEYS,
+    MEMORY_BYTES,
+    BACKEND_UP,
+    BACKEND_ERRORS_TOTAL,
+    VALUE_BYTES,
+    REJECTIONS_TOTAL,
+)
 
 
 def _base(name: str) -> str:
@@ -46,22 +68,26 @@ class SidecarMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.requests = Counter(_base(REQUESTS_TOTAL), "Cache API requests by operation and result.",
-                                ["op", "result"], registry=r)
-        self.duration = Histogram(REQUEST_DURATION, "Cache API request latency by operation.", ["op"],
-                                  buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            _base(REQUESTS_TOTAL), "Cache API requests by operation and result.", ["op", "result"], registry=r
+        )
+        self.duration = Histogram(
+            REQUEST_DURATION, "Cache API request latency by operation.", ["op"], buckets=LATENCY_BUCKETS, registry=r
+        )
         self.hits = Counter(_base(HITS_TOTAL), "Reads that found a value.", registry=r)
         self.misses = Counter(_base(MISSES_TOTAL), "Reads that found nothing.", registry=r)
-        self.evictions = Counter(_base(EVICTIONS_TOTAL), "Entries removed by the cache itself.", ["reason"],
-                                 registry=r)
+        self.evictions = Counter(_base(EVICTIONS_TOTAL), "Entries removed by the cache itself.", ["reason"], registry=r)
         self.keys = Gauge(KEYS, "Keys under this sidecar's prefix (sampled).", registry=r)
         self.memory = Gauge(MEMORY_BYTES, "Bytes held by the backend (sampled).", registry=r)
         self.backend_up = Gauge(BACKEND_UP, "1 when the configured backend answers, else 0.", registry=r)
-        self.backend_errors = Counter(_base(BACKEND_ERRORS_TOTAL), "Backend failures by operation.", ["op"],
-                                      registry=r)
+        self.backend_errors = Counter(_base(BACKEND_ERRORS_TOTAL), "Backend failures by operation.", ["op"], registry=r)
         self.value_bytes = Histogram(VALUE_BYTES, "Sizes of values written.", buckets=SIZE_BUCKETS, registry=r)
-        self.rejections = Counter(_base(REJECTIONS_TOTAL), "Connections, requests and stored values refused to "
-                                  "keep the sidecar within its budget, by reason.", ["reason"], registry=r)
+        self.rejections = Counter(
+            _base(REJECTIONS_TOTAL),
+            "Connections, requests and stored values refused to keep the sidecar within its budget, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str], tuple] = {}
         for reason in EVICTION_REASONS:  # series exist at 0 from the start, so rate() panels have data
             self.evictions.labels(reason)

@@ -26,8 +26,8 @@ import json
 import logging
 import re
 import time
-from typing import Any, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
 
 import httptools
@@ -101,13 +101,25 @@ def _json_error(status: int, code: str, message: str) -> bytes:
     return _encode(status, JSON_HEADERS, body, close=True)
 
 
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large", 414: "URI Too Long", 431: "Request Header Fields Too Large",
-            500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    413: "Payload Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
-def _encode(status: int, headers: Any, body: bytes, close: bool = False, head: bool = False,
-            length: int | None = None) -> bytes:
+def _encode(
+    status: int, headers: Any, body: bytes, close: bool = False, head: bool = False, length: int | None = None
+) -> bytes:
     """The answer's bytes (only its head with ``head``); a header that is not printable ASCII is a ValueError."""
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
     for name, value in headers.items():
@@ -199,8 +211,11 @@ class HttpProtocol(asyncio.Protocol):
         if len(server.connections) >= server.budget.connections:
             self._refused = True
             server.reject("connections")
-            transport.write(_json_error(503, "busy", f"the sidecar serves at most {server.budget.connections} "
-                                                     "connections; retry shortly"))
+            transport.write(
+                _json_error(
+                    503, "busy", f"the sidecar serves at most {server.budget.connections} connections; retry shortly"
+                )
+            )
             self._linger()
             return
         server.connections.add(self)
@@ -242,7 +257,7 @@ class HttpProtocol(asyncio.Protocol):
                 take = self._body_left or BODY_SLICE  # unknown (chunked) or nothing left: a slice
             else:
                 take = HEAD_SLICE
-            chunk = data[pos:pos + take] if pos or take < size else data
+            chunk = data[pos : pos + take] if pos or take < size else data
             was_in_head = self._in_head
             pos += len(chunk)
             if not self._feed(chunk):
@@ -250,8 +265,13 @@ class HttpProtocol(asyncio.Protocol):
             if self._in_head:
                 self._head_bytes = self._head_bytes + len(chunk) if was_in_head else len(chunk)
                 if self._head_bytes > self.server.max_head + HEAD_SLICE:
-                    self._refuse(_Refused(431, "headers_too_large", f"the request line and headers exceed "
-                                                                    f"{self.server.max_head} bytes"))
+                    self._refuse(
+                        _Refused(
+                            431,
+                            "headers_too_large",
+                            f"the request line and headers exceed {self.server.max_head} bytes",
+                        )
+                    )
         if pos < size and self._pipeline_paused and not self._refused:
             self._held = data[pos:]
 
@@ -273,8 +293,11 @@ class HttpProtocol(asyncio.Protocol):
             self._refuse(_Refused(400, "bad_request", "protocol upgrades are not supported"))
         except httptools.HttpParserError as exc:  # a callback's exception arrives as the cause
             refused = exc.__cause__ or exc.__context__
-            self._refuse(refused if isinstance(refused, _Refused)
-                         else _Refused(400, "bad_request", f"malformed HTTP request: {exc}"))
+            self._refuse(
+                refused
+                if isinstance(refused, _Refused)
+                else _Refused(400, "bad_request", f"malformed HTTP request: {exc}")
+            )
         return not self._refused
 
     def _refuse(self, refused: _Refused) -> None:
@@ -315,7 +338,9 @@ class HttpProtocol(asyncio.Protocol):
     def _count_head(self, size: int) -> None:
         self._head_size += size
         if self._head_size > self.server.max_head:
-            raise _Refused(431, "headers_too_large", f"the request line and headers exceed {self.server.max_head} bytes")
+            raise _Refused(
+                431, "headers_too_large", f"the request line and headers exceed {self.server.max_head} bytes"
+            )
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
@@ -428,23 +453,33 @@ class HttpProtocol(asyncio.Protocol):
             self.server.reject("answer_budget")
             response = _busy_answer()
         try:
-            head = _encode(response.status, response.headers, b"", close=not keep_alive, head=True,
-                           length=len(response.body))
+            head = _encode(
+                response.status, response.headers, b"", close=not keep_alive, head=True, length=len(response.body)
+            )
         except (UnicodeEncodeError, ValueError, TypeError):
             log.exception("cannot encode the answer to %s %s", request.method, request.path)
             self.server.reject("bad_answer")
-            response = Response(500, json.dumps({"error": "internal", "message": "the answer could not be "
-                                                 "encoded; see the sidecar log"}).encode(), JSON_HEADERS)
-            head = _encode(response.status, response.headers, b"", close=not keep_alive, head=True,
-                           length=len(response.body))
+            response = Response(
+                500,
+                json.dumps(
+                    {"error": "internal", "message": "the answer could not be encoded; see the sidecar log"}
+                ).encode(),
+                JSON_HEADERS,
+            )
+            head = _encode(
+                response.status, response.headers, b"", close=not keep_alive, head=True, length=len(response.body)
+            )
         self.transport.write(head)
         if request.method != "HEAD" and response.status != 204 and response.body:
             self.transport.write(response.body)
 
 
 def _busy_answer() -> Response:
-    return Response(503, json.dumps({"error": "busy", "message": "too many answers are waiting to be read; "
-                                                                  "retry shortly"}).encode(), JSON_HEADERS)
+    return Response(
+        503,
+        json.dumps({"error": "busy", "message": "too many answers are waiting to be read; retry shortly"}).encode(),
+        JSON_HEADERS,
+    )
 
 
 @dataclass(frozen=True)
@@ -466,9 +501,15 @@ class CacheServer:
     ``body_limit(url)`` is the largest body a request to ``url`` may carry, and what to call it in a 413.
     """
 
-    def __init__(self, route: Router, app: dict, budget: Budget, limits: Limits,
-                 body_limit: Callable[[bytes], tuple[int, str]],
-                 on_reject: Callable[[str], None] = lambda reason: None):
+    def __init__(
+        self,
+        route: Router,
+        app: dict,
+        budget: Budget,
+        limits: Limits,
+        body_limit: Callable[[bytes], tuple[int, str]],
+        on_reject: Callable[[str], None] = lambda reason: None,
+    ):
         self.route = route
         self.app = app
         self.budget = budget
@@ -508,8 +549,9 @@ class CacheServer:
 
     async def start(self, socket_path: str) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(lambda: HttpProtocol(self), socket_path,
-                                                     backlog=min(4096, self.budget.connections))
+        self._server = await loop.create_unix_server(
+            lambda: HttpProtocol(self), socket_path, backlog=min(4096, self.budget.connections)
+        )
         self._sweeper = loop.create_task(self._sweep_forever(), name="connection-deadlines")
 
     async def _sweep_forever(self) -> None:

@@ -54,9 +54,20 @@ class WriteOutcome:
 
 
 class CacheService:
-    def __init__(self, backend: Backend, *, key_prefix: str, enabled: bool, fallback: str,
-                 metrics: SidecarMetrics, fallback_max_items: int = 10000, fallback_max_bytes: int = 64 << 20,
-                 deadline: float = 0.25, breaker_threshold: int = 3, max_lock_ttl: float = 600.0):
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        key_prefix: str,
+        enabled: bool,
+        fallback: str,
+        metrics: SidecarMetrics,
+        fallback_max_items: int = 10000,
+        fallback_max_bytes: int = 64 << 20,
+        deadline: float = 0.25,
+        breaker_threshold: int = 3,
+        max_lock_ttl: float = 600.0,
+    ):
         if not key_prefix:
             raise ValueError("key_prefix must not be empty")
         self.backend = backend
@@ -72,7 +83,9 @@ class CacheService:
         self.metrics = metrics
         self.fallback: MemoryBackend | None = (
             MemoryBackend(max_items=fallback_max_items, max_bytes=fallback_max_bytes)
-            if fallback == "memory" and backend.name == "valkey" else None)
+            if fallback == "memory" and backend.name == "valkey"
+            else None
+        )
         self.primary_up = True
         self.hits = 0
         self.misses = 0
@@ -116,8 +129,12 @@ class CacheService:
 
     def _mark_down(self, op: str) -> None:
         if self.primary_up:
-            log.warning("backend %s is unreachable (during %s); %s", self.backend.name, op,
-                        "serving from the memory fallback" if self.fallback is not None else "reads miss, writes are dropped")
+            log.warning(
+                "backend %s is unreachable (during %s); %s",
+                self.backend.name,
+                op,
+                "serving from the memory fallback" if self.fallback is not None else "reads miss, writes are dropped",
+            )
         self.primary_up = False
         self.metrics.backend_up.set(0)
         if self._probe is None or self._probe.done():
@@ -157,8 +174,7 @@ class CacheService:
                 return
         self._mark_down(op)
 
-    async def _run(self, op: str, primary: Callable[[Backend], Awaitable[T]], degraded: T,
-                   bounded: bool = True) -> T:
+    async def _run(self, op: str, primary: Callable[[Backend], Awaitable[T]], degraded: T, bounded: bool = True) -> T:
         """Run ``primary`` on the backend within the deadline; on failure (or while down) on the fallback,
         else ``degraded``. ``bounded=False``: scans, whose backend bounds each exchange instead."""
         if self.primary_up:
@@ -191,7 +207,7 @@ class CacheService:
         return self._lock_base + key
 
     def agent_key(self, full_key: str) -> str:
-        return full_key[len(self._key_base):]
+        return full_key[len(self._key_base) :]
 
     def full_pattern(self, pattern: str) -> str:
         return escape_glob(self._key_base) + pattern
@@ -268,8 +284,9 @@ class CacheService:
         return await self._run("delete_many", lambda b: b.delete_many(full), 0, bounded=False)
 
     async def delete_pattern(self, pattern: str) -> int:
-        return await self._run("delete_pattern", lambda b: b.delete_pattern(self.full_pattern(pattern)), 0,
-                               bounded=False)
+        return await self._run(
+            "delete_pattern", lambda b: b.delete_pattern(self.full_pattern(pattern)), 0, bounded=False
+        )
 
     async def clear(self) -> int:
         return await self.delete_pattern("*")

@@ -151,8 +151,10 @@ def guarded(sidecar_factory):
     """Start a sidecar with ``max_memory: 128Mi`` plus ``sidecar`` overrides (memory backend by default)."""
 
     def start(sidecar: dict | None = None, cache: dict | None = None, services: dict | None = None):
-        config = {"cache": {"backend": "memory", "key_prefix": "adv:", **(cache or {})},
-                  "sidecar": {"max_memory": "128Mi", **(sidecar or {})}}
+        config = {
+            "cache": {"backend": "memory", "key_prefix": "adv:", **(cache or {})},
+            "sidecar": {"max_memory": "128Mi", **(sidecar or {})},
+        }
         if services:
             config["services"] = services
         return sidecar_factory(config)

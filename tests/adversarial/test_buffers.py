@@ -111,8 +111,8 @@ def test_a_huge_header_line_is_refused_as_it_arrives(guarded):
 
 def test_batch_bombs_are_refused_before_they_are_parsed(guarded):
     sidecar = guarded()
-    bomb_31 = b'{"items": {"k": [' + b"{}," * (31 * MiB // 3) + b'{}]}}'
-    bomb_small = b'{"items": {"k": [' + b"{}," * (3 * MiB // 3) + b'{}]}}'  # under the body cap: too many objects
+    bomb_31 = b'{"items": {"k": [' + b"{}," * (31 * MiB // 3) + b"{}]}}"
+    bomb_small = b'{"items": {"k": [' + b"{}," * (3 * MiB // 3) + b"{}]}}"  # under the body cap: too many objects
     with GoodClient(sidecar.socket_path) as good, PeakRss(sidecar.proc.pid) as memory:
         for bomb in (bomb_31, bomb_small, bomb_small):
             sock = connect(sidecar.socket_path)

@@ -31,12 +31,12 @@ def test_idle_and_half_sent_connections_are_capped_and_timed_out(guarded):
                     sock.sendall(b"GET /v1/keys/x HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # half a head, never finished
                 held.append(sock)
             time.sleep(0.5)
-            for sock in held[CAP - 1:]:  # beyond the cap (the good client holds one): a JSON 503, never a reset
+            for sock in held[CAP - 1 :]:  # beyond the cap (the good client holds one): a JSON 503, never a reset
                 status, body = read_answer(sock)
                 refused.append((status, json.loads(body)["error"]))
             time.sleep(3.0)  # past header_timeout: the sidecar has closed the idle and half-sent ones
             closed = 0
-            for sock in held[:CAP - 1]:
+            for sock in held[: CAP - 1]:
                 sock.settimeout(2)
                 try:
                     data = sock.recv(4096)

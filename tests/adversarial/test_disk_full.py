@@ -28,8 +28,14 @@ MiB = 2**20
 def small_disk(path: Path, kind: str):
     """True when a 2 MiB tmpfs is mounted at ``path`` (asked for and possible); else the caller limits file sizes."""
     path.mkdir()
-    mounted = kind == "tmpfs" and os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(path)], capture_output=True).returncode == 0
+    mounted = (
+        kind == "tmpfs"
+        and os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
     try:
         yield mounted
     finally:
@@ -61,8 +67,9 @@ def test_full_disk_drops_writes_and_serves_reads(sidecar_factory, tmp_path, monk
     with small_disk(storage, kind) as tmpfs:
         if not tmpfs:
             start_sidecars_with(monkeypatch, limit_file_size)
-        sidecar = sidecar_factory({"cache": {"backend": "file", "storage_dir": str(storage), "key_prefix": "d:",
-                                             "max_file_size": 4 * MiB}})
+        sidecar = sidecar_factory(
+            {"cache": {"backend": "file", "storage_dir": str(storage), "key_prefix": "d:", "max_file_size": 4 * MiB}}
+        )
         sock = connect(sidecar.socket_path)
         sock.sendall(raw_request("/v1/keys/existing", "PUT", b"kept"))
         assert read_answer(sock)[0] == 204
@@ -91,4 +98,3 @@ def test_full_disk_drops_writes_and_serves_reads(sidecar_factory, tmp_path, monk
     assert ready_status == 200 and b'"writes_failing": true' in ready and b'"backend_up": true' in ready
     assert stats["dropped_writes"] == 20 and stats["write_errors"] == 20
     assert ("no space left" if tmpfs else "file too large") in stats["last_write_error"]
-

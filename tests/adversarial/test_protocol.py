@@ -31,8 +31,12 @@ from .conftest import MAX_MEMORY, PeakRss, connect, raw_request, read_answer, re
 
 
 def test_stored_content_types_are_checked_before_they_become_headers(sidecar_factory, valkey_server):
-    sidecar = sidecar_factory({"cache": {"backend": "valkey", "key_prefix": "m:"},
-                               "services": {"valkey": {"config": {"url": valkey_server.url}}}})
+    sidecar = sidecar_factory(
+        {
+            "cache": {"backend": "valkey", "key_prefix": "m:"},
+            "services": {"valkey": {"config": {"url": valkey_server.url}}},
+        }
+    )
     raw = valkey.Valkey.from_url(valkey_server.url)
     raw.set("m:" + KEY_MARK + "crlf", record.encode(Entry(b"one", "text/plain\r\nX-Injected: yes")))
     raw.set("m:" + KEY_MARK + "wide", record.encode(Entry(b"two", "text/pl\u00e4in\u2603")))
@@ -43,8 +47,9 @@ def test_stored_content_types_are_checked_before_they_become_headers(sidecar_fac
         assert head.startswith(b"HTTP/1.1 200") and body == value, head
         assert b"Content-Type: application/octet-stream\r\n" in head and b"X-Injected" not in head
     sock.close()
-    metrics = subprocess.run(["curl", "-s", f"http://127.0.0.1:{sidecar.metrics_port}/metrics"],
-                             capture_output=True, text=True, timeout=30).stdout
+    metrics = subprocess.run(
+        ["curl", "-s", f"http://127.0.0.1:{sidecar.metrics_port}/metrics"], capture_output=True, text=True, timeout=30
+    ).stdout
     assert 'agentcache_rejections_total{reason="bad_stored_content_type"} 3.0' in metrics
 
 
@@ -54,8 +59,13 @@ async def test_an_answer_that_cannot_be_encoded_is_a_500_and_the_connection_live
             return Response(200, b"x", {"Content-Type": "text/plain\r\nInjected: 1"})
         return Response(200, b"fine", {"Content-Type": "text/plain"})
 
-    server = CacheServer(lambda method, path: route_request, {}, Budget.of(Settings()), Limits(max_line=8190),
-                         lambda url: (65536, "a body"))
+    server = CacheServer(
+        lambda method, path: route_request,
+        {},
+        Budget.of(Settings()),
+        Limits(max_line=8190),
+        lambda url: (65536, "a body"),
+    )
     path = str(tmp_path / "s.sock")
     await server.start(path)
     try:
@@ -73,11 +83,15 @@ async def test_an_answer_that_cannot_be_encoded_is_a_500_and_the_connection_live
 
 @pytest.mark.parametrize("backend", ["valkey", "file"])
 def test_a_half_closed_client_gets_its_answer(sidecar_factory, valkey_server, tmp_path, backend):
-    config = {"cache": {"backend": backend, "key_prefix": "h:", "storage_dir": str(tmp_path / "files")},
-              "services": {"valkey": {"config": {"url": valkey_server.url}}}}
+    config = {
+        "cache": {"backend": backend, "key_prefix": "h:", "storage_dir": str(tmp_path / "files")},
+        "services": {"valkey": {"config": {"url": valkey_server.url}}},
+    }
     sidecar = sidecar_factory(config)
-    for request, expected in ((raw_request("/v1/keys/k", "PUT", b"written"), (204, b"")),
-                              (raw_request("/v1/keys/k"), (200, b"written"))):
+    for request, expected in (
+        (raw_request("/v1/keys/k", "PUT", b"written"), (204, b"")),
+        (raw_request("/v1/keys/k"), (200, b"written")),
+    ):
         sock = connect(sidecar.socket_path)
         sock.sendall(request)
         sock.shutdown(socket.SHUT_WR)
@@ -93,8 +107,9 @@ def test_locks_are_bounded_in_ttl_and_number(guarded):
         before = memory.peak
         ttls = set()
         for start in range(0, 20000, 500):  # pipelined, 500 at a time
-            sock.sendall(b"".join(raw_request(f"/v1/keys/l{i}/lock?ttl=315360000", "POST")
-                                  for i in range(start, start + 500)))
+            sock.sendall(
+                b"".join(raw_request(f"/v1/keys/l{i}/lock?ttl=315360000", "POST") for i in range(start, start + 500))
+            )
             for _ in range(500):
                 assert answers.readline().startswith(b"HTTP/1.1 200")
                 length = 0

@@ -27,8 +27,11 @@ from .conftest import connect, raw_request, read_answer
 
 
 def valkey_config(url: str, prefix: str, **extra) -> dict:
-    return {"cache": {"backend": "valkey", "key_prefix": prefix},
-            "services": {"valkey": {"config": {"url": url, **extra}}}, "sidecar": {"fallback": "miss"}}
+    return {
+        "cache": {"backend": "valkey", "key_prefix": prefix},
+        "services": {"valkey": {"config": {"url": url, **extra}}},
+        "sidecar": {"fallback": "miss"},
+    }
 
 
 def ask(sock, path: str, method: str = "GET", body: bytes = b"") -> tuple[int, bytes]:
@@ -39,8 +42,9 @@ def ask(sock, path: str, method: str = "GET", body: bytes = b"") -> tuple[int, b
 def test_nested_prefixes_and_lock_lookalikes_never_cross(sidecar_factory, valkey_server):
     wide = connect(sidecar_factory(valkey_config(valkey_server.url, "a:"), name="wide").socket_path)
     narrow = connect(sidecar_factory(valkey_config(valkey_server.url, "a:b:"), name="narrow").socket_path)
-    lookalike = connect(sidecar_factory(valkey_config(valkey_server.url, "agentcache-lock:a:"),
-                                        name="lock").socket_path)
+    lookalike = connect(
+        sidecar_factory(valkey_config(valkey_server.url, "agentcache-lock:a:"), name="lock").socket_path
+    )
     assert ask(narrow, "/v1/keys/secret", "PUT", b"narrow's")[0] == 204
     assert ask(wide, "/v1/keys/b:secret")[0] == 404
     assert json.loads(ask(wide, "/v1/keys?pattern=*")[1])["keys"] == []
@@ -56,8 +60,12 @@ def test_nested_prefixes_and_lock_lookalikes_never_cross(sidecar_factory, valkey
 def test_an_empty_prefix_is_refused_at_start(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("cache: {key_prefix: ''}\n")
-    result = subprocess.run([sys.executable, "-m", "agentcache_sidecar.main", "--config", str(config)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "agentcache_sidecar.main", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "cache.key_prefix" in result.stderr and "empty" in result.stderr
 
 
@@ -76,8 +84,9 @@ def test_the_acl_user_confines_a_sidecar_configured_with_another_tenants_prefix(
         rendered = agent_config(cache)["services"]["valkey"]["config"]
         credentials = {"username": rendered["username"], "password": SIDECAR_PASSWORD}
         own = connect(sidecar_factory(valkey_config(url, cache.key_prefix, **credentials), name="own").socket_path)
-        hostile = connect(sidecar_factory(valkey_config(url, "agentcache:other:victim:", **credentials),
-                                          name="hostile").socket_path)
+        hostile = connect(
+            sidecar_factory(valkey_config(url, "agentcache:other:victim:", **credentials), name="hostile").socket_path
+        )
 
         assert ask(own, "/v1/keys/mine", "PUT", b"ok")[0] == 204
         assert ask(own, "/v1/keys/mine") == (200, b"ok")
@@ -88,8 +97,14 @@ def test_the_acl_user_confines_a_sidecar_configured_with_another_tenants_prefix(
         assert record.decode(admin.get(victim_key)).value == b"victim's"
 
         sidecar_user = valkey.Valkey.from_url(url, **credentials)
-        for command in (("KEYS", "*"), ("FLUSHALL",), ("CONFIG", "GET", "*"), ("DEBUG", "SLEEP", "0"),
-                        ("ACL", "LIST"), ("GET", victim_key)):
+        for command in (
+            ("KEYS", "*"),
+            ("FLUSHALL",),
+            ("CONFIG", "GET", "*"),
+            ("DEBUG", "SLEEP", "0"),
+            ("ACL", "LIST"),
+            ("GET", victim_key),
+        ):
             try:
                 sidecar_user.execute_command(*command)
             except valkey.exceptions.ResponseError as exc:  # DEBUG is also off in the server's own config

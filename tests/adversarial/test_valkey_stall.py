@@ -42,9 +42,13 @@ async def json_of(http, path: str) -> tuple[int, dict]:
 
 @pytest.mark.parametrize("fallback", ["memory", "miss"])
 async def test_hung_valkey_costs_no_request_more_than_the_deadline(sidecar_factory, valkey_server, fallback):
-    sidecar = sidecar_factory({"cache": {"backend": "valkey", "key_prefix": "s:"},
-                               "services": {"valkey": {"config": {"url": valkey_server.url}}},
-                               "sidecar": {"fallback": fallback}})
+    sidecar = sidecar_factory(
+        {
+            "cache": {"backend": "valkey", "key_prefix": "s:"},
+            "services": {"valkey": {"config": {"url": valkey_server.url}}},
+            "sidecar": {"fallback": fallback},
+        }
+    )
     statuses: Counter = Counter()
     latencies: list[float] = []
     async with sidecar.session() as http:

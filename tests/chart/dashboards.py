@@ -40,8 +40,11 @@ def panels(dashboard: dict) -> Iterator[dict]:
 
 
 def queries(name: str, dashboard: dict) -> list[Query]:
-    return [Query(name, panel["title"], target["expr"])
-            for panel in panels(dashboard) for target in panel.get("targets", [])]
+    return [
+        Query(name, panel["title"], target["expr"])
+        for panel in panels(dashboard)
+        for target in panel.get("targets", [])
+    ]
 
 
 def variables(dashboard: dict) -> dict[str, dict]:

@@ -26,14 +26,19 @@ class Helm:
     home: Path
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "HELM_CACHE_HOME": str(self.home / "cache"),
-                "HELM_CONFIG_HOME": str(self.home / "config"), "HELM_DATA_HOME": str(self.home / "data")}
+        return {
+            **os.environ,
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+        }
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([self.binary, *args], capture_output=True, text=True, env=self.env(), timeout=60)
 
-    def template_args(self, values: tuple[str, ...] = (), sets: dict[str, str] | None = None,
-                      namespace: str = NAMESPACE) -> list[str]:
+    def template_args(
+        self, values: tuple[str, ...] = (), sets: dict[str, str] | None = None, namespace: str = NAMESPACE
+    ) -> list[str]:
         args = ["template", RELEASE, str(CHART), "--namespace", namespace]
         for name in values:
             args += ["--values", str(VALUES_DIR / name)]
@@ -41,8 +46,9 @@ class Helm:
             args += ["--set", f"{key}={value}"]
         return args
 
-    def render(self, values: tuple[str, ...] = (), sets: dict[str, str] | None = None,
-               namespace: str = NAMESPACE) -> list[dict]:
+    def render(
+        self, values: tuple[str, ...] = (), sets: dict[str, str] | None = None, namespace: str = NAMESPACE
+    ) -> list[dict]:
         """Every object ``helm template`` renders (CRDs excluded), in order."""
         result = self.run(*self.template_args(values, sets, namespace))
         assert result.returncode == 0, result.stderr
@@ -61,5 +67,7 @@ def find(objects: list[dict], kind: str, name_contains: str = "") -> list[dict]:
 
 def one(objects: list[dict], kind: str, name_contains: str = "") -> dict:
     found = find(objects, kind, name_contains)
-    assert len(found) == 1, f"expected one {kind} named *{name_contains}*, found {[o['metadata']['name'] for o in found]}"
+    assert len(found) == 1, (
+        f"expected one {kind} named *{name_contains}*, found {[o['metadata']['name'] for o in found]}"
+    )
     return found[0]

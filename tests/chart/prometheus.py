@@ -21,23 +21,38 @@ class PrometheusProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = workdir / "prometheus.yml"
-        self.config_path.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-            "scrape_configs": [{"job_name": "agentcache", "scrape_interval": scrape_interval,
-                                "scrape_timeout": scrape_interval,
-                                "static_configs": [{"targets": [address], "labels": labels}
-                                                   for address, labels in targets]}],
-        }))
+        self.config_path.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+                    "scrape_configs": [
+                        {
+                            "job_name": "agentcache",
+                            "scrape_interval": scrape_interval,
+                            "scrape_timeout": scrape_interval,
+                            "static_configs": [{"targets": [address], "labels": labels} for address, labels in targets],
+                        }
+                    ],
+                }
+            )
+        )
         self.log_path = workdir / "prometheus.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> "PrometheusProcess":
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [require_tool("prometheus"), f"--config.file={self.config_path}",
-                 f"--storage.tsdb.path={self.workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                 "--log.level=warn", "--storage.tsdb.retention.time=1h"],
-                stdout=log, stderr=subprocess.STDOUT)
+                [
+                    require_tool("prometheus"),
+                    f"--config.file={self.config_path}",
+                    f"--storage.tsdb.path={self.workdir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--log.level=warn",
+                    "--storage.tsdb.retention.time=1h",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -13,8 +13,13 @@ from .helm import CHART
 
 RULES = CHART / "alerts" / "agentcache.rules.yaml"
 UNIT_TESTS = Path(__file__).with_name("alerts_test.yaml")
-EXPECTED_ALERTS = {"AgentCacheLowHitRate", "AgentCacheBackendDown", "AgentCacheHighErrorRate",
-                   "AgentCacheHighLatency", "AgentCacheOperatorReconcileFailures"}
+EXPECTED_ALERTS = {
+    "AgentCacheLowHitRate",
+    "AgentCacheBackendDown",
+    "AgentCacheHighErrorRate",
+    "AgentCacheHighLatency",
+    "AgentCacheOperatorReconcileFailures",
+}
 
 
 def alerts() -> list[dict]:
@@ -22,15 +27,21 @@ def alerts() -> list[dict]:
 
 
 def test_promtool_checks_the_rules():
-    result = subprocess.run([require_tool("promtool"), "check", "rules", str(RULES)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [require_tool("promtool"), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(EXPECTED_ALERTS)} rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass():
-    result = subprocess.run([require_tool("promtool"), "test", "rules", str(UNIT_TESTS)],
-                            capture_output=True, text=True, timeout=60, cwd=UNIT_TESTS.parent)
+    result = subprocess.run(
+        [require_tool("promtool"), "test", "rules", str(UNIT_TESTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=UNIT_TESTS.parent,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 

@@ -19,19 +19,32 @@ from .helm import CHART, RELEASE, VALUE_FILES
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
 FOREIGN_CRDS = {  # group -> [(kind, plural)] of the CRDs the optional objects need
     "cert-manager.io": [("Issuer", "issuers"), ("Certificate", "certificates")],
-    "monitoring.coreos.com": [("ServiceMonitor", "servicemonitors"), ("PodMonitor", "podmonitors"),
-                              ("PrometheusRule", "prometheusrules")],
+    "monitoring.coreos.com": [
+        ("ServiceMonitor", "servicemonitors"),
+        ("PodMonitor", "podmonitors"),
+        ("PrometheusRule", "prometheusrules"),
+    ],
 }
 
 
 def stand_in_crd(group: str, kind: str, plural: str) -> dict:
     return {
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
         "metadata": {"name": f"{plural}.{group}"},
-        "spec": {"group": group, "scope": "Namespaced",
-                 "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                     "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
     }
 
 
@@ -40,19 +53,28 @@ def crds_installed(kube):
     """The chart's own CRDs, and stand-ins for the foreign ones on the local control plane."""
     kube.kubectl("apply", "--validate=false", "-f", str(CHART / "crds"))
     if kube.is_local:
-        kube.apply([stand_in_crd(group, kind, plural) for group, kinds in FOREIGN_CRDS.items()
-                    for kind, plural in kinds])
+        kube.apply(
+            [stand_in_crd(group, kind, plural) for group, kinds in FOREIGN_CRDS.items() for kind, plural in kinds]
+        )
 
 
 def cleanup_cluster_scoped(kube, objects: list[dict]) -> None:
     cluster_scoped = [o for o in objects if o["kind"] in CLUSTER_SCOPED]
     if cluster_scoped:
-        kube.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-",
-                     input=yaml.safe_dump_all(cluster_scoped), check=False)
+        kube.kubectl(
+            "delete",
+            "--ignore-not-found",
+            "--wait=false",
+            "-f",
+            "-",
+            input=yaml.safe_dump_all(cluster_scoped),
+            check=False,
+        )
 
 
-@pytest.mark.parametrize("values", [(), *((name,) for name in VALUE_FILES)],
-                         ids=lambda v: v[0].removesuffix(".yaml") if v else "defaults")
+@pytest.mark.parametrize(
+    "values", [(), *((name,) for name in VALUE_FILES)], ids=lambda v: v[0].removesuffix(".yaml") if v else "defaults"
+)
 def test_kubectl_apply_creates_every_rendered_object(kube, kube_namespace, crds_installed, helm, values):
     objects = helm.render(values, namespace=kube_namespace)
     for obj in objects:  # dashboards go to the release namespace here: the test owns no other one
@@ -69,7 +91,8 @@ def test_kubectl_apply_creates_every_rendered_object(kube, kube_namespace, crds_
         fetched = json.loads(kube.kubectl("get", "-f", "-", "-o", "json", input=manifest).stdout)
         items = fetched["items"] if fetched.get("kind") == "List" else [fetched]
         assert [(i["kind"], i["metadata"]["name"]) for i in items] == [
-            (o["kind"], o["metadata"]["name"]) for o in objects]
+            (o["kind"], o["metadata"]["name"]) for o in objects
+        ]
         for item, obj in zip(items, objects):
             assert item["metadata"].get("uid"), f"{obj['kind']} {obj['metadata']['name']} was not stored"
             for key in ("rules", "webhooks", "data", "subjects", "roleRef"):
@@ -83,12 +106,17 @@ def test_an_upgrade_keeps_the_webhook_ca_of_the_first_install(kube, kube_namespa
     """The chart's ``lookup`` finds the TLS Secret an earlier install left and reuses it (helm --dry-run=server)."""
     first = helm.render(namespace=kube_namespace)
     secret = next(o for o in first if o["kind"] == "Secret")
-    secret["metadata"].setdefault("annotations", {}).update({
-        "meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": kube_namespace})
+    secret["metadata"].setdefault("annotations", {}).update(
+        {"meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": kube_namespace}
+    )
     kube.apply(secret)
 
     env_args = helm.template_args(namespace=kube_namespace) + [
-        "--dry-run=server", "--disable-openapi-validation", "--kubeconfig", str(kube.kubeconfig)]
+        "--dry-run=server",
+        "--disable-openapi-validation",
+        "--kubeconfig",
+        str(kube.kubeconfig),
+    ]
     result = helm.run(*env_args)
     assert result.returncode == 0, result.stderr
     upgrade = [d for d in yaml.safe_load_all(result.stdout) if d]
@@ -98,5 +126,6 @@ def test_an_upgrade_keeps_the_webhook_ca_of_the_first_install(kube, kube_namespa
     assert webhook["webhooks"][0]["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
 
     fresh = helm.render(namespace=kube_namespace)
-    assert next(o for o in fresh if o["kind"] == "Secret")["data"] != secret["data"], \
+    assert next(o for o in fresh if o["kind"] == "Secret")["data"] != secret["data"], (
         "without a cluster to look in, every render makes a new CA"
+    )

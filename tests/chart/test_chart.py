@@ -13,14 +13,12 @@ import pytest
 import yaml
 from cryptography import x509
 
-from agentcache_operator import crd
+from agentcache_operator import crd, names
 from agentcache_operator import kube as operator_kinds
-from agentcache_operator import names
 from agentcache_operator.injector import certs
 from agentcache_operator.injector.main import parse_args as parse_injector_args
 from agentcache_operator.injector.webhook import render_webhook_configuration
 from agentcache_operator.main import parse_args as parse_operator_args
-
 from tests.operator.dockerfile import parse as parse_dockerfile
 from tests.support.tools import ROOT
 
@@ -30,8 +28,10 @@ K8S_VERSIONS = ("1.29", "1.35")
 VALUE_SETS = [(), *((name,) for name in VALUE_FILES)]
 # Kinds of CRDs (cert-manager, Prometheus Operator) kubernetes-validate has no schema for.
 CUSTOM_KINDS = {
-    ("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate"),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("cert-manager.io/v1", "Issuer"),
+    ("cert-manager.io/v1", "Certificate"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 RULES_FILE = CHART / "alerts" / "agentcache.rules.yaml"
@@ -90,32 +90,46 @@ def test_custom_resources_have_the_fields_their_operators_need(rendered):
     issuer = one(cert_manager, "Issuer")
     certificate = one(cert_manager, "Certificate")
     assert issuer["spec"] == {"selfSigned": {}}
-    assert certificate["spec"]["issuerRef"] == {"name": issuer["metadata"]["name"], "kind": "Issuer",
-                                                "group": "cert-manager.io"}
-    assert certificate["spec"]["secretName"] == one(cert_manager, "Deployment", "injector")[
-        "spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"]
+    assert certificate["spec"]["issuerRef"] == {
+        "name": issuer["metadata"]["name"],
+        "kind": "Issuer",
+        "group": "cert-manager.io",
+    }
+    assert (
+        certificate["spec"]["secretName"]
+        == one(cert_manager, "Deployment", "injector")["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"]
+    )
     assert certificate["spec"]["dnsNames"] == certs.service_dns_names(f"{RELEASE}-injector", NAMESPACE)
     assert re.fullmatch(r"[0-9]+h", certificate["spec"]["duration"])
 
     external = rendered[("cert-manager-issuer.yaml",)]
     assert not find(external, "Issuer")
     assert one(external, "Certificate")["spec"]["issuerRef"] == {
-        "name": "corporate-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+        "name": "corporate-ca",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
 
 
-@pytest.mark.parametrize(("sets", "message"), [
-    ({"injector.failurePolicy": "Sometimes"}, "at '/injector/failurePolicy': value must be one of 'Fail', 'Ignore'"),
-    ({"injector.replicas": "1"}, "at '/injector/replicas': minimum: got 1, want 2"),
-    ({"image.pullPolicy": "Maybe"}, "at '/image/pullPolicy': value must be one of"),
-    ({"injector.logLevel": "loud"}, "at '/injector/logLevel': value must be one of"),
-    ({"operator.resyncSeconds": "0"}, "at '/operator/resyncSeconds'"),
-    ({"injector.timeoutSeconds": "60"}, "at '/injector/timeoutSeconds': maximum: got 60, want 30"),
-    ({"injector.tlsSource": "vault"}, "at '/injector/tlsSource': value must be one of 'chart', 'injector'"),
-    ({"monitoring.interval": "soon"}, "at '/monitoring/interval': 'soon' does not match pattern"),
-    ({"operator.resources.limits.memory": "lots"}, "at '/operator/resources/limits/memory'"),
-    ({"nameOverride": "Bad_Name"}, "at '/nameOverride'"),
-    ({"replicas": "3"}, "additional properties 'replicas' not allowed"),
-])
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (
+            {"injector.failurePolicy": "Sometimes"},
+            "at '/injector/failurePolicy': value must be one of 'Fail', 'Ignore'",
+        ),
+        ({"injector.replicas": "1"}, "at '/injector/replicas': minimum: got 1, want 2"),
+        ({"image.pullPolicy": "Maybe"}, "at '/image/pullPolicy': value must be one of"),
+        ({"injector.logLevel": "loud"}, "at '/injector/logLevel': value must be one of"),
+        ({"operator.resyncSeconds": "0"}, "at '/operator/resyncSeconds'"),
+        ({"injector.timeoutSeconds": "60"}, "at '/injector/timeoutSeconds': maximum: got 60, want 30"),
+        ({"injector.tlsSource": "vault"}, "at '/injector/tlsSource': value must be one of 'chart', 'injector'"),
+        ({"monitoring.interval": "soon"}, "at '/monitoring/interval': 'soon' does not match pattern"),
+        ({"operator.resources.limits.memory": "lots"}, "at '/operator/resources/limits/memory'"),
+        ({"nameOverride": "Bad_Name"}, "at '/nameOverride'"),
+        ({"replicas": "3"}, "additional properties 'replicas' not allowed"),
+    ],
+)
 def test_schema_refuses_a_wrong_value_and_names_it(helm, sets, message):
     error = helm.refuse(sets)
     assert "values don't meet the specifications of the schema" in error
@@ -204,7 +218,8 @@ def test_injector_is_redundant_and_spread(rendered):
     assert budget["spec"]["minAvailable"] == 1
     assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
     term = injector["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
-        "preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ][0]["podAffinityTerm"]
     assert term["topologyKey"] == "kubernetes.io/hostname"
     assert term["labelSelector"]["matchLabels"].items() <= labels.items()
     container = injector["spec"]["template"]["spec"]["containers"][0]
@@ -225,14 +240,17 @@ def test_injector_arguments_are_accepted_by_the_real_injector_cli(rendered, valu
     args = parse_injector_args(container["args"])
     assert args.port == container["ports"][0]["containerPort"]
     assert args.service == one(objects, "Service", "injector")["metadata"]["name"]
-    assert args.sidecar_image == yaml.safe_load((CHART / "values.yaml").read_text())["sidecar"]["image"] \
-        or values == ("custom.yaml",)
+    assert args.sidecar_image == yaml.safe_load((CHART / "values.yaml").read_text())["sidecar"]["image"] or values == (
+        "custom.yaml",
+    )
     if args.tls_cert_file:
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert args.tls_cert_file.startswith(mounts["tls"]) and args.tls_key_file.startswith(mounts["tls"])
     else:
-        assert args.tls_secret and args.webhook_configuration == one(
-            objects, "MutatingWebhookConfiguration")["metadata"]["name"]
+        assert (
+            args.tls_secret
+            and args.webhook_configuration == one(objects, "MutatingWebhookConfiguration")["metadata"]["name"]
+        )
     assert args.watch_namespace == (NAMESPACE if values == ("namespaced.yaml",) else None)
 
 
@@ -252,8 +270,10 @@ def test_custom_values_reach_the_pods(rendered):
     assert operator["nodeSelector"] == {"kubernetes.io/os": "linux"}
     injector = one(objects, "Deployment", "injector")
     assert injector["spec"]["replicas"] == 3
-    assert "requiredDuringSchedulingIgnoredDuringExecution" in injector["spec"]["template"]["spec"]["affinity"][
-        "podAntiAffinity"]
+    assert (
+        "requiredDuringSchedulingIgnoredDuringExecution"
+        in injector["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    )
     env = {e["name"]: e.get("value") for e in injector["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["AGENTCACHE_SIDECAR_IMAGE"].endswith("@sha256:" + "0123456789abcdef" * 4)
     assert one(objects, "MutatingWebhookConfiguration")["webhooks"][0]["failurePolicy"] == "Ignore"
@@ -272,12 +292,17 @@ def test_webhook_configuration_is_what_the_injector_renders(rendered, values):
     ca_bundle = hook["clientConfig"].get("caBundle")
     cert_manager = bool(find(objects, "Certificate"))
     expected = render_webhook_configuration(
-        name=chart_webhook["metadata"]["name"], namespace=NAMESPACE, service=service["metadata"]["name"],
-        ca_bundle=base64.b64decode(ca_bundle) if ca_bundle else None, failure_policy=hook["failurePolicy"],
-        timeout_seconds=hook["timeoutSeconds"], cert_manager=cert_manager,
+        name=chart_webhook["metadata"]["name"],
+        namespace=NAMESPACE,
+        service=service["metadata"]["name"],
+        ca_bundle=base64.b64decode(ca_bundle) if ca_bundle else None,
+        failure_policy=hook["failurePolicy"],
+        timeout_seconds=hook["timeoutSeconds"],
+        cert_manager=cert_manager,
         certificate=one(objects, "Certificate")["metadata"]["name"] if cert_manager else None,
         watch_namespace=NAMESPACE if values == ("namespaced.yaml",) else None,
-        labels=chart_webhook["metadata"]["labels"])
+        labels=chart_webhook["metadata"]["labels"],
+    )
     assert chart_webhook == expected
 
 
@@ -286,7 +311,11 @@ def test_webhook_defaults_fail_closed_and_skip_system_namespaces(rendered):
     assert hook["failurePolicy"] == "Fail"
     assert hook["objectSelector"] == {"matchExpressions": [{"key": names.LABEL_CACHE, "operator": "Exists"}]}
     assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == [
-        "kube-system", "kube-public", "kube-node-lease", NAMESPACE]
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        NAMESPACE,
+    ]
 
 
 def test_chart_generated_ca_signs_the_serving_certificate(rendered):
@@ -321,8 +350,13 @@ def rules_of(objects: list[dict], component: str, kind: str) -> list[dict]:
 
 
 def grants(rules: list[dict], group: str, resource: str, verb: str, name: str | None = None) -> bool:
-    return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
-               and (not r.get("resourceNames") or name in r["resourceNames"]) for r in rules)
+    return any(
+        group in r["apiGroups"]
+        and resource in r["resources"]
+        and verb in r["verbs"]
+        and (not r.get("resourceNames") or name in r["resourceNames"])
+        for r in rules
+    )
 
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=ids)
@@ -344,20 +378,32 @@ def test_operator_may_manage_its_children_and_nothing_cluster_wide_when_namespac
         group = "" if prefix == "/api/v1" else prefix.split("/")[2]
         assert grants(cluster, group, plural, "get") or kind == "Event", f"the operator cannot read {kind}"
         if kind not in ("Pod", "Event", "PersistentVolumeClaim", names.KIND):
-            verbs = ("create", "patch", "delete") if kind == "Secret" else ("list", "watch", "create", "patch", "delete")
+            verbs = (
+                ("create", "patch", "delete") if kind == "Secret" else ("list", "watch", "create", "patch", "delete")
+            )
             for verb in verbs:
                 assert grants(cluster, group, plural, verb), f"the operator cannot {verb} {kind}"
-    assert not grants(cluster, "", "secrets", "list") and not grants(cluster, "", "secrets", "watch"), \
+    assert not grants(cluster, "", "secrets", "list") and not grants(cluster, "", "secrets", "watch"), (
         "Secrets are read by name: the operator must not be able to read every Secret of the cluster"
+    )
     election = one(rendered[()], "Role", "leader-election")
     assert election["metadata"]["namespace"] == one(rendered[()], "Deployment", "operator")["metadata"]["namespace"]
-    assert election["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                                  "verbs": ["get", "create", "update", "delete"]}]
+    assert election["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "delete"]}
+    ]
     granted = {(group, resource) for rule in cluster for group in rule["apiGroups"] for resource in rule["resources"]}
     needed = {("" if p == "/api/v1" else p.split("/")[2], plural) for p, plural in operator_kinds.KINDS.values()}
-    extra = granted - needed - {("events.k8s.io", "events"), ("apiextensions.k8s.io", "customresourcedefinitions"),
-                                ("", "namespaces"), ("agentcache.io", "agentcaches/status"),
-                                ("agentcache.io", "agentcaches/finalizers")}
+    extra = (
+        granted
+        - needed
+        - {
+            ("events.k8s.io", "events"),
+            ("apiextensions.k8s.io", "customresourcedefinitions"),
+            ("", "namespaces"),
+            ("agentcache.io", "agentcaches/status"),
+            ("agentcache.io", "agentcaches/finalizers"),
+        }
+    )
     assert not extra, f"granted but never used by the operator: {extra}"
     assert grants(cluster, "", "persistentvolumeclaims", "patch")
     assert not grants(cluster, "", "persistentvolumeclaims", "delete")
@@ -379,8 +425,9 @@ def test_operator_may_manage_its_children_and_nothing_cluster_wide_when_namespac
 
 def test_injector_reads_agentcaches_and_touches_only_its_own_tls_objects(rendered):
     files_only = rules_of(rendered[()], "injector", "ClusterRole") + rules_of(rendered[()], "injector", "Role")
-    assert files_only == [{"apiGroups": ["agentcache.io"], "resources": ["agentcaches"],
-                           "verbs": ["get", "list", "watch"]}]
+    assert files_only == [
+        {"apiGroups": ["agentcache.io"], "resources": ["agentcaches"], "verbs": ["get", "list", "watch"]}
+    ]
 
     objects = rendered[("injector-tls.yaml",)]
     secret_name = f"{RELEASE}-injector-tls"
@@ -419,8 +466,7 @@ def test_monitoring_objects_scrape_the_operator_and_the_injected_sidecars(render
 
     rule = one(objects, "PrometheusRule")
     assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text())
-    assert one(rendered[("namespaced.yaml",)], "PodMonitor")["spec"]["namespaceSelector"] == {
-        "matchNames": [NAMESPACE]}
+    assert one(rendered[("namespaced.yaml",)], "PodMonitor")["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     assert not find(rendered[()], "PodMonitor") and not find(rendered[()], "PrometheusRule")
 
 
@@ -433,10 +479,11 @@ def test_dashboards_are_configmaps_for_the_grafana_sidecar(rendered):
         for config_map in maps:
             assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
             assert config_map["metadata"]["namespace"] == namespace
-            (file_name, content), = config_map["data"].items()
+            ((file_name, content),) = config_map["data"].items()
             assert json.loads(content) == json.loads((CHART / "dashboards" / file_name).read_text())
     assert one(rendered[("monitoring.yaml",)], "ConfigMap", "overview")["metadata"]["annotations"] == {
-        "grafana_folder": "AgentCache"}
+        "grafana_folder": "AgentCache"
+    }
 
 
 def test_notes_explain_the_first_cache_and_the_pod_label(helm):

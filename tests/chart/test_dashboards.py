@@ -39,8 +39,11 @@ def test_every_panel_uses_the_datasource_variable(name):
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
 def test_template_variables_chain_and_filter_every_query(name):
     dashboard = DASHBOARDS[name]
-    expected = ["datasource", "namespace", "cache", "pod"] if name in SIDECAR_DASHBOARDS else [
-        "datasource", "namespace", "pod"]
+    expected = (
+        ["datasource", "namespace", "cache", "pod"]
+        if name in SIDECAR_DASHBOARDS
+        else ["datasource", "namespace", "pod"]
+    )
     assert list(variables(dashboard)) == expected
     for variable in list(variables(dashboard).values())[1:]:
         assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
@@ -67,10 +70,19 @@ def test_queries_use_only_metrics_the_code_exports():
 def test_overview_and_operator_show_what_operators_ask_for():
     overview = " ".join(q.expr for q in queries("overview", DASHBOARDS["overview"]))
     for quantile in ("0.5", "0.95", "0.99"):
-        assert f"histogram_quantile({quantile}, sum by (le) (rate(agentcache_request_duration_seconds_bucket" in overview
+        assert (
+            f"histogram_quantile({quantile}, sum by (le) (rate(agentcache_request_duration_seconds_bucket" in overview
+        )
     assert "sum by (op, result) (rate(agentcache_requests_total" in overview
-    for metric in ("agentcache_hits_total", "agentcache_misses_total", "agentcache_backend_errors_total",
-                   "agentcache_evictions_total", "agentcache_keys", "agentcache_memory_bytes", "agentcache_backend_up"):
+    for metric in (
+        "agentcache_hits_total",
+        "agentcache_misses_total",
+        "agentcache_backend_errors_total",
+        "agentcache_evictions_total",
+        "agentcache_keys",
+        "agentcache_memory_bytes",
+        "agentcache_backend_up",
+    ):
         assert metric in overview
     operator = " ".join(q.expr for q in queries("operator", DASHBOARDS["operator"]))
     assert "sum by (phase) (agentcache_operator_caches" in operator
@@ -86,7 +98,9 @@ def test_panels_do_not_overlap_and_have_unique_ids(name):
         ids.append(panel["id"])
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24
-        cells = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])}
+        cells = {
+            (x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])
+        }
         assert not cells & taken, f"{panel['title']} overlaps another panel"
         taken |= cells
     assert len(ids) == len(set(ids))

@@ -90,16 +90,34 @@ def has_data(reply: dict) -> bool:
 def test_every_sidecar_dashboard_query_returns_data_from_real_sidecars(tmp_path, sidecar_factory):
     valkey = ValkeyProcess(tmp_path / "valkey").start()
     try:
-        memory = sidecar_factory({"cache": {"backend": "memory", "max_size": 60, "cleanup_interval": 0.5,
-                                            "key_prefix": "agents:memory-cache:"}}, name="memory")
-        backed = sidecar_factory({"cache": {"backend": "valkey", "key_prefix": "agents:llm-cache:"},
-                                  "services": {"valkey": {"config": {"url": valkey.url, "socket_timeout": 0.5,
-                                                                     "socket_connect_timeout": 0.5}}},
-                                  "sidecar": {"fallback": "memory"}}, name="valkey")
-        prometheus = PrometheusProcess(tmp_path / "prometheus", [
-            (f"127.0.0.1:{memory.metrics_port}", TARGETS["memory"]),
-            (f"127.0.0.1:{backed.metrics_port}", TARGETS["valkey"]),
-        ]).start()
+        memory = sidecar_factory(
+            {
+                "cache": {
+                    "backend": "memory",
+                    "max_size": 60,
+                    "cleanup_interval": 0.5,
+                    "key_prefix": "agents:memory-cache:",
+                }
+            },
+            name="memory",
+        )
+        backed = sidecar_factory(
+            {
+                "cache": {"backend": "valkey", "key_prefix": "agents:llm-cache:"},
+                "services": {
+                    "valkey": {"config": {"url": valkey.url, "socket_timeout": 0.5, "socket_connect_timeout": 0.5}}
+                },
+                "sidecar": {"fallback": "memory"},
+            },
+            name="valkey",
+        )
+        prometheus = PrometheusProcess(
+            tmp_path / "prometheus",
+            [
+                (f"127.0.0.1:{memory.metrics_port}", TARGETS["memory"]),
+                (f"127.0.0.1:{backed.metrics_port}", TARGETS["valkey"]),
+            ],
+        ).start()
         try:
             with Load([memory, backed]) as load:
                 time.sleep(3)
@@ -119,8 +137,11 @@ def test_every_sidecar_dashboard_query_returns_data_from_real_sidecars(tmp_path,
 def run_until_every_query_has_data(prometheus: PrometheusProcess) -> list:
     """Run every panel query of the sidecar dashboards (variables at All) until each has data or time runs out."""
     dashboards = {name: d for name, d in all_dashboards().items() if name != "operator"}
-    pending = [(q, substitute(q.expr, {"namespace": ".*", "cache": ".*", "pod": ".*"}, RATE_INTERVAL))
-               for name, dashboard in dashboards.items() for q in queries(name, dashboard)]
+    pending = [
+        (q, substitute(q.expr, {"namespace": ".*", "cache": ".*", "pod": ".*"}, RATE_INTERVAL))
+        for name, dashboard in dashboards.items()
+        for q in queries(name, dashboard)
+    ]
     done = []
     deadline = time.monotonic() + QUERY_DEADLINE
     while pending and time.monotonic() < deadline:

@@ -31,11 +31,21 @@ def test_manifests_are_up_to_date(tmp_path):
 
 def test_install_manifest_is_complete_and_holds_no_secrets():
     objects = [d for d in yaml.safe_load_all((MANIFESTS / "install.yaml").read_text()) if d]
-    assert objects[0] == {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": NAMESPACE, "labels": objects[0]["metadata"]["labels"]}}
+    assert objects[0] == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": NAMESPACE, "labels": objects[0]["metadata"]["labels"]},
+    }
     kinds = {o["kind"] for o in objects}
-    assert {"Deployment", "Service", "MutatingWebhookConfiguration", "ClusterRole", "PodDisruptionBudget",
-            "ServiceAccount", "ConfigMap"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "MutatingWebhookConfiguration",
+        "ClusterRole",
+        "PodDisruptionBudget",
+        "ServiceAccount",
+        "ConfigMap",
+    } <= kinds
     cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
     for obj in objects:
         if obj["kind"] not in cluster_scoped:

@@ -30,8 +30,12 @@ QUERY_DEADLINE = 30.0
 
 
 def agent_cache(namespace: str, name: str, spec: dict) -> dict:
-    return {"apiVersion": names.API_VERSION, "kind": names.KIND,
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def wait_live(process: subprocess.Popen, url: str, log) -> None:
@@ -48,7 +52,8 @@ def wait_live(process: subprocess.Popen, url: str, log) -> None:
 
 def has_data(reply: dict) -> bool:
     return reply["status"] == "success" and any(
-        not math.isnan(float(sample["value"][1])) for sample in reply["data"]["result"])
+        not math.isnan(float(sample["value"][1])) for sample in reply["data"]["result"]
+    )
 
 
 def test_every_operator_dashboard_query_returns_data(kube, kube_namespace, tmp_path):
@@ -57,22 +62,52 @@ def test_every_operator_dashboard_query_returns_data(kube, kube_namespace, tmp_p
     log = tmp_path / "operator.log"
     with log.open("wb") as output:
         operator = subprocess.Popen(
-            [sys.executable, "-m", "agentcache_operator.main", "--namespace", kube_namespace, "--bind", "127.0.0.1",
-             "--metrics-port", str(metrics_port), "--liveness-port", str(liveness_port), "--resync-seconds", "1"],
-            cwd=ROOT, env=kube.env, stdout=output, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "agentcache_operator.main",
+                "--namespace",
+                kube_namespace,
+                "--bind",
+                "127.0.0.1",
+                "--metrics-port",
+                str(metrics_port),
+                "--liveness-port",
+                str(liveness_port),
+                "--resync-seconds",
+                "1",
+            ],
+            cwd=ROOT,
+            env=kube.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     prometheus = None
     try:
         wait_live(operator, f"http://127.0.0.1:{liveness_port}/healthz", log)
-        kube.apply([
-            agent_cache(kube_namespace, "good", {"backend": "memory"}),
-            agent_cache(kube_namespace, "broken", {"backend": "valkey", "valkey": {
-                "mode": "external", "url": "valkey://valkey.example:6379",
-                "passwordSecretRef": {"name": "no-such-secret", "key": "password"}}}),
-        ])
+        kube.apply(
+            [
+                agent_cache(kube_namespace, "good", {"backend": "memory"}),
+                agent_cache(
+                    kube_namespace,
+                    "broken",
+                    {
+                        "backend": "valkey",
+                        "valkey": {
+                            "mode": "external",
+                            "url": "valkey://valkey.example:6379",
+                            "passwordSecretRef": {"name": "no-such-secret", "key": "password"},
+                        },
+                    },
+                ),
+            ]
+        )
         prometheus = PrometheusProcess(tmp_path / "prometheus", [(f"127.0.0.1:{metrics_port}", LABELS)]).start()
         dashboard = all_dashboards()["operator"]
-        pending = {q: substitute(q.expr, {"namespace": ".*", "pod": ".*"}, RATE_INTERVAL)
-                   for q in queries("operator", dashboard)}
+        pending = {
+            q: substitute(q.expr, {"namespace": ".*", "pod": ".*"}, RATE_INTERVAL)
+            for q in queries("operator", dashboard)
+        }
         replies: dict = {}
         deadline = time.monotonic() + QUERY_DEADLINE
         while pending and time.monotonic() < deadline:

@@ -25,28 +25,48 @@ SERVICE = "agentcache-injector"
 K8S_VERSION = "1.35"
 
 
-def agentcache(name: str = "llm-cache", namespace: str = NAMESPACE, phase: str = "Ready",
-               reason: str = names.REASON_INVALID_SPEC, **spec) -> dict:
+def agentcache(
+    name: str = "llm-cache",
+    namespace: str = NAMESPACE,
+    phase: str = "Ready",
+    reason: str = names.REASON_INVALID_SPEC,
+    **spec,
+) -> dict:
     status = {"phase": phase}
     if phase == "Failed":
-        message = ("spec.valkey.url 'valkey://:6379' names no host" if reason == names.REASON_INVALID_SPEC
-                   else "Secret agents/ext does not exist")
+        message = (
+            "spec.valkey.url 'valkey://:6379' names no host"
+            if reason == names.REASON_INVALID_SPEC
+            else "Secret agents/ext does not exist"
+        )
         status["conditions"] = [{"type": "Ready", "status": "False", "reason": reason, "message": message}]
-    return {"apiVersion": names.API_VERSION, "kind": names.KIND,
-            "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())},
-            "spec": spec or {"backend": "memory"}, "status": status}
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())},
+        "spec": spec or {"backend": "memory"},
+        "status": status,
+    }
 
 
-def pod(cache: str | None = "llm-cache", *, containers: list[dict] | None = None,
-        init_containers: list[dict] | None = None, annotations: dict | None = None,
-        volumes: list[dict] | None = None, labels: dict | None = None) -> dict:
+def pod(
+    cache: str | None = "llm-cache",
+    *,
+    containers: list[dict] | None = None,
+    init_containers: list[dict] | None = None,
+    annotations: dict | None = None,
+    volumes: list[dict] | None = None,
+    labels: dict | None = None,
+) -> dict:
     metadata: dict = {"name": "agent-0", "namespace": NAMESPACE, "labels": {"app": "agent", **(labels or {})}}
     if cache:
         metadata["labels"][names.LABEL_CACHE] = cache
     if annotations is not None:
         metadata["annotations"] = annotations
-    spec: dict = {"containers": containers or [{"name": "agent", "image": "python:3.12-slim",
-                                                "command": ["python", "-m", "agent"]}]}
+    spec: dict = {
+        "containers": containers
+        or [{"name": "agent", "image": "python:3.12-slim", "command": ["python", "-m", "agent"]}]
+    }
     if init_containers is not None:
         spec["initContainers"] = init_containers
     if volumes is not None:
@@ -154,18 +174,35 @@ class InjectorProcess:
     def start(self, timeout: float = 20.0) -> InjectorProcess:
         """Start and wait until it completes TLS handshakes (the certificate is checked by the tests)."""
         binary = Path(sys.executable).with_name("agentcache-injector")
-        command = [str(binary), "--host", "127.0.0.1", "--port", str(self.port), "--namespace", self.namespace,
-                   "--service", SERVICE, *self.args]
+        command = [
+            str(binary),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--namespace",
+            self.namespace,
+            "--service",
+            SERVICE,
+            *self.args,
+        ]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            self.proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"injector exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw, \
-                        _UNVERIFIED.wrap_socket(raw, server_hostname=self.host):
+                with (
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw,
+                    _UNVERIFIED.wrap_socket(raw, server_hostname=self.host),
+                ):
                     return self
             except (OSError, ssl.SSLError):
                 pass
@@ -175,8 +212,10 @@ class InjectorProcess:
 
     def peer_certificate(self, ca_file: str | Path) -> bytes:
         """The DER certificate served, verified against ``ca_file`` for the service's name."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw, \
-                client_ssl_context(ca_file).wrap_socket(raw, server_hostname=self.host) as tls:
+        with (
+            socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw,
+            client_ssl_context(ca_file).wrap_socket(raw, server_hostname=self.host) as tls,
+        ):
             return tls.getpeercert(binary_form=True)
 
     @property

@@ -43,7 +43,7 @@ class PodSandbox:
         for mount in sorted(container.get("volumeMounts", []), key=lambda m: -len(m["mountPath"])):
             prefix = mount["mountPath"].rstrip("/")
             if value == prefix or value.startswith(prefix + "/"):
-                return str(self.volume_dirs[mount["name"]]) + value[len(prefix):]
+                return str(self.volume_dirs[mount["name"]]) + value[len(prefix) :]
         return value
 
     def environment(self, container: dict) -> dict[str, str]:
@@ -58,6 +58,7 @@ class PodSandbox:
 
     def translate_config(self, container: dict, path: Path, overrides: dict) -> None:
         """Rewrite the mounted YAML config's paths in place, then apply ``overrides`` (section -> keys)."""
+
         def walk(node):
             if isinstance(node, dict):
                 return {k: walk(v) for k, v in node.items()}
@@ -75,10 +76,13 @@ class PodSandbox:
 
     def start(self, name: str, log_path: Path) -> subprocess.Popen:
         container = self.container(name)
-        command = [self.translate(container, arg) for arg in [*container.get("command", []), *container.get("args", [])]]
+        command = [
+            self.translate(container, arg) for arg in [*container.get("command", []), *container.get("args", [])]
+        ]
         installed = Path(sys.executable).with_name(command[0])  # the console script of this environment
         executable = str(installed) if installed.exists() else shutil.which(command[0]) or command[0]
         env = {"PATH": os.environ["PATH"], "HOME": str(self.root), **self.environment(container)}
         with open(log_path, "ab") as log:
-            return subprocess.Popen([executable, *command[1:]], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=self.root)
+            return subprocess.Popen(
+                [executable, *command[1:]], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.root
+            )

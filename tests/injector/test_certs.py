@@ -59,8 +59,12 @@ def test_new_service_name_reissues_the_certificate(bundle):
     names = certs.service_dns_names("renamed", "agentcache")
     renewed, reason = certs.ensure_bundle(bundle, names, NOW)
     assert "service needs" in reason and renewed.ca_cert == bundle.ca_cert
-    assert load(renewed.cert).extensions.get_extension_for_class(
-        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == names
+    assert (
+        load(renewed.cert)
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value.get_values_for_type(x509.DNSName)
+        == names
+    )
 
 
 def test_certificate_from_a_foreign_ca_is_replaced(bundle):
@@ -100,8 +104,9 @@ def test_secret_round_trip_and_unreadable_secrets(bundle):
 def test_ca_bundle_patch_only_when_different(bundle):
     config = render_webhook_configuration("w", "agentcache", "agentcache-injector", None)
     ops = certs.ca_bundle_patch(config, bundle.ca_bundle)
-    assert ops == [{"op": "add", "path": "/webhooks/0/clientConfig/caBundle",
-                    "value": base64.b64encode(bundle.ca_bundle).decode()}]
+    assert ops == [
+        {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": base64.b64encode(bundle.ca_bundle).decode()}
+    ]
     synced = render_webhook_configuration("w", "agentcache", "agentcache-injector", bundle.ca_bundle)
     assert certs.ca_bundle_patch(synced, bundle.ca_bundle) == []
 

@@ -106,7 +106,8 @@ async def test_managed_valkey_pod_serves_the_agents_socket_with_the_secrets_pass
     process = None
     try:
         sandbox, agent_socket, metrics_port, process = await run_pod(
-            post, tmp_path, cache, {secret["metadata"]["name"]: secret}, valkey_url=valkey.url)
+            post, tmp_path, cache, {secret["metadata"]["name"]: secret}, valkey_url=valkey.url
+        )
         await check_pod(agent_socket, metrics_port, sandbox.container(names.SIDECAR_CONTAINER))
         client = valkey_client.Valkey(host="127.0.0.1", port=valkey.port, password=password)
         try:  # the value is in the real server, under the cache's prefix

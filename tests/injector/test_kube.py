@@ -34,22 +34,38 @@ MWC = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 @pytest.fixture(scope="module")
 def crd(kube):
     """The AgentCache CRD from the chart, served by the API."""
-    kube.api.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                     yaml.safe_load(CRD_FILE.read_text()), check=False)
+    kube.api.request(
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        yaml.safe_load(CRD_FILE.read_text()),
+        check=False,
+    )
     kube.api.wait_for(f"{CACHES}/{names.PLURAL}", lambda obj: obj is not None, what="the AgentCache CRD")
     return kube
 
 
 def create_cache(kube, namespace: str, name: str, phase: str | None = None, message: str = "", **spec) -> dict:
-    body = {"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": {"name": name, "namespace": namespace},
-            "spec": spec or {"backend": "memory"}}
+    body = {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec or {"backend": "memory"},
+    }
     path = f"{CACHES}/namespaces/{namespace}/{names.PLURAL}"
     created = kube.api.create(path, body)
     if phase:
-        status = {"phase": phase, "conditions": [{"type": "Ready", "status": str(phase == "Ready"),
-                                                   "reason": names.REASON_INVALID_SPEC if phase == "Failed" else phase,
-                                                   "message": message or phase,
-                                                   "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        status = {
+            "phase": phase,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": str(phase == "Ready"),
+                    "reason": names.REASON_INVALID_SPEC if phase == "Failed" else phase,
+                    "message": message or phase,
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ],
+        }
         created = kube.api.patch(f"{path}/{name}/status", {"status": status})
     return created
 
@@ -73,8 +89,9 @@ async def test_lookup_lists_once_and_refreshes_when_a_cache_is_missing(crd, kube
     create_cache(crd, kube_namespace, "first")
     now = [0.0]
     lookup = ApiCacheLookup(api, ttl=30, min_refresh=0.5, clock=lambda: now[0])
-    (found,) = [c for c in await lookup.caches_named("first", kube_namespace)
-                if c["metadata"]["namespace"] == kube_namespace]
+    (found,) = [
+        c for c in await lookup.caches_named("first", kube_namespace) if c["metadata"]["namespace"] == kube_namespace
+    ]
     assert found["spec"]["backend"] == "memory"
     assert await lookup.caches_named("first", kube_namespace) and lookup.lists == 1  # the snapshot is reused
     create_cache(crd, kube_namespace, "late")
@@ -84,18 +101,29 @@ async def test_lookup_lists_once_and_refreshes_when_a_cache_is_missing(crd, kube
     assert await lookup.caches_named("never", kube_namespace) == [] and lookup.lists == 2  # no LIST storm
 
 
-async def test_injector_creates_its_secret_syncs_the_ca_bundle_and_injects(crd, kube_namespace, webhook_configuration,
-                                                                           tmp_path):
+async def test_injector_creates_its_secret_syncs_the_ca_bundle_and_injects(
+    crd, kube_namespace, webhook_configuration, tmp_path
+):
     create_cache(crd, kube_namespace, "llm-cache", phase="Ready")
     create_cache(crd, kube_namespace, "broken", phase="Failed", message="the valkey StatefulSet cannot be created")
-    args = ["--kubeconfig", str(crd.kubeconfig), "--tls-secret", "injector-tls",
-            "--webhook-configuration", webhook_configuration, "--cache-ttl", "0"]
+    args = [
+        "--kubeconfig",
+        str(crd.kubeconfig),
+        "--tls-secret",
+        "injector-tls",
+        "--webhook-configuration",
+        webhook_configuration,
+        "--cache-ttl",
+        "0",
+    ]
     first = InjectorProcess(tmp_path / "a", args, namespace=kube_namespace)
     (tmp_path / "a").mkdir()
     first.start()
     try:
         secret = crd.api.get(f"/api/v1/namespaces/{kube_namespace}/secrets/injector-tls")
-        assert secret["type"] == "kubernetes.io/tls" and {"tls.crt", "tls.key", "ca.crt", "ca.key"} <= set(secret["data"])
+        assert secret["type"] == "kubernetes.io/tls" and {"tls.crt", "tls.key", "ca.crt", "ca.key"} <= set(
+            secret["data"]
+        )
         ca_bundle = crd.api.get(f"{MWC}/{webhook_configuration}")["webhooks"][0]["clientConfig"]["caBundle"]
         assert ca_bundle == secret["data"]["ca.crt"]
         ca_file = tmp_path / "ca-bundle.pem"  # what the API server trusts: the caBundle
@@ -112,9 +140,14 @@ async def test_injector_creates_its_secret_syncs_the_ca_bundle_and_injects(crd, 
             second.stop()
 
         async with aiohttp.ClientSession() as session:
+
             async def post(obj):
-                async with session.post(first.url + "/mutate", json=review(obj, kube_namespace),
-                                        ssl=client_ssl_context(ca_file), server_hostname=first.host) as reply:
+                async with session.post(
+                    first.url + "/mutate",
+                    json=review(obj, kube_namespace),
+                    ssl=client_ssl_context(ca_file),
+                    server_hostname=first.host,
+                ) as reply:
                     assert reply.status == 200
                     return await reply.json()
 
@@ -137,12 +170,17 @@ async def test_rotation_keeps_the_ca_then_replaces_it_with_an_overlap(crd, kube_
     path = f"/api/v1/namespaces/{kube_namespace}/secrets/rotating-tls"
 
     def manager(days_later: float) -> ManagedCertificates:
-        return ManagedCertificates(SecretStore(api, kube_namespace, "rotating-tls"), dns,
-                                   WebhookCaBundle(api, webhook_configuration),
-                                   clock=lambda: utc_now() + dt.timedelta(days=days_later))
+        return ManagedCertificates(
+            SecretStore(api, kube_namespace, "rotating-tls"),
+            dns,
+            WebhookCaBundle(api, webhook_configuration),
+            clock=lambda: utc_now() + dt.timedelta(days=days_later),
+        )
 
     def ca_bundle() -> bytes:
-        return base64.b64decode(crd.api.get(f"{MWC}/{webhook_configuration}")["webhooks"][0]["clientConfig"]["caBundle"])
+        return base64.b64decode(
+            crd.api.get(f"{MWC}/{webhook_configuration}")["webhooks"][0]["clientConfig"]["caBundle"]
+        )
 
     cert, _ = await manager(0).load()
     first = crd.api.get(path)
@@ -164,8 +202,9 @@ async def test_replicas_racing_on_an_empty_secret_agree_on_one_certificate(crd, 
     dns = certs.service_dns_names(SERVICE, kube_namespace)
     clients = [KubeApi(Credentials.from_kubeconfig(str(crd.kubeconfig))) for _ in range(3)]
     try:
-        served = await asyncio.gather(*[
-            ManagedCertificates(SecretStore(client, kube_namespace, "raced-tls"), dns).load() for client in clients])
+        served = await asyncio.gather(
+            *[ManagedCertificates(SecretStore(client, kube_namespace, "raced-tls"), dns).load() for client in clients]
+        )
     finally:
         for client in clients:
             await client.close()
@@ -181,5 +220,6 @@ def test_missing_kubeconfig_is_a_clear_error(tmp_path: Path):
 
 async def test_the_server_version_is_read_for_the_native_sidecar_check(api):
     from agentcache_operator.injector.kubeapi import server_version
+
     major, minor = await server_version(api)
     assert major == 1 and minor >= 29

@@ -7,7 +7,12 @@ import pytest
 from agentcache_operator import names
 from agentcache_operator.injector.admission import MalformedReview, decide, parse_review
 from agentcache_operator.injector.patch import (
-    SAFE_TO_EVICT_LOCAL_VOLUMES, SCRAPE_ANNOTATIONS, InjectionError, SidecarDefaults, build_patch, escape_pointer,
+    SAFE_TO_EVICT_LOCAL_VOLUMES,
+    SCRAPE_ANNOTATIONS,
+    InjectionError,
+    SidecarDefaults,
+    build_patch,
+    escape_pointer,
 )
 
 from .helpers import NAMESPACE, agentcache, apply, assert_wired, patch_of, pod, review, sidecar_of, validate_pod
@@ -45,19 +50,25 @@ def cache_with_hash(config_hash: str) -> dict:
     return cache
 
 
-@pytest.mark.parametrize("annotations, kept", [
-    (None, SCRAPE_ANNOTATIONS),
-    ({}, SCRAPE_ANNOTATIONS),
-    ({"team": "a"}, {"team": "a", **SCRAPE_ANNOTATIONS}),
-    ({"prometheus.io/scrape": "false"}, {"prometheus.io/scrape": "false"}),
-    ({names.ANNOTATION_CONFIG_HASH: "stale"}, SCRAPE_ANNOTATIONS),
-])
+@pytest.mark.parametrize(
+    "annotations, kept",
+    [
+        (None, SCRAPE_ANNOTATIONS),
+        ({}, SCRAPE_ANNOTATIONS),
+        ({"team": "a"}, {"team": "a", **SCRAPE_ANNOTATIONS}),
+        ({"prometheus.io/scrape": "false"}, {"prometheus.io/scrape": "false"}),
+        ({names.ANNOTATION_CONFIG_HASH: "stale"}, SCRAPE_ANNOTATIONS),
+    ],
+)
 def test_the_pod_records_the_config_hash_it_starts_with_once(annotations, kept):
     obj = pod(annotations=annotations)
     once = apply(obj, build_patch(obj, cache_with_hash("0123abcd"), NAMESPACE, DEFAULTS))
     validate_pod(once)
-    assert once["metadata"]["annotations"] == {**kept, names.ANNOTATION_CONFIG_HASH: "0123abcd",
-                                               SAFE_TO_EVICT_LOCAL_VOLUMES: names.SOCKET_VOLUME}
+    assert once["metadata"]["annotations"] == {
+        **kept,
+        names.ANNOTATION_CONFIG_HASH: "0123abcd",
+        SAFE_TO_EVICT_LOCAL_VOLUMES: names.SOCKET_VOLUME,
+    }
     assert build_patch(once, cache_with_hash("ffff0000"), NAMESPACE, DEFAULTS) == []
 
 
@@ -68,7 +79,9 @@ def test_a_cache_not_yet_reconciled_gives_no_config_hash():
 
 def test_existing_socket_variable_is_left_as_the_user_set_it():
     containers = [{"name": "agent", "image": "a", "env": [{"name": names.ENV_SOCKET, "value": "/custom.sock"}]}]
-    patched = apply(pod(containers=containers), build_patch(pod(containers=containers), agentcache(), NAMESPACE, DEFAULTS))
+    patched = apply(
+        pod(containers=containers), build_patch(pod(containers=containers), agentcache(), NAMESPACE, DEFAULTS)
+    )
     validate_pod(patched)
     assert patched["spec"]["containers"][0]["env"] == containers[0]["env"]
 
@@ -86,17 +99,31 @@ def test_default_image_is_the_injectors_when_the_cache_names_none():
     assert sidecar_of(patched)["image"] == "agentcache/sidecar:1.2.3"
 
 
-@pytest.mark.parametrize("obj, fragment", [
-    (pod(volumes=[{"name": names.SOCKET_VOLUME, "emptyDir": {}}]), "already has a volume named"),
-    (pod(containers=[{"name": "agent", "image": "a", "ports": [{"containerPort": names.METRICS_PORT}]}]),
-     "already uses port 9464"),
-    (pod(containers=[{"name": "agent", "image": "a", "volumeMounts": [{"name": "x", "mountPath": names.SOCKET_DIR}]}],
-         volumes=[{"name": "x", "emptyDir": {}}]), "where the cache socket goes"),
-    (pod(annotations={names.ANNOTATION_SIDECAR_LOG_LEVEL: "verbose"}), "is not one of debug, info, warning, error"),
-    (pod(annotations={names.ANNOTATION_SIDECAR_CPU: "-1"}), "is not a Kubernetes quantity"),
-    (pod(annotations={names.ANNOTATION_SIDECAR_MEMORY: "1Gi", names.ANNOTATION_SIDECAR_MEMORY_LIMIT: "512Mi"}),
-     "memory request 1Gi is above its limit 512Mi"),
-])
+@pytest.mark.parametrize(
+    "obj, fragment",
+    [
+        (pod(volumes=[{"name": names.SOCKET_VOLUME, "emptyDir": {}}]), "already has a volume named"),
+        (
+            pod(containers=[{"name": "agent", "image": "a", "ports": [{"containerPort": names.METRICS_PORT}]}]),
+            "already uses port 9464",
+        ),
+        (
+            pod(
+                containers=[
+                    {"name": "agent", "image": "a", "volumeMounts": [{"name": "x", "mountPath": names.SOCKET_DIR}]}
+                ],
+                volumes=[{"name": "x", "emptyDir": {}}],
+            ),
+            "where the cache socket goes",
+        ),
+        (pod(annotations={names.ANNOTATION_SIDECAR_LOG_LEVEL: "verbose"}), "is not one of debug, info, warning, error"),
+        (pod(annotations={names.ANNOTATION_SIDECAR_CPU: "-1"}), "is not a Kubernetes quantity"),
+        (
+            pod(annotations={names.ANNOTATION_SIDECAR_MEMORY: "1Gi", names.ANNOTATION_SIDECAR_MEMORY_LIMIT: "512Mi"}),
+            "memory request 1Gi is above its limit 512Mi",
+        ),
+    ],
+)
 def test_conflicts_are_clear_errors_not_broken_pods(obj, fragment):
     with pytest.raises(InjectionError, match=fragment):
         build_patch(obj, agentcache(), NAMESPACE, DEFAULTS)
@@ -140,9 +167,18 @@ def test_pod_without_the_label_passes_unchanged():
     assert answer["response"] == {"uid": answer["response"]["uid"], "allowed": True}
 
 
-@pytest.mark.parametrize("body", [None, {}, {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                             "request": {"uid": "u", "operation": "CREATE", "kind": {"kind": "Pod"},
-                                                         "object": {"spec": {}}}}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        {},
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {"uid": "u", "operation": "CREATE", "kind": {"kind": "Pod"}, "object": {"spec": {}}},
+        },
+    ],
+)
 def test_parse_review_rejects_what_it_cannot_answer(body):
     with pytest.raises(MalformedReview):
         parse_review(body)
@@ -155,6 +191,7 @@ def test_a_cluster_without_native_sidecars_is_told_so_instead_of_a_confusing_api
     from agentcache_operator.injector.admission import decide, parse_review
 
     from .helpers import review
+
     answer = decide(parse_review(review(pod())), [agentcache()], replace(DEFAULTS, kubernetes_version=version))
     assert answer["response"]["allowed"] is allowed
     if not allowed:

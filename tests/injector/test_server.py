@@ -14,8 +14,7 @@ import pytest
 from agentcache_operator import names
 from agentcache_operator.injector.patch import SAFE_TO_EVICT_LOCAL_VOLUMES as SAFE_TO_EVICT
 
-from .helpers import (NAMESPACE, apply, assert_wired, patch_of, pod, review, sidecar_of,
-                      validate_pod)
+from .helpers import NAMESPACE, apply, assert_wired, patch_of, pod, review, sidecar_of, validate_pod
 
 
 async def inject(post, obj: dict, namespace: str = NAMESPACE) -> tuple[dict, dict]:
@@ -40,8 +39,10 @@ async def test_plain_pod_gets_the_sidecar(post):
     assert sidecar["startupProbe"]["httpGet"] == {"path": "/healthz", "port": names.METRICS_PORT, "scheme": "HTTP"}
     assert sidecar["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert sidecar["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert sidecar["resources"] == {"requests": {"cpu": "25m", "memory": "32Mi"},
-                                    "limits": {"cpu": "1", "memory": "128Mi"}}, "a quota that requires them admits it"
+    assert sidecar["resources"] == {
+        "requests": {"cpu": "25m", "memory": "32Mi"},
+        "limits": {"cpu": "1", "memory": "128Mi"},
+    }, "a quota that requires them admits it"
     assert patched["metadata"]["annotations"][SAFE_TO_EVICT] == names.SOCKET_VOLUME
     assert patched["spec"]["imagePullSecrets"] == [{"name": "org-regcred"}]
     assert [p["containerPort"] for p in sidecar["ports"]] == [names.METRICS_PORT]
@@ -55,32 +56,47 @@ async def test_plain_pod_gets_the_sidecar(post):
     assert {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}[names.CONFIG_VOLUME] == names.CONFIG_DIR
     assert patched["metadata"]["labels"][names.LABEL_INJECTED] == "true"
     assert patched["metadata"]["annotations"] == {
-        "prometheus.io/scrape": "true", "prometheus.io/port": str(names.METRICS_PORT), "prometheus.io/path": "/metrics",
-        SAFE_TO_EVICT: names.SOCKET_VOLUME}
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(names.METRICS_PORT),
+        "prometheus.io/path": "/metrics",
+        SAFE_TO_EVICT: names.SOCKET_VOLUME,
+    }
     assert not any(e["name"] == names.ENV_VALKEY_PASSWORD for e in sidecar["env"])  # memory backend
     assert patched["spec"]["containers"][0]["command"] == original["spec"]["containers"][0]["command"]
 
 
 async def test_own_init_containers_and_sidecars_keep_order_and_content(post):
     own_init = [
-        {"name": "migrate", "image": "busybox", "command": ["sh", "-c", "true"],
-         "volumeMounts": [{"name": "data", "mountPath": "/data"}], "env": [{"name": "A", "value": "1"}]},
+        {
+            "name": "migrate",
+            "image": "busybox",
+            "command": ["sh", "-c", "true"],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            "env": [{"name": "A", "value": "1"}],
+        },
         {"name": "log-shipper", "image": "fluent-bit", "restartPolicy": "Always"},
     ]
-    containers = [{"name": "agent", "image": "agent:1", "env": [{"name": "B", "value": "2"}]},
-                  {"name": "helper", "image": "helper:1", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]
-    original = pod(init_containers=own_init, containers=containers, volumes=[{"name": "data", "emptyDir": {}}],
-                   annotations={"team": "ml"})
+    containers = [
+        {"name": "agent", "image": "agent:1", "env": [{"name": "B", "value": "2"}]},
+        {"name": "helper", "image": "helper:1", "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+    ]
+    original = pod(
+        init_containers=own_init,
+        containers=containers,
+        volumes=[{"name": "data", "emptyDir": {}}],
+        annotations={"team": "ml"},
+    )
     response, patched = await inject(post, original)
     validate_pod(patched)
     assert_wired(patched)
     assert [c["name"] for c in patched["spec"]["initContainers"]] == [names.SIDECAR_CONTAINER, "migrate", "log-shipper"]
     assert [c["name"] for c in patched["spec"]["containers"]] == ["agent", "helper"]
-    for before, after in zip([*own_init, *containers],
-                             [*patched["spec"]["initContainers"][1:], *patched["spec"]["containers"]]):
+    for before, after in zip(
+        [*own_init, *containers], [*patched["spec"]["initContainers"][1:], *patched["spec"]["containers"]]
+    ):
         for key, value in before.items():  # everything the user wrote is still there, unchanged
             if key in ("env", "volumeMounts"):
-                assert after[key][:len(value)] == value
+                assert after[key][: len(value)] == value
             else:
                 assert after[key] == value
     assert [v["name"] for v in patched["spec"]["volumes"]][0] == "data"
@@ -95,22 +111,30 @@ async def test_already_injected_pod_is_left_alone(post):
 
 
 async def test_overrides_by_annotation(post):
-    annotations = {names.ANNOTATION_SIDECAR_CPU: "200m", names.ANNOTATION_SIDECAR_MEMORY: "96Mi",
-                   names.ANNOTATION_SIDECAR_CPU_LIMIT: "1", names.ANNOTATION_SIDECAR_MEMORY_LIMIT: "512Mi",
-                   names.ANNOTATION_SIDECAR_LOG_LEVEL: "DEBUG"}
+    annotations = {
+        names.ANNOTATION_SIDECAR_CPU: "200m",
+        names.ANNOTATION_SIDECAR_MEMORY: "96Mi",
+        names.ANNOTATION_SIDECAR_CPU_LIMIT: "1",
+        names.ANNOTATION_SIDECAR_MEMORY_LIMIT: "512Mi",
+        names.ANNOTATION_SIDECAR_LOG_LEVEL: "DEBUG",
+    }
     _, patched = await inject(post, pod("custom-cache", annotations=annotations))
     validate_pod(patched)
     sidecar = sidecar_of(patched)
-    assert sidecar["resources"] == {"requests": {"cpu": "200m", "memory": "96Mi"},
-                                    "limits": {"cpu": "1", "memory": "512Mi"}}
+    assert sidecar["resources"] == {
+        "requests": {"cpu": "200m", "memory": "96Mi"},
+        "limits": {"cpu": "1", "memory": "512Mi"},
+    }
     assert {"name": "AGENTCACHE_LOG_LEVEL", "value": "debug"} in sidecar["env"]
     assert sidecar["image"] == "registry.example/agentcache/sidecar:9.9"  # spec.sidecar.image wins
 
 
 async def test_resources_come_from_the_agentcache(post):
     _, patched = await inject(post, pod("custom-cache"))
-    assert sidecar_of(patched)["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                                "limits": {"cpu": "1", "memory": "256Mi"}}
+    assert sidecar_of(patched)["resources"] == {
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"cpu": "1", "memory": "256Mi"},
+    }
 
 
 async def test_a_default_limit_never_falls_below_the_request(post):
@@ -123,7 +147,9 @@ async def test_bad_override_is_refused_with_the_annotation_named(post):
     assert status == 200
     response = answer["response"]
     assert response["allowed"] is False
-    assert names.ANNOTATION_SIDECAR_MEMORY in response["status"]["message"] and "'lots'" in response["status"]["message"]
+    assert (
+        names.ANNOTATION_SIDECAR_MEMORY in response["status"]["message"] and "'lots'" in response["status"]["message"]
+    )
 
 
 async def test_user_scrape_annotations_are_kept(post):
@@ -132,10 +158,16 @@ async def test_user_scrape_annotations_are_kept(post):
     assert patched["metadata"]["annotations"] == {**mine, SAFE_TO_EVICT: names.SOCKET_VOLUME}
 
 
-@pytest.mark.parametrize("cache, secret_ref", [
-    ("valkey-cache", {"name": names.valkey_password_secret("valkey-cache"), "key": names.VALKEY_SIDECAR_PASSWORD_KEY}),
-    ("ext-cache", {"name": "ext-valkey", "key": "secret"}),
-])
+@pytest.mark.parametrize(
+    "cache, secret_ref",
+    [
+        (
+            "valkey-cache",
+            {"name": names.valkey_password_secret("valkey-cache"), "key": names.VALKEY_SIDECAR_PASSWORD_KEY},
+        ),
+        ("ext-cache", {"name": "ext-valkey", "key": "secret"}),
+    ],
+)
 async def test_valkey_password_comes_from_the_secret(post, cache, secret_ref):
     _, patched = await inject(post, pod(cache))
     validate_pod(patched)
@@ -178,8 +210,11 @@ async def test_pull_secrets_of_the_cache_and_the_injector_join_the_pods_own(post
     obj = pod("private-cache")
     obj["spec"]["imagePullSecrets"] = [{"name": "app-regcred"}, {"name": "org-regcred"}]
     _, patched = await inject(post, obj)
-    assert patched["spec"]["imagePullSecrets"] == [{"name": "app-regcred"}, {"name": "org-regcred"},
-                                                   {"name": "cache-regcred"}]
+    assert patched["spec"]["imagePullSecrets"] == [
+        {"name": "app-regcred"},
+        {"name": "org-regcred"},
+        {"name": "cache-regcred"},
+    ]
 
 
 async def test_evictable_local_volumes_the_pod_names_are_kept(post):
@@ -209,21 +244,24 @@ async def test_pod_in_the_caches_namespace_gets_it(post):
     assert response["allowed"] is True and patched["spec"]["initContainers"][0]["name"] == names.SIDECAR_CONTAINER
 
 
-@pytest.mark.parametrize("body", [
-    b"not json at all",
-    b"[1, 2, 3]",
-    b'{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {}}',
-    b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}',
-    b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": ""}}',
-    b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "1", '
-    b'"operation": "CREATE", "kind": {"kind": "Pod"}, "object": "pod"}}',
-    b"\xff\xfe\x00",
-    b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "1", "namespace": "agents", '
-    b'"operation": "CREATE", "kind": {"kind": "Pod"}, "object": {"metadata": {"labels": ["x"]}, "spec": {}}}}',
-    b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "1", "namespace": "agents", '
-    b'"operation": "CREATE", "kind": {"kind": "Pod"}, "object": {"metadata": {"labels": {"agentcache.io/cache": '
-    b'"llm-cache"}}, "spec": {"containers": [{"name": "a", "env": "X=1"}]}}}}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json at all",
+        b"[1, 2, 3]",
+        b'{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {}}',
+        b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}',
+        b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": ""}}',
+        b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "1", '
+        b'"operation": "CREATE", "kind": {"kind": "Pod"}, "object": "pod"}}',
+        b"\xff\xfe\x00",
+        b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "1", "namespace": "agents", '
+        b'"operation": "CREATE", "kind": {"kind": "Pod"}, "object": {"metadata": {"labels": ["x"]}, "spec": {}}}}',
+        b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "1", "namespace": "agents", '
+        b'"operation": "CREATE", "kind": {"kind": "Pod"}, "object": {"metadata": {"labels": {"agentcache.io/cache": '
+        b'"llm-cache"}}, "spec": {"containers": [{"name": "a", "env": "X=1"}]}}}}',
+    ],
+)
 async def test_malformed_reviews_get_400_and_the_server_keeps_serving(post, body):
     status, answer = await post(body, raw=True)
     assert status == 400

@@ -29,8 +29,9 @@ def write_bundle(directory, now):
 
 async def healthz(port: int, ca_file) -> int:
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"https://127.0.0.1:{port}/healthz", ssl=client_ssl_context(ca_file),
-                               server_hostname=HOST) as reply:
+        async with session.get(
+            f"https://127.0.0.1:{port}/healthz", ssl=client_ssl_context(ca_file), server_hostname=HOST
+        ) as reply:
             return reply.status
 
 
@@ -38,8 +39,12 @@ async def test_rotated_files_are_served_to_new_connections(tmp_path):
     now = dt.datetime.now(dt.timezone.utc)
     first_ca = write_bundle(tmp_path, now).read_bytes()
     (tmp_path / "first-ca.pem").write_bytes(first_ca)
-    injector = Injector(StaticLookup([]), SidecarDefaults(),
-                        FileCertificates(tmp_path / "tls.crt", tmp_path / "tls.key"), refresh_seconds=0.05)
+    injector = Injector(
+        StaticLookup([]),
+        SidecarDefaults(),
+        FileCertificates(tmp_path / "tls.crt", tmp_path / "tls.key"),
+        refresh_seconds=0.05,
+    )
     port = await injector.start("127.0.0.1", 0)
     try:
         assert await healthz(port, tmp_path / "first-ca.pem") == 200

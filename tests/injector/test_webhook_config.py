@@ -23,22 +23,34 @@ def test_rendered_configuration_is_a_valid_object_with_the_contract():
     kubernetes_validate.validate(config, "1.35", strict=True)
     (webhook,) = config["webhooks"]
     assert webhook["clientConfig"]["caBundle"] == base64.b64encode(PEM).decode()
-    assert webhook["clientConfig"]["service"] == {"name": "agentcache-injector", "namespace": "agentcache",
-                                                  "path": "/mutate", "port": 443}
+    assert webhook["clientConfig"]["service"] == {
+        "name": "agentcache-injector",
+        "namespace": "agentcache",
+        "path": "/mutate",
+        "port": 443,
+    }
     assert webhook["objectSelector"] == {"matchExpressions": [{"key": names.LABEL_CACHE, "operator": "Exists"}]}
     (excluded,) = webhook["namespaceSelector"]["matchExpressions"]
     assert excluded["operator"] == "NotIn"
     assert excluded["values"] == ["kube-system", "kube-public", "kube-node-lease", "agentcache"]
     assert webhook["sideEffects"] == "None" and webhook["reinvocationPolicy"] == "IfNeeded"
     assert webhook["admissionReviewVersions"] == ["v1"] and webhook["failurePolicy"] == "Fail"
-    assert webhook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                                 "resources": ["pods"], "scope": "Namespaced"}]
+    assert webhook["rules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE"],
+            "resources": ["pods"],
+            "scope": "Namespaced",
+        }
+    ]
     assert webhook["timeoutSeconds"] == 5
 
 
 def test_cert_manager_leaves_the_bundle_to_its_ca_injector():
-    config = render_webhook_configuration("w", "ns", "svc", None, failure_policy="Ignore", timeout_seconds=10,
-                                          cert_manager=True, certificate="svc-cert")
+    config = render_webhook_configuration(
+        "w", "ns", "svc", None, failure_policy="Ignore", timeout_seconds=10, cert_manager=True, certificate="svc-cert"
+    )
     kubernetes_validate.validate(config, "1.35", strict=True)
     assert config["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": "ns/svc-cert"}
     assert "caBundle" not in config["webhooks"][0]["clientConfig"]
@@ -47,15 +59,17 @@ def test_cert_manager_leaves_the_bundle_to_its_ca_injector():
 
 def test_namespaced_install_matches_only_its_namespace():
     config = render_webhook_configuration("w", "ns", "svc", PEM, watch_namespace="ns")
-    assert config["webhooks"][0]["namespaceSelector"] == {
-        "matchLabels": {"kubernetes.io/metadata.name": "ns"}}
+    assert config["webhooks"][0]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "ns"}}
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"failure_policy": "Maybe"}, "failure_policy 'Maybe' must be one of Fail, Ignore"),
-    ({"timeout_seconds": 31}, "timeout_seconds 31 must be an integer from 1 to 30"),
-    ({"port": 0}, "port 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"failure_policy": "Maybe"}, "failure_policy 'Maybe' must be one of Fail, Ignore"),
+        ({"timeout_seconds": 31}, "timeout_seconds 31 must be an integer from 1 to 30"),
+        ({"port": 0}, "port 0"),
+    ],
+)
 def test_bad_arguments_are_clear_errors(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
         render_webhook_configuration("w", "ns", "svc", PEM, **kwargs)
@@ -70,8 +84,15 @@ def _chart_webhook(helm: str, *values: str) -> dict:
     return config
 
 
-@pytest.mark.parametrize("values", [(), ("injector.failurePolicy=Ignore", "injector.timeoutSeconds=7"),
-                                    ("namespaced=true",), ("certManager.enabled=true",)])
+@pytest.mark.parametrize(
+    "values",
+    [
+        (),
+        ("injector.failurePolicy=Ignore", "injector.timeoutSeconds=7"),
+        ("namespaced=true",),
+        ("certManager.enabled=true",),
+    ],
+)
 def test_chart_template_renders_the_same_configuration(values):
     chart = _chart_webhook(require_tool("helm"), *values)
     webhook = chart["webhooks"][0]
@@ -79,10 +100,16 @@ def test_chart_template_renders_the_same_configuration(values):
     ca = webhook["clientConfig"].get("caBundle")
     cert_manager = "certManager.enabled=true" in values
     ours = render_webhook_configuration(
-        chart["metadata"]["name"], service["namespace"], service["name"],
+        chart["metadata"]["name"],
+        service["namespace"],
+        service["name"],
         base64.b64decode(ca) if ca else None,
-        failure_policy=webhook["failurePolicy"], timeout_seconds=webhook["timeoutSeconds"],
-        cert_manager=cert_manager, certificate=service["name"], port=service["port"],
+        failure_policy=webhook["failurePolicy"],
+        timeout_seconds=webhook["timeoutSeconds"],
+        cert_manager=cert_manager,
+        certificate=service["name"],
+        port=service["port"],
         watch_namespace="agentcache" if "namespaced=true" in values else None,
-        labels=chart["metadata"]["labels"])
+        labels=chart["metadata"]["labels"],
+    )
     assert chart == ours

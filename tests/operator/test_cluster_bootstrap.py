@@ -19,8 +19,14 @@ REPLICAS_PER_SHARD = 1
 
 
 def cli(cli_path: str, node: ValkeyProcess, *args: str) -> str:
-    result = subprocess.run([cli_path, "-h", "127.0.0.1", "-p", str(node.port), *args], capture_output=True,
-                            text=True, timeout=10, env={**os.environ, "REDISCLI_AUTH": PASSWORD}, check=True)
+    result = subprocess.run(
+        [cli_path, "-h", "127.0.0.1", "-p", str(node.port), *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        env={**os.environ, "REDISCLI_AUTH": PASSWORD},
+        check=True,
+    )
     return result.stdout
 
 
@@ -32,10 +38,19 @@ def cluster_nodes(tmp_path):
     try:
         for i in range(NODES):
             workdir = tmp_path / f"node{i}"
-            node = ValkeyProcess(workdir, extra_args=[
-                "--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf"),
-                "--cluster-port", str(free_port()), "--cluster-node-timeout", "2000",
-            ])
+            node = ValkeyProcess(
+                workdir,
+                extra_args=[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(workdir / "nodes.conf"),
+                    "--cluster-port",
+                    str(free_port()),
+                    "--cluster-node-timeout",
+                    "2000",
+                ],
+            )
             nodes.append(node.start())
             protect(cli_path, node)
         yield cli_path, nodes
@@ -47,8 +62,12 @@ def cluster_nodes(tmp_path):
 def protect(cli_path: str, node: ValkeyProcess) -> None:
     """Set the password after start: ValkeyProcess checks readiness with a bare PING."""
     for setting in ("masterauth", "requirepass"):
-        subprocess.run([cli_path, "-p", str(node.port), "config", "set", setting, PASSWORD],
-                       check=True, capture_output=True, timeout=10)
+        subprocess.run(
+            [cli_path, "-p", str(node.port), "config", "set", setting, PASSWORD],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
 
 
 def bootstrap_command(cli_path: str, nodes: list[ValkeyProcess], tmp_path: Path) -> tuple[list[str], dict[str, str]]:
@@ -86,7 +105,9 @@ def wait_state_ok(cli_path: str, nodes: list[ValkeyProcess], timeout: float = 20
 def readiness_probe(port: int) -> list[str]:
     """The shipped readiness probe of a managed cluster's Valkey pods, aimed at one local node."""
     from agentcache_operator.render import Cache, render_children
+
     from .examples import EXAMPLES_DIR, agent_cache
+
     cache = Cache.from_body(agent_cache(EXAMPLES_DIR / "cluster.yaml"))
     (statefulset,) = [o for o in render_children(cache, PASSWORD) if o["kind"] == "StatefulSet"]
     command = statefulset["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"]

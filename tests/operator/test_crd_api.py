@@ -22,8 +22,9 @@ def api(kube):
 
 
 def manifest(name: str, spec: dict) -> str:
-    return yaml.safe_dump({"apiVersion": "agentcache.io/v1alpha1", "kind": "AgentCache",
-                           "metadata": {"name": name}, "spec": spec})
+    return yaml.safe_dump(
+        {"apiVersion": "agentcache.io/v1alpha1", "kind": "AgentCache", "metadata": {"name": name}, "spec": spec}
+    )
 
 
 def apply(kube, namespace: str, name: str, spec: dict, check: bool = False):
@@ -44,12 +45,17 @@ def test_every_example_is_accepted_and_reapplied(api, kube_namespace, path):
 BAD = [
     (_valkey(mode="external"), "valkey.url is required when valkey.mode is external"),
     (_valkey(url="valkey://x:6379"), "valkey.url is only allowed with valkey.mode: external"),
-    (_valkey(passwordSecretRef={"name": "s"}), "valkey.passwordSecretRef.name is only allowed with valkey.mode: external"),
+    (
+        _valkey(passwordSecretRef={"name": "s"}),
+        "valkey.passwordSecretRef.name is only allowed with valkey.mode: external",
+    ),
     (_valkey(topology="cluster", shards=2), "a Valkey cluster needs valkey.shards >= 3"),
     (_valkey(topology="replicated", replicas=0), "valkey.topology: replicated needs valkey.replicas >= 1"),
     (_valkey(topology="cluster", db=2), "a Valkey cluster only has db 0"),
-    (_valkey(mode="external", url="valkey://x", topology="replicated"),
-     "valkey.topology: replicated is only for a managed Valkey"),
+    (
+        _valkey(mode="external", url="valkey://x", topology="replicated"),
+        "valkey.topology: replicated is only for a managed Valkey",
+    ),
     ({"backend": "memory", "valkey": {}}, "spec.valkey is only allowed with backend: valkey"),
     ({"backend": "valkey", "file": {}}, "spec.file is only allowed with backend: file"),
     ({"backend": "redis"}, 'spec.backend: Unsupported value: "redis"'),
@@ -81,12 +87,21 @@ def test_the_longest_allowed_name_is_accepted(api, kube_namespace):
 
 
 TRANSITIONS = [
-    (_valkey(persistence={"enabled": True, "size": "2Gi"}), _valkey(persistence={"enabled": True, "size": "1Gi"}),
-     "valkey.persistence.size may only grow"),
-    (_valkey(persistence={"enabled": True, "size": "1Gi"}), _valkey(persistence={"enabled": True, "size": "1000M"}),
-     "valkey.persistence.size may only grow"),
-    (_valkey(persistence={"enabled": False}), _valkey(persistence={"enabled": True}),
-     "valkey.persistence.enabled cannot change"),
+    (
+        _valkey(persistence={"enabled": True, "size": "2Gi"}),
+        _valkey(persistence={"enabled": True, "size": "1Gi"}),
+        "valkey.persistence.size may only grow",
+    ),
+    (
+        _valkey(persistence={"enabled": True, "size": "1Gi"}),
+        _valkey(persistence={"enabled": True, "size": "1000M"}),
+        "valkey.persistence.size may only grow",
+    ),
+    (
+        _valkey(persistence={"enabled": False}),
+        _valkey(persistence={"enabled": True}),
+        "valkey.persistence.enabled cannot change",
+    ),
     (_valkey(topology="standalone"), _valkey(topology="replicated"), "valkey.mode and valkey.topology cannot change"),
     (_valkey(topology="cluster", shards=3), _valkey(topology="cluster", shards=4), "resharding is not supported"),
 ]

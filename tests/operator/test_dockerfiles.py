@@ -91,8 +91,9 @@ def test_build_context_holds_the_whole_distribution_and_the_crd(image, tmp_path)
         for source in sources:
             origin, target = ROOT / source, tmp_path / dest
             if origin.is_dir():
-                shutil.copytree(origin, target, symlinks=True, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(
+                    origin, target, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+                )
             else:
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, target / origin.name)

@@ -9,8 +9,12 @@ from agentcache_operator.drift import applied_hash, holds, stamp, up_to_date
 
 
 def config_map(**data: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n", "labels": {"a": "b"}},
-            "data": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "n", "labels": {"a": "b"}},
+        "data": data,
+    }
 
 
 def as_stored(obj: dict) -> dict:

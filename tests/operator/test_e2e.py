@@ -51,15 +51,26 @@ def _get(url: str) -> tuple[int, str]:
 class Operator:
     """``agentcache-operator`` as a process; ``scope`` is its namespace arguments (default: all)."""
 
-    def __init__(self, kube: Kube, workdir: Path, scope: tuple[str, ...] = ("--all-namespaces",),
-                 extra: tuple[str, ...] = ()):
+    def __init__(
+        self, kube: Kube, workdir: Path, scope: tuple[str, ...] = ("--all-namespaces",), extra: tuple[str, ...] = ()
+    ):
         self.metrics_port, self.liveness_port = _free_port(), _free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "agentcache-operator.log"
         command = [
-            sys.executable, "-m", "agentcache_operator.main", *scope, "--bind", "127.0.0.1",
-            "--metrics-port", str(self.metrics_port), "--liveness-port", str(self.liveness_port),
-            "--resync-seconds", str(RESYNC_SECONDS), *extra,
+            sys.executable,
+            "-m",
+            "agentcache_operator.main",
+            *scope,
+            "--bind",
+            "127.0.0.1",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--liveness-port",
+            str(self.liveness_port),
+            "--resync-seconds",
+            str(RESYNC_SECONDS),
+            *extra,
         ]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=kube.env, stdout=log, stderr=subprocess.STDOUT)
@@ -102,8 +113,11 @@ def install_crd(kube: Kube) -> None:  # noqa: F811
     kube.kubectl("apply", "--validate=false", "-f", str(MANIFEST_CRDS))  # what a user applies
     kube.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/agentcaches.agentcache.io")
     # Established is not served yet: the API server's watch cache answers 429 until it has initialized
-    kube.api.wait_for(f"/apis/{names.API_VERSION}/{names.PLURAL}?limit=1", lambda o: o is not None,
-                      what="the AgentCache list to be served")
+    kube.api.wait_for(
+        f"/apis/{names.API_VERSION}/{names.PLURAL}?limit=1",
+        lambda o: o is not None,
+        what="the AgentCache list to be served",
+    )
 
 
 @contextlib.contextmanager
@@ -133,6 +147,7 @@ def cache_path(namespace: str, name: str = "") -> str:
 
 def child_path(kind: str, namespace: str, name: str) -> str:
     from agentcache_operator.kube import path
+
     return path(kind, namespace, name)
 
 
@@ -145,9 +160,15 @@ def expected_children(stem: str, name: str) -> list[tuple[str, str]]:
     children = [("ConfigMap", names.config_map_name(name))]
     if stem in ("managed-standalone", "replicated", "cluster"):
         base = names.valkey_name(name)
-        children += [("Secret", names.valkey_password_secret(name)), ("ConfigMap", f"{base}-config"),
-                     ("Service", base), ("Service", f"{base}-headless"), ("StatefulSet", base),
-                     ("PodDisruptionBudget", base), ("NetworkPolicy", base)]
+        children += [
+            ("Secret", names.valkey_password_secret(name)),
+            ("ConfigMap", f"{base}-config"),
+            ("Service", base),
+            ("Service", f"{base}-headless"),
+            ("StatefulSet", base),
+            ("PodDisruptionBudget", base),
+            ("NetworkPolicy", base),
+        ]
     if stem == "replicated":
         children += [("StatefulSet", f"{name}-valkey-replica"), ("Service", f"{name}-valkey-replicas")]
     if stem == "cluster":
@@ -155,14 +176,25 @@ def expected_children(stem: str, name: str) -> list[tuple[str, str]]:
     return children
 
 
-def wait_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: float = 60,
-               accept: Callable[[dict], bool] = lambda o: True) -> dict:
+def wait_phase(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    phase: str,
+    timeout: float = 60,
+    accept: Callable[[dict], bool] = lambda o: True,
+) -> dict:
     """The cache once its status for the current generation has ``phase`` (and satisfies ``accept``)."""
     return kube.api.wait_for(
         cache_path(namespace, name),
-        lambda o: o is not None and (o.get("status") or {}).get("phase") == phase
-        and o["status"].get("observedGeneration") == o["metadata"]["generation"] and accept(o),
-        timeout=timeout, what=f"phase {phase}",
+        lambda o: (
+            o is not None
+            and (o.get("status") or {}).get("phase") == phase
+            and o["status"].get("observedGeneration") == o["metadata"]["generation"]
+            and accept(o)
+        ),
+        timeout=timeout,
+        what=f"phase {phase}",
     )
 
 
@@ -176,7 +208,9 @@ def test_example_gets_owned_children_and_reaches_ready(kube, kube_namespace, ope
     name = example_cache_name(stem)
     uid = kube.api.get(cache_path(kube_namespace, name))["metadata"]["uid"]
     for kind, child in expected_children(stem, name):
-        obj = kube.api.wait_for(child_path(kind, kube_namespace, child), lambda o: o is not None, what=f"{kind} {child}")
+        obj = kube.api.wait_for(
+            child_path(kind, kube_namespace, child), lambda o: o is not None, what=f"{kind} {child}"
+        )
         owners = obj["metadata"]["ownerReferences"]
         assert [(o["kind"], o["name"], o["uid"], o["controller"]) for o in owners] == [(names.KIND, name, uid, True)]
     ready = wait_phase(kube, kube_namespace, name, "Ready")
@@ -207,11 +241,17 @@ def test_spec_change_updates_children_and_observed_generation(kube, kube_namespa
     kube.kubectl("patch", "acache", "llm-cache", "-n", kube_namespace, "--type=merge", "-p", json.dumps(patch))
     conf_path = child_path("ConfigMap", kube_namespace, "llm-cache-valkey-config")
     kube.api.wait_for(conf_path, lambda o: "maxmemory 536870912\n" in o["data"]["valkey.conf"], what="new maxmemory")
-    kube.api.wait_for(child_path("ConfigMap", kube_namespace, names.config_map_name("llm-cache")),
-                      lambda o: "default_ttl: 42" in o["data"][names.CONFIG_FILE_KEY], what="the new sidecar config")
+    kube.api.wait_for(
+        child_path("ConfigMap", kube_namespace, names.config_map_name("llm-cache")),
+        lambda o: "default_ttl: 42" in o["data"][names.CONFIG_FILE_KEY],
+        what="the new sidecar config",
+    )
     # the StatefulSet is applied after the ConfigMaps it mounts: wait for it, do not read it at once
-    kube.api.wait_for(sts_path, lambda o: o["spec"]["template"]["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH]
-                      != old_hash, what="the pod template's config hash to change")
+    kube.api.wait_for(
+        sts_path,
+        lambda o: o["spec"]["template"]["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH] != old_hash,
+        what="the pod template's config hash to change",
+    )
     after = wait_phase(kube, kube_namespace, "llm-cache", "Ready")
     assert after["metadata"]["generation"] > before["metadata"]["generation"]
     assert after["status"]["observedGeneration"] == after["metadata"]["generation"]
@@ -229,8 +269,17 @@ def test_reconciling_again_changes_nothing(kube, kube_namespace, operator):  # n
         assert now["metadata"]["resourceVersion"] == versions[kind, child], f"{kind} {child} was written"
 
 
-OWN_RESOURCES = {"agentcaches", "configmaps", "secrets", "services", "statefulsets", "poddisruptionbudgets",
-                 "networkpolicies", "jobs", "pods"}
+OWN_RESOURCES = {
+    "agentcaches",
+    "configmaps",
+    "secrets",
+    "services",
+    "statefulsets",
+    "poddisruptionbudgets",
+    "networkpolicies",
+    "jobs",
+    "pods",
+}
 WRITE_VERBS = {"APPLY", "PATCH", "POST", "PUT"}
 
 
@@ -240,8 +289,16 @@ def test_steady_state_sends_the_api_server_no_writes_and_few_reads(kube, kube_na
         kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES[stem]))
     for stem in ("memory", "managed-standalone", "cluster"):
         wait_phase(kube, kube_namespace, example_cache_name(stem), "Ready")
-    kube.api.wait_for("/api/v1/namespaces", lambda o: not any(  # earlier tests' namespaces are being emptied
-        n["status"]["phase"] == "Terminating" for n in o["items"]), timeout=120, what="no terminating namespace")
+    kube.api.wait_for(
+        "/api/v1/namespaces",
+        lambda o: (
+            not any(  # earlier tests' namespaces are being emptied
+                n["status"]["phase"] == "Terminating" for n in o["items"]
+            )
+        ),
+        timeout=120,
+        what="no terminating namespace",
+    )
     time.sleep(RESYNC_SECONDS * 1.5)
     before = kube.api.request_counts(OWN_RESOURCES)
     time.sleep(RESYNC_SECONDS * 3)  # three resync periods
@@ -261,12 +318,23 @@ def test_deleted_or_edited_child_is_restored(kube, kube_namespace, operator):  #
     config_path = child_path("ConfigMap", kube_namespace, names.config_map_name("memory-cache"))
     original = kube.api.get(config_path)
     kube.kubectl("delete", "configmap", names.config_map_name("memory-cache"), "-n", kube_namespace)
-    restored = kube.api.wait_for(config_path, lambda o: o is not None and o["metadata"]["uid"] != original["metadata"]["uid"],
-                                 what="the ConfigMap to come back")
+    restored = kube.api.wait_for(
+        config_path,
+        lambda o: o is not None and o["metadata"]["uid"] != original["metadata"]["uid"],
+        what="the ConfigMap to come back",
+    )
     assert restored["data"] == original["data"]
     edit = {"data": {names.CONFIG_FILE_KEY: "cache: {backend: memory}\n"}}
-    kube.kubectl("patch", "configmap", names.config_map_name("memory-cache"), "-n", kube_namespace,
-                 "--type=merge", "-p", json.dumps(edit))
+    kube.kubectl(
+        "patch",
+        "configmap",
+        names.config_map_name("memory-cache"),
+        "-n",
+        kube_namespace,
+        "--type=merge",
+        "-p",
+        json.dumps(edit),
+    )
     kube.api.wait_for(config_path, lambda o: o["data"] == original["data"], what="the hand edit to be undone")
 
 
@@ -279,12 +347,22 @@ def test_missing_external_secret_fails_with_a_fix_and_recovers(kube, kube_namesp
     assert condition(failed, "Ready")["reason"] == names.REASON_SECRET_NOT_USABLE
     assert operator.live()
     events = kube.api.get(f"/api/v1/namespaces/{kube_namespace}/events")["items"]
-    assert any(e["involvedObject"]["name"] == "external-cache" and e["reason"] == "Failed"
-               and e["type"] == "Warning" and "kubectl create secret" in e["message"] for e in events)
-    kube.kubectl("create", "secret", "generic", "external-valkey-auth", "-n", kube_namespace,
-                 "--from-literal=other=pw")
-    wrong_key = wait_phase(kube, kube_namespace, "external-cache", "Failed", timeout=RESYNC_SECONDS * 5,
-                           accept=lambda o: "has no key 'password'" in condition(o, "Ready")["message"])
+    assert any(
+        e["involvedObject"]["name"] == "external-cache"
+        and e["reason"] == "Failed"
+        and e["type"] == "Warning"
+        and "kubectl create secret" in e["message"]
+        for e in events
+    )
+    kube.kubectl("create", "secret", "generic", "external-valkey-auth", "-n", kube_namespace, "--from-literal=other=pw")
+    wrong_key = wait_phase(
+        kube,
+        kube_namespace,
+        "external-cache",
+        "Failed",
+        timeout=RESYNC_SECONDS * 5,
+        accept=lambda o: "has no key 'password'" in condition(o, "Ready")["message"],
+    )
     assert "spec.valkey.passwordSecretRef.key" in condition(wrong_key, "Ready")["message"]
     kube.apply(secret, "-n", kube_namespace)  # the example's stringData: the API server folds it into data
     ready = wait_phase(kube, kube_namespace, "external-cache", "Ready", timeout=RESYNC_SECONDS * 5)
@@ -296,7 +374,9 @@ def test_managed_password_is_generated_once(kube, kube_namespace, operator):  # 
     secret_path = child_path("Secret", kube_namespace, names.valkey_password_secret("llm-cache"))
     password = base64.b64decode(kube.api.get(secret_path)["data"]["password"])
     assert len(password) >= 32
-    kube.kubectl("patch", "acache", "llm-cache", "-n", kube_namespace, "--type=merge", "-p", '{"spec":{"defaultTTL":7}}')
+    kube.kubectl(
+        "patch", "acache", "llm-cache", "-n", kube_namespace, "--type=merge", "-p", '{"spec":{"defaultTTL":7}}'
+    )
     wait_phase(kube, kube_namespace, "llm-cache", "Ready")
     assert base64.b64decode(kube.api.get(secret_path)["data"]["password"]) == password
 
@@ -305,11 +385,21 @@ def test_labelled_pods_are_counted(kube, kube_namespace, operator):  # noqa: F81
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["memory"]))
     for pod, injected in [("with-sidecar", "true"), ("without-sidecar", None)]:
         labels = {names.LABEL_CACHE: "memory-cache", **({names.LABEL_INJECTED: injected} if injected else {})}
-        kube.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "labels": labels},
-                    "spec": {"containers": [{"name": "agent", "image": "busybox"}]}}, "-n", kube_namespace)
-    kube.api.wait_for(cache_path(kube_namespace, "memory-cache"),
-                      lambda o: (o.get("status") or {}).get("injectedPods") == 1
-                      and o["status"].get("uninjectedPods") == 1, what="pod counts")
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": pod, "labels": labels},
+                "spec": {"containers": [{"name": "agent", "image": "busybox"}]},
+            },
+            "-n",
+            kube_namespace,
+        )
+    kube.api.wait_for(
+        cache_path(kube_namespace, "memory-cache"),
+        lambda o: (o.get("status") or {}).get("injectedPods") == 1 and o["status"].get("uninjectedPods") == 1,
+        what="pod counts",
+    )
 
 
 def test_pods_started_with_an_older_sidecar_config_are_counted_outdated(kube, kube_namespace, operator):  # noqa: F811
@@ -319,18 +409,33 @@ def test_pods_started_with_an_older_sidecar_config_are_counted_outdated(kube, ku
     config_map = kube.api.get(child_path("ConfigMap", kube_namespace, names.config_map_name("memory-cache")))
     assert config_map["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH] == old_hash
     labels = {names.LABEL_CACHE: "memory-cache", names.LABEL_INJECTED: "true"}
-    kube.apply({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "started-earlier", "labels": labels,
-                             "annotations": {names.ANNOTATION_CONFIG_HASH: old_hash}},
-                "spec": {"containers": [{"name": "agent", "image": "busybox"}]}}, "-n", kube_namespace)
-    kube.api.wait_for(cache_path(kube_namespace, "memory-cache"),
-                      lambda o: o["status"].get("injectedPods") == 1 and o["status"].get("outdatedPods") == 0,
-                      what="the pod counted as current")
-    kube.kubectl("patch", "acache", "memory-cache", "-n", kube_namespace, "--type=merge",
-                 "-p", '{"spec":{"defaultTTL":42}}')
-    changed = kube.api.wait_for(cache_path(kube_namespace, "memory-cache"),
-                                lambda o: o["status"].get("configHash") not in (None, old_hash)
-                                and o["status"].get("outdatedPods") == 1, what="the pod counted as outdated")
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "started-earlier",
+                "labels": labels,
+                "annotations": {names.ANNOTATION_CONFIG_HASH: old_hash},
+            },
+            "spec": {"containers": [{"name": "agent", "image": "busybox"}]},
+        },
+        "-n",
+        kube_namespace,
+    )
+    kube.api.wait_for(
+        cache_path(kube_namespace, "memory-cache"),
+        lambda o: o["status"].get("injectedPods") == 1 and o["status"].get("outdatedPods") == 0,
+        what="the pod counted as current",
+    )
+    kube.kubectl(
+        "patch", "acache", "memory-cache", "-n", kube_namespace, "--type=merge", "-p", '{"spec":{"defaultTTL":42}}'
+    )
+    changed = kube.api.wait_for(
+        cache_path(kube_namespace, "memory-cache"),
+        lambda o: o["status"].get("configHash") not in (None, old_hash) and o["status"].get("outdatedPods") == 1,
+        what="the pod counted as outdated",
+    )
     config_map = kube.api.get(child_path("ConfigMap", kube_namespace, names.config_map_name("memory-cache")))
     assert config_map["metadata"]["annotations"][names.ANNOTATION_CONFIG_HASH] == changed["status"]["configHash"]
 
@@ -342,8 +447,12 @@ def test_deleting_the_cache_removes_everything(kube, kube_namespace, operator): 
         kube.api.wait_for(child_path(kind, kube_namespace, child), lambda o: o is not None)
     kube.kubectl("delete", "acache", "cluster-cache", "-n", kube_namespace)
     for kind, child in children:
-        kube.api.wait_for(child_path(kind, kube_namespace, child), lambda o: o is None, timeout=30,
-                          what=f"{kind} {child} to be garbage-collected")
+        kube.api.wait_for(
+            child_path(kind, kube_namespace, child),
+            lambda o: o is None,
+            timeout=30,
+            what=f"{kind} {child} to be garbage-collected",
+        )
 
 
 def test_operator_exports_its_metrics(kube, kube_namespace, operator):  # noqa: F811
@@ -359,12 +468,19 @@ def test_operator_exports_its_metrics(kube, kube_namespace, operator):  # noqa: 
 def test_a_larger_volume_size_expands_the_claims(kube, kube_namespace, operator):  # noqa: F811
     """The StatefulSet controller made the claim; the default StorageClass allows expansion (scripts/cluster.sh)."""
     kube.kubectl("apply", "--validate=false", "-n", kube_namespace, "-f", str(EXAMPLES["replicated"]))
-    kube.api.wait_for(child_path("PersistentVolumeClaim", kube_namespace, "data-replicated-cache-valkey-0"),
-                      lambda o: o is not None and o["status"].get("phase") == "Bound", what="a bound claim")
+    kube.api.wait_for(
+        child_path("PersistentVolumeClaim", kube_namespace, "data-replicated-cache-valkey-0"),
+        lambda o: o is not None and o["status"].get("phase") == "Bound",
+        what="a bound claim",
+    )
     patch = {"spec": {"valkey": {"persistence": {"size": "3Gi"}}}}
     kube.kubectl("patch", "acache", "replicated-cache", "-n", kube_namespace, "--type=merge", "-p", json.dumps(patch))
-    kube.api.wait_for(child_path("PersistentVolumeClaim", kube_namespace, "data-replicated-cache-valkey-0"),
-                      lambda o: o["spec"]["resources"]["requests"]["storage"] == "3Gi", what="the claim to grow")
+    kube.api.wait_for(
+        child_path("PersistentVolumeClaim", kube_namespace, "data-replicated-cache-valkey-0"),
+        lambda o: o["spec"]["resources"]["requests"]["storage"] == "3Gi",
+        what="the claim to grow",
+    )
     sts = kube.api.get(child_path("StatefulSet", kube_namespace, "replicated-cache-valkey"))
-    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "2Gi", \
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "2Gi", (
         "the template is immutable in Kubernetes and must be left alone"
+    )

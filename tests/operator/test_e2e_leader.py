@@ -49,19 +49,25 @@ def test_exactly_one_operator_acts_and_a_standby_takes_over_when_it_dies(kube, k
 
         first.process.kill()  # dies without releasing the Lease
         first.process.wait()
-        took = wait_until(lambda: second.sample("agentcache_operator_leader") == 1, LEASE_SECONDS * 5,
-                          "the standby to take over")
+        took = wait_until(
+            lambda: second.sample("agentcache_operator_leader") == 1, LEASE_SECONDS * 5, "the standby to take over"
+        )
         print(f"standby took over {took:.1f}s after the leader died (lease {LEASE_SECONDS}s)")
-        kube.kubectl("patch", "acache", "memory-cache", "-n", kube_namespace, "--type=merge",
-                     "-p", '{"spec":{"defaultTTL":77}}')
+        kube.kubectl(
+            "patch", "acache", "memory-cache", "-n", kube_namespace, "--type=merge", "-p", '{"spec":{"defaultTTL":77}}'
+        )
         wait_phase(kube, kube_namespace, "memory-cache", "Ready")
-        assert "default_ttl: 77" in kube.api.get(
-            f"/api/v1/namespaces/{kube_namespace}/configmaps/{names.config_map_name('memory-cache')}"
-        )["data"][names.CONFIG_FILE_KEY]
+        assert (
+            "default_ttl: 77"
+            in kube.api.get(f"/api/v1/namespaces/{kube_namespace}/configmaps/{names.config_map_name('memory-cache')}")[
+                "data"
+            ][names.CONFIG_FILE_KEY]
+        )
         assert kube.api.get(cache_path(kube_namespace, "memory-cache"))["status"]["observedGeneration"] == 2
     finally:
         first.stop()
         if second is not None:
             second.stop()
-    assert not kube.api.exists(f"/apis/coordination.k8s.io/v1/namespaces/default/leases/{lease}"), \
+    assert not kube.api.exists(f"/apis/coordination.k8s.io/v1/namespaces/default/leases/{lease}"), (
         "a leader that stops releases its Lease, so a standby need not wait for it to expire"
+    )

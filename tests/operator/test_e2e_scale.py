@@ -56,8 +56,11 @@ def peak_rss_at_start(kube, workdir) -> int:
 
 def watch_bytes(kube) -> float:
     _, text = kube.api.request("GET", "/metrics")
-    line = next(line for line in text.splitlines()
-                if line.startswith('apiserver_watch_events_sizes_sum{group="",resource="configmaps"'))
+    line = next(
+        line
+        for line in text.splitlines()
+        if line.startswith('apiserver_watch_events_sizes_sum{group="",resource="configmaps"')
+    )
     return float(line.rsplit(" ", 1)[1])
 
 
@@ -74,17 +77,44 @@ def test_unrelated_configmaps_and_pods_cost_the_operator_nothing(kube, kube_name
     baseline = peak_rss_at_start(kube, tmp_path / "empty")
 
     filler = "x" * CONFIG_MAP_BYTES
-    maps = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"unrelated-{i}", "labels": {"app": "other"}},
-             "data": {"blob": filler}} for i in range(CONFIG_MAPS)]
-    kube.kubectl("create", "-n", kube_namespace, "-f", "-",
-                 input=yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": maps}), timeout=300)
-    kube.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "unrelated"},
-                "spec": {"replicas": PODS, "selector": {"matchLabels": {"app": "other"}},
-                         "template": {"metadata": {"labels": {"app": "other"}},
-                                      "spec": {"containers": [{"name": "c", "image": "registry.example/other:1"}]}}}},
-               "-n", kube_namespace)
-    kube.kubectl("wait", "--for=condition=Available", "--timeout=180s", "deployment/unrelated", "-n", kube_namespace,
-                 timeout=200)
+    maps = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"unrelated-{i}", "labels": {"app": "other"}},
+            "data": {"blob": filler},
+        }
+        for i in range(CONFIG_MAPS)
+    ]
+    kube.kubectl(
+        "create",
+        "-n",
+        kube_namespace,
+        "-f",
+        "-",
+        input=yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": maps}),
+        timeout=300,
+    )
+    kube.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "unrelated"},
+            "spec": {
+                "replicas": PODS,
+                "selector": {"matchLabels": {"app": "other"}},
+                "template": {
+                    "metadata": {"labels": {"app": "other"}},
+                    "spec": {"containers": [{"name": "c", "image": "registry.example/other:1"}]},
+                },
+            },
+        },
+        "-n",
+        kube_namespace,
+    )
+    kube.kubectl(
+        "wait", "--for=condition=Available", "--timeout=180s", "deployment/unrelated", "-n", kube_namespace, timeout=200
+    )
 
     crowded = peak_rss_at_start(kube, tmp_path / "crowded")
     grown = (crowded - baseline) / 2**20
@@ -100,4 +130,5 @@ def test_unrelated_configmaps_and_pods_cost_the_operator_nothing(kube, kube_name
         operator.stop()
     extra = with_operator - without
     assert extra < 0.1 * CONFIG_MAPS * CONFIG_MAP_BYTES, (
-        f"the API server sent {extra / 2**20:.1f} MiB more watch events while the operator ran")
+        f"the API server sent {extra / 2**20:.1f} MiB more watch events while the operator ran"
+    )

@@ -53,12 +53,16 @@ def test_every_child_of_every_example_validates_strictly(path, version):
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as error:
-            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {version}: {error.message} at {list(error.path)}")
+            pytest.fail(
+                f"{obj['kind']}/{obj['metadata']['name']} invalid for {version}: {error.message} at {list(error.path)}"
+            )
 
 
 def test_expected_children_per_example():
-    kinds = {stem: sorted(k for k, _ in rendered(example(stem))) for stem in
-             ["memory", "file", "external", "managed-standalone", "replicated", "cluster"]}
+    kinds = {
+        stem: sorted(k for k, _ in rendered(example(stem)))
+        for stem in ["memory", "file", "external", "managed-standalone", "replicated", "cluster"]
+    }
     assert kinds["memory"] == kinds["file"] == kinds["external"] == ["ConfigMap"]
     common = ["ConfigMap", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service", "Service"]
     assert kinds["managed-standalone"] == sorted([*common, "StatefulSet"])
@@ -69,13 +73,22 @@ def test_expected_children_per_example():
 def test_memory_config_has_the_design_shape():
     config = agent_config(example("memory"))
     assert config["cache"] == {
-        "enabled": True, "backend": "memory", "default_ttl": 600, "key_prefix": "agentcache:agents:memory-cache:",
-        "compression": True, "max_size": 5000, "cleanup_interval": 60,
+        "enabled": True,
+        "backend": "memory",
+        "default_ttl": 600,
+        "key_prefix": "agentcache:agents:memory-cache:",
+        "compression": True,
+        "max_size": 5000,
+        "cleanup_interval": 60,
     }
     assert "services" not in config
     assert config["sidecar"] == {
-        "socket_path": "/var/run/agentcache/cache.sock", "socket_mode": "0666", "metrics_host": "0.0.0.0",
-        "metrics_port": 9464, "fallback": "memory", "log_level": "info",
+        "socket_path": "/var/run/agentcache/cache.sock",
+        "socket_mode": "0666",
+        "metrics_host": "0.0.0.0",
+        "metrics_port": 9464,
+        "fallback": "memory",
+        "log_level": "info",
     }
 
 
@@ -90,6 +103,7 @@ def test_file_config_uses_the_cache_directory():
 def test_rendered_config_is_accepted_by_the_sidecar_without_warnings(stem):
     """The contract between operator and sidecar: the sidecar's own loader takes every rendered config as is."""
     from agentcache_sidecar.config import parse_settings
+
     loaded = parse_settings(agent_config(example(stem)), environ={"AGENTCACHE_VALKEY_PASSWORD": "pw"})
     assert loaded.warnings == []
     assert loaded.settings.sidecar.metrics_host == "0.0.0.0"
@@ -99,7 +113,9 @@ def test_rendered_config_is_accepted_by_the_sidecar_without_warnings(stem):
 def test_managed_config_points_at_the_service_with_the_password_from_env():
     valkey = agent_config(example("managed-standalone"))["services"]["valkey"]["config"]
     assert valkey == {
-        "url": "valkey://llm-cache-valkey.agents.svc:6379", "db": 0, "password": "${AGENTCACHE_VALKEY_PASSWORD:}",
+        "url": "valkey://llm-cache-valkey.agents.svc:6379",
+        "db": 0,
+        "password": "${AGENTCACHE_VALKEY_PASSWORD:}",
         "username": "agentcache-llm-cache",
     }
     assert endpoint(example("managed-standalone")) == "valkey://llm-cache-valkey.agents.svc:6379/0"
@@ -119,11 +135,14 @@ def test_cluster_config_says_cluster():
     assert "cluster" not in agent_config(example("managed-standalone"))["services"]["valkey"]["config"]
 
 
-@pytest.mark.parametrize("url, fix", [
-    ("valkey://user:hunter2@host:6379", "passwordSecretRef"),
-    ("valkey://host:99999", "not a valid URL"),
-    ("valkey://:6379", "names no host"),
-])
+@pytest.mark.parametrize(
+    "url, fix",
+    [
+        ("valkey://user:hunter2@host:6379", "passwordSecretRef"),
+        ("valkey://host:99999", "not a valid URL"),
+        ("valkey://:6379", "names no host"),
+    ],
+)
 def test_external_url_the_operator_cannot_use_is_a_clear_error(url, fix):
     cache = cache_of({"backend": "valkey", "valkey": {"mode": "external", "url": url}})
     with pytest.raises(SpecError, match=fix):
@@ -211,8 +230,9 @@ def test_network_policy_admits_only_this_caches_agents_and_its_own_valkey_pods()
     assert agents in sources
     assert all(list(peer) == ["podSelector"] for peer in sources), "no namespaceSelector: this namespace only"
     others = [peer["podSelector"]["matchLabels"] for peer in sources if peer != agents]
-    assert others and all(labels.get(names.LABEL_INSTANCE) == "llm-cache" for labels in others), \
+    assert others and all(labels.get(names.LABEL_INSTANCE) == "llm-cache" for labels in others), (
         "besides the agents, only this cache's own pods (the operator never connects to Valkey)"
+    )
     assert policy["spec"]["policyTypes"] == ["Ingress"]
 
 
@@ -220,8 +240,10 @@ def test_network_policy_admits_the_pods_the_injector_gives_a_sidecar():
     body = agent_cache(next(p for p in EXAMPLE_FILES if p.stem == "managed-standalone"))
     policy = rendered(Cache.from_body(body))[("NetworkPolicy", "llm-cache-valkey")]
     (agents,) = [peer["podSelector"]["matchLabels"] for peer in policy["spec"]["ingress"][0]["from"]]
-    pod = {"metadata": {"name": "agent", "labels": {names.LABEL_CACHE: "llm-cache"}},
-           "spec": {"containers": [{"name": "agent", "image": "agent:1"}]}}
+    pod = {
+        "metadata": {"name": "agent", "labels": {names.LABEL_CACHE: "llm-cache"}},
+        "spec": {"containers": [{"name": "agent", "image": "agent:1"}]},
+    }
     patched = jsonpatch.apply_patch(pod, build_patch(pod, body, "agents", SidecarDefaults()))
 
     def admitted(labels: dict) -> bool:
@@ -252,9 +274,18 @@ def test_managed_valkey_without_a_password_is_refused():
         render_children(example("managed-standalone"))
 
 
-@pytest.mark.parametrize("quantity, expected", [
-    (1024, 1024), ("256Mi", 256 * 2**20), ("1Gi", 2**30), ("1G", 10**9), ("1.5Ki", 1536), ("1e3", 1000), ("100k", 100_000),
-])
+@pytest.mark.parametrize(
+    "quantity, expected",
+    [
+        (1024, 1024),
+        ("256Mi", 256 * 2**20),
+        ("1Gi", 2**30),
+        ("1G", 10**9),
+        ("1.5Ki", 1536),
+        ("1e3", 1000),
+        ("100k", 100_000),
+    ],
+)
 def test_quantities_become_bytes(quantity, expected):
     assert quantity_bytes(quantity, "f") == expected
 
@@ -266,7 +297,10 @@ def test_a_bad_quantity_names_the_field():
 
 def _name_limit() -> int:
     from agentcache_operator import crd
-    rule = next(r["rule"] for r in crd.openapi_schema()["x-kubernetes-validations"] if "size(self.metadata.name)" in r["rule"])
+
+    rule = next(
+        r["rule"] for r in crd.openapi_schema()["x-kubernetes-validations"] if "size(self.metadata.name)" in r["rule"]
+    )
     return int(rule.rsplit("<=", 1)[1])
 
 

@@ -5,18 +5,28 @@ from __future__ import annotations
 from agentcache_operator import names
 from agentcache_operator.render import Cache, render_children
 from agentcache_operator.status import (
-    Observed, assess, changed, conditions, count_pods, sidecar_config_hash, status,
+    Observed,
+    assess,
+    changed,
+    conditions,
+    count_pods,
+    sidecar_config_hash,
+    status,
 )
 
 
 def cache(**valkey) -> Cache:
-    return Cache.from_body({"metadata": {"name": "c", "namespace": "n", "generation": 3},
-                            "spec": {"backend": "valkey", "valkey": valkey}})
+    return Cache.from_body(
+        {"metadata": {"name": "c", "namespace": "n", "generation": 3}, "spec": {"backend": "valkey", "valkey": valkey}}
+    )
 
 
 def sts(name: str, ready: int, wanted: int, generation: int = 1, observed: int = 1) -> dict:
-    return {"metadata": {"name": name, "generation": generation},
-            "spec": {"replicas": wanted}, "status": {"readyReplicas": ready, "observedGeneration": observed}}
+    return {
+        "metadata": {"name": name, "generation": generation},
+        "spec": {"replicas": wanted},
+        "status": {"readyReplicas": ready, "observedGeneration": observed},
+    }
 
 
 def test_standalone_is_pending_until_its_pod_is_ready_then_ready():
@@ -63,11 +73,19 @@ def test_non_valkey_caches_are_ready_once_their_config_is_applied():
 
 def test_conditions_keep_their_transition_time_until_they_flip():
     ready = assess(cache(), Observed([sts("c-valkey", 1, 1)]), None)
-    first = conditions(ready, 3, [{"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"},
-                                  {"type": "Degraded", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"}])
+    first = conditions(
+        ready,
+        3,
+        [
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"},
+            {"type": "Degraded", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z"},
+        ],
+    )
     by_type = {c["type"]: c for c in first}
     assert by_type["Ready"]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
-    assert by_type["Degraded"]["status"] == "False" and by_type["Degraded"]["lastTransitionTime"] != "2020-01-01T00:00:00Z"
+    assert (
+        by_type["Degraded"]["status"] == "False" and by_type["Degraded"]["lastTransitionTime"] != "2020-01-01T00:00:00Z"
+    )
     assert all(c["observedGeneration"] == 3 for c in first)
 
 
@@ -80,8 +98,9 @@ def test_status_is_unchanged_when_only_timestamps_differ():
 
 
 def memory_cache(**spec) -> Cache:
-    return Cache.from_body({"metadata": {"name": "m", "namespace": "n", "generation": 1},
-                            "spec": {"backend": "memory", **spec}})
+    return Cache.from_body(
+        {"metadata": {"name": "m", "namespace": "n", "generation": 1}, "spec": {"backend": "memory", **spec}}
+    )
 
 
 def agent_pod(name: str, cache: str = "m", injected: bool = True, config_hash: str | None = None) -> dict:
@@ -99,9 +118,13 @@ def test_the_config_hash_is_the_sidecar_config_maps_and_follows_the_spec():
 
 
 def test_injected_pods_with_another_or_no_config_hash_are_outdated():
-    pods = [agent_pod("current", config_hash="new"), agent_pod("old", config_hash="old"),
-            agent_pod("unannotated"), agent_pod("plain", injected=False, config_hash="old"),
-            agent_pod("other-cache", cache="x", config_hash="old")]
+    pods = [
+        agent_pod("current", config_hash="new"),
+        agent_pod("old", config_hash="old"),
+        agent_pod("unannotated"),
+        agent_pod("plain", injected=False, config_hash="old"),
+        agent_pod("other-cache", cache="x", config_hash="old"),
+    ]
     assert count_pods(pods, "m", "new") == (3, 1, 2)
     assert count_pods(pods, "m", None) == (3, 1, 0)
 

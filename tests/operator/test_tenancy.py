@@ -11,11 +11,21 @@ from agentcache_operator.render.tenancy import SIDECAR_COMMANDS, acl_rule, prefi
 from agentcache_operator.render.valkey import render_password_secret
 
 
-def body(name: str, prefix: str = "", url: str = "valkey://valkey.shared.svc:6379", db: int = 1,
-         namespace: str = "agents", backend: str = "valkey", mode: str = "external", created: str = "") -> dict:
+def body(
+    name: str,
+    prefix: str = "",
+    url: str = "valkey://valkey.shared.svc:6379",
+    db: int = 1,
+    namespace: str = "agents",
+    backend: str = "valkey",
+    mode: str = "external",
+    created: str = "",
+) -> dict:
     valkey = {"mode": mode, "db": db, **({"url": url} if mode == "external" else {})}
-    return {"metadata": {"name": name, "namespace": namespace, "creationTimestamp": created},
-            "spec": {"backend": backend, "keyPrefix": prefix, "valkey": valkey}}
+    return {
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": created},
+        "spec": {"backend": backend, "keyPrefix": prefix, "valkey": valkey},
+    }
 
 
 def cache(name: str, prefix: str = "", **kwargs) -> Cache:
@@ -88,6 +98,9 @@ async def test_an_older_operators_immutable_secret_is_made_anew_with_the_sidecar
             return obj
 
     written = await Reconciler(Client())._write_one(cache, desired)
-    assert calls == [("get", "Secret"), ("delete", "Secret", desired["metadata"]["name"]),
-                     ("apply", "Secret", ["password", names.VALKEY_SIDECAR_PASSWORD_KEY])]
+    assert calls == [
+        ("get", "Secret"),
+        ("delete", "Secret", desired["metadata"]["name"]),
+        ("apply", "Secret", ["password", names.VALKEY_SIDECAR_PASSWORD_KEY]),
+    ]
     assert written["data"]["password"] == old["data"]["password"]

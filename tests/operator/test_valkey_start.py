@@ -37,15 +37,28 @@ class StartedValkey:
         (workdir / SIDECAR_ACL_FILE).write_text(data[SIDECAR_ACL_FILE])
         server_dir = str(Path(require_tool("valkey-server")).parent)
         self.process = subprocess.Popen(
-            ["sh", str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, "PATH": f"{server_dir}:{os.environ['PATH']}", "VALKEY_CONFIG": str(conf),
-                 "VALKEY_PASSWORD": PASSWORD, "VALKEY_SIDECAR_PASSWORD": SIDECAR_PASSWORD, **env},
+            ["sh", str(script)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={
+                **os.environ,
+                "PATH": f"{server_dir}:{os.environ['PATH']}",
+                "VALKEY_CONFIG": str(conf),
+                "VALKEY_PASSWORD": PASSWORD,
+                "VALKEY_SIDECAR_PASSWORD": SIDECAR_PASSWORD,
+                **env,
+            },
         )
 
     def cli(self, *args: str, password: str | None = PASSWORD) -> str:
         env = {**os.environ, **({"REDISCLI_AUTH": password} if password else {})}
-        result = subprocess.run([require_tool("valkey-cli"), "-p", str(self.port), *args], capture_output=True,
-                                text=True, env=env, timeout=10)
+        result = subprocess.run(
+            [require_tool("valkey-cli"), "-p", str(self.port), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=10,
+        )
         return result.stdout.strip()
 
     def wait(self, predicate, what: str, timeout: float = 10) -> None:

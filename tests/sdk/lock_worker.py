@@ -39,6 +39,7 @@ def main() -> None:
             time.sleep(0.002)
 
     if args.sync:
+
         @cached(ttl=60, key_template="expensive:{n}", cache=Cache(args.socket), lock_ttl=args.lock_ttl)
         def expensive_sync(n: int) -> dict:
             result = record_compute()

@@ -80,11 +80,17 @@ def test_clear_needs_yes(cli):
 
 
 def test_warm_loads_json_lines_in_batches(cli, sidecar, tmp_path):
-    lines = [json.dumps({"key": f"user_prefs:{i}", "value": {"theme": "dark", "i": i}, "ttl": 3600})
-             for i in range(120)]
-    lines += [json.dumps({"key": "weather:london", "value": {"temp": 12}, "ttl": 1800}),
-              json.dumps({"key": "blob", "value": {"$base64": "AAE="}}),
-              "", "not json", json.dumps({"value": 1}), json.dumps({"key": "k", "value": 1, "ttl": -3})]
+    lines = [
+        json.dumps({"key": f"user_prefs:{i}", "value": {"theme": "dark", "i": i}, "ttl": 3600}) for i in range(120)
+    ]
+    lines += [
+        json.dumps({"key": "weather:london", "value": {"temp": 12}, "ttl": 1800}),
+        json.dumps({"key": "blob", "value": {"$base64": "AAE="}}),
+        "",
+        "not json",
+        json.dumps({"value": 1}),
+        json.dumps({"key": "k", "value": 1, "ttl": -3}),
+    ]
     data = tmp_path / "warm.jsonl"
     data.write_text("\n".join(lines) + "\n")
     code, out, _ = cli("warm", str(data), "--batch-size", "50")
@@ -107,9 +113,22 @@ def test_warm_draws_a_progress_bar_on_a_terminal(sidecar, tmp_path):
     data.write_text("\n".join(json.dumps({"key": f"k{i}", "value": i}) for i in range(30)))
     leader, follower = pty.openpty()
     try:
-        result = subprocess.run([sys.executable, "-m", "agentcache.cli", "--socket", sidecar.socket_path, "warm",
-                                 str(data), "--batch-size", "10"], stdout=subprocess.PIPE, stderr=follower,
-                                timeout=30)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "agentcache.cli",
+                "--socket",
+                sidecar.socket_path,
+                "warm",
+                str(data),
+                "--batch-size",
+                "10",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=30,
+        )
         os.close(follower)
         follower = -1
         terminal = b""
@@ -133,8 +152,9 @@ def test_warm_draws_a_progress_bar_on_a_terminal(sidecar, tmp_path):
 
 def test_missing_socket_is_one_line_without_traceback(tmp_path):
     env = {**os.environ, "AGENTCACHE_SOCKET": str(tmp_path / "absent.sock")}
-    result = subprocess.run([Path(sys.executable).with_name("agentcache"), "stats"], capture_output=True,
-                            text=True, env=env, timeout=30)
+    result = subprocess.run(
+        [Path(sys.executable).with_name("agentcache"), "stats"], capture_output=True, text=True, env=env, timeout=30
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "absent.sock" in result.stderr and "unreachable" in result.stderr
@@ -174,8 +194,9 @@ def _local_valkey_url(block: str) -> str | None:
     document = yaml.safe_load(block) or {}
     if (document.get("cache") or {}).get("backend") != "valkey":
         return None
-    url = (((document.get("services") or {}).get("valkey") or {}).get("config") or {}).get("url",
-                                                                                          "valkey://localhost:6379")
+    url = (((document.get("services") or {}).get("valkey") or {}).get("config") or {}).get(
+        "url", "valkey://localhost:6379"
+    )
     return None if "${" in url else url
 
 
@@ -239,8 +260,10 @@ def test_validate_config_round_trips_under_the_key_prefix(tmp_path, capsys, seed
     import valkey
 
     config = tmp_path / "agent_config.yaml"
-    config.write_text(f"cache: {{backend: valkey, key_prefix: 'team-a:'}}\n"
-                      f"services: {{valkey: {{config: {{url: '{seed_valkey.url}', db: 3}}}}}}\n")
+    config.write_text(
+        f"cache: {{backend: valkey, key_prefix: 'team-a:'}}\n"
+        f"services: {{valkey: {{config: {{url: '{seed_valkey.url}', db: 3}}}}}}\n"
+    )
     code, out, _ = run(capsys, "validate-config", str(config))
     assert code == 0
     assert re.search(r"set/get/delete of team-a:config_test:[0-9a-f]{12}", out)

@@ -61,12 +61,20 @@ async def test_expiry_and_stale_reads(cache):
 
 
 async def test_batch_operations(cache):
-    data = {"user:123": {"name": "Alice", "role": "admin"}, "user:456": {"name": "Bob", "role": "user"},
-            "config:theme": {"mode": "dark", "color": "blue"}, "blob": b"\x00\xffraw"}
+    data = {
+        "user:123": {"name": "Alice", "role": "admin"},
+        "user:456": {"name": "Bob", "role": "user"},
+        "config:theme": {"mode": "dark", "color": "blue"},
+        "blob": b"\x00\xffraw",
+    }
     assert await cache.set_many(data, ttl=3600) is True
     values = await cache.get_many(["user:123", "user:456", "user:789", "blob"])
-    assert values == {"user:123": data["user:123"], "user:456": data["user:456"], "user:789": None,
-                      "blob": b"\x00\xffraw"}
+    assert values == {
+        "user:123": data["user:123"],
+        "user:456": data["user:456"],
+        "user:789": None,
+        "blob": b"\x00\xffraw",
+    }
     assert 3590 < await cache.ttl("user:456") <= 3600
     assert await cache.delete_many(["user:123", "config:theme", "nope"]) == 2
     assert sorted(await cache.keys()) == ["blob", "user:456"]
@@ -368,6 +376,7 @@ def test_forked_child_uses_its_own_connection(sync_cache):
 
 def test_sdk_input_mistakes_are_sdk_errors_not_tracebacks():
     from agentcache import InvalidKey, InvalidRequest, cached
+
     with pytest.raises(InvalidRequest, match="timeout"):
         Cache("/nonexistent.sock", timeout=0)
     with pytest.raises(InvalidKey, match="lone surrogate"):

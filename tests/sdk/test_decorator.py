@@ -42,14 +42,19 @@ class Counter:
 
 def test_template_names_are_checked_when_decorating():
     with pytest.raises(ValueError, match="has no parameter 'city'.*location"):
+
         @cached(key_template="weather:{city}")
         async def get_weather(task, location):
             return location
+
     with pytest.raises(ValueError, match="has no parameter"):
+
         @cached(key_template="x:{}")
         def positional(a):
             return a
+
     with pytest.raises(ValueError, match="not a valid format string"):
+
         @cached(key_template="x:{a")
         def broken(a):
             return a
@@ -356,8 +361,16 @@ def _run_workers(sockets: list[str], tmp_path: Path, sync: bool = False) -> tupl
     counter, go = tmp_path / "computes.txt", tmp_path / "go"
     workers = []
     for i, socket_path in enumerate(sockets):
-        args = [sys.executable, str(WORKER), socket_path, str(counter), "--ready", str(tmp_path / f"ready{i}"),
-                "--go", str(go)] + (["--sync"] if sync else [])
+        args = [
+            sys.executable,
+            str(WORKER),
+            socket_path,
+            str(counter),
+            "--ready",
+            str(tmp_path / f"ready{i}"),
+            "--go",
+            str(go),
+        ] + (["--sync"] if sync else [])
         workers.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     try:
         deadline = time.monotonic() + 20
@@ -386,8 +399,10 @@ def test_two_processes_compute_an_expensive_function_once(sidecar, tmp_path, syn
 def test_two_pods_sharing_valkey_compute_once(tmp_path):
     """Two sidecars (two pods) on one Valkey: the lock is the backend's, not a sidecar's."""
     valkey = ValkeyProcess(tmp_path / "valkey").start()
-    config = {"cache": {"backend": "valkey", "key_prefix": "shared:"},
-              "services": {"valkey": {"config": {"url": valkey.url}}}}
+    config = {
+        "cache": {"backend": "valkey", "key_prefix": "shared:"},
+        "services": {"valkey": {"config": {"url": valkey.url}}},
+    }
     pods = [SidecarProcess(tmp_path / f"pod{i}", config).start() for i in range(2)]
     try:
         results, computes = _run_workers([pod.socket_path for pod in pods], tmp_path)
@@ -403,8 +418,9 @@ def test_a_killed_holder_process_is_taken_over(valkey_sidecar, tmp_path):
     """The holder is SIGKILLed mid-computation; the other caller computes once its lock expires (in Valkey)."""
     sidecar = valkey_sidecar
     counter = tmp_path / "computes.txt"
-    holder = subprocess.Popen([sys.executable, str(WORKER), sidecar.socket_path, str(counter), "--sleep", "30",
-                               "--lock-ttl", "1"])
+    holder = subprocess.Popen(
+        [sys.executable, str(WORKER), sidecar.socket_path, str(counter), "--sleep", "30", "--lock-ttl", "1"]
+    )
     try:
         deadline = time.monotonic() + 20
         while not counter.exists():
@@ -413,8 +429,12 @@ def test_a_killed_holder_process_is_taken_over(valkey_sidecar, tmp_path):
         holder.kill()
         holder.wait()
         started = time.monotonic()
-        out = subprocess.run([sys.executable, str(WORKER), sidecar.socket_path, str(counter), "--sleep", "0"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [sys.executable, str(WORKER), sidecar.socket_path, str(counter), "--sleep", "0"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert out.returncode == 0, out.stderr
         assert time.monotonic() - started < 5
     finally:
@@ -462,8 +482,10 @@ async def test_arguments_without_a_stable_form_run_uncached(cache, caplog):
 
 def test_decorating_the_wrong_things_fails_early():
     with pytest.raises(TypeError, match="generator"):
+
         @cached
         def numbers():
             yield 1
+
     with pytest.raises(TypeError, match="below"):
         cached()(classmethod(lambda cls: 1))

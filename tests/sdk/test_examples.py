@@ -14,11 +14,17 @@ from tests.support.sidecar import SidecarProcess
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SCRIPTS = sorted(EXAMPLES.glob("*.py"))
 EXPECTED_OUTPUT = {
-    "weather.py": "API called 1 time", "llm_response.py": "3 generations for 5 calls",
-    "api_response.py": "3 calls, 2 HTTP requests", "db_query.py": "3 calls ran 2 queries",
-    "user_preferences.py": "database reads: 2 for 3 calls", "basic_operations.py": "get_many:",
-    "cache_warming.py": "warmed 6 keys", "invalidation.py": "invalidated 3 keys of user 123",
-    "stats.py": "'hit_rate'", "debug_key.py": "'exists': True", "conditional_caching.py": "6 calls, 4 computations",
+    "weather.py": "API called 1 time",
+    "llm_response.py": "3 generations for 5 calls",
+    "api_response.py": "3 calls, 2 HTTP requests",
+    "db_query.py": "3 calls ran 2 queries",
+    "user_preferences.py": "database reads: 2 for 3 calls",
+    "basic_operations.py": "get_many:",
+    "cache_warming.py": "warmed 6 keys",
+    "invalidation.py": "invalidated 3 keys of user 123",
+    "stats.py": "'hit_rate'",
+    "debug_key.py": "'exists': True",
+    "conditional_caching.py": "6 calls, 4 computations",
 }
 
 

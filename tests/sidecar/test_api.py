@@ -10,14 +10,15 @@ import re
 import socket
 import stat
 import subprocess
-import time
 import sys
+import time
 
 import pytest
 from aiohttp import ClientSession, TCPConnector
 from yarl import URL
 
 from agentcache_sidecar.store import KEY_MARK
+
 
 @pytest.fixture
 async def http(memory_sidecar):
@@ -31,8 +32,9 @@ async def put(http, key: str, body: bytes = b"v", **params):
 
 
 async def test_put_get_round_trip_with_content_type_and_ttl(http):
-    async with http.put("/v1/keys/greeting", data=b'{"a": 1}', params={"ttl": "60"},
-                        headers={"Content-Type": "application/json"}) as resp:
+    async with http.put(
+        "/v1/keys/greeting", data=b'{"a": 1}', params={"ttl": "60"}, headers={"Content-Type": "application/json"}
+    ) as resp:
         assert resp.status == 204
     async with http.get("/v1/keys/greeting") as resp:
         assert resp.status == 200
@@ -143,48 +145,56 @@ async def test_stats_and_health(http):
             assert resp.status == 200
 
 
-@pytest.mark.parametrize("method, path, body, status, code", [
-    ("GET", "/v1/keys/" + "k" * 1025, None, 400, "bad_key"),
-    ("GET", "/v1/keys/a%01b", None, 400, "bad_key"),
-    ("GET", "/v1/keys/a%0Ab", None, 400, "bad_key"),
-    ("GET", "/v1/keys/a%zzb", None, 400, "bad_key"),
-    ("GET", "/v1/keys/a%2", None, 400, "bad_key"),
-    ("GET", "/v1/keys/%ff%fe", None, 400, "bad_key"),
-    ("PUT", "/v1/keys/k?ttl=-1", b"v", 400, "bad_ttl"),
-    ("PUT", "/v1/keys/k?ttl=abc", b"v", 400, "bad_ttl"),
-    ("PUT", "/v1/keys/k?ttl=nan", b"v", 400, "bad_ttl"),
-    ("PUT", "/v1/keys/k?ttl=inf", b"v", 400, "bad_ttl"),
-    ("PUT", "/v1/keys/k?stale_ttl=-5", b"v", 400, "bad_ttl"),
-    ("POST", "/v1/keys/k/lock?ttl=0", None, 400, "bad_ttl"),
-    ("DELETE", "/v1/keys/k/lock", None, 400, "bad_token"),
-    ("POST", "/v1/batch/get", b"{not json", 400, "bad_json"),
-    ("POST", "/v1/batch/get", b'{"keys": "k"}', 400, "bad_json"),
-    ("POST", "/v1/batch/get", b'{"keys": [1]}', 400, "bad_key"),
-    ("POST", "/v1/batch/get", b"\xff\xfe", 400, "bad_json"),
-    ("POST", "/v1/batch/set", b'{"items": {"k": 1}, "ttl": "x"}', 400, "bad_ttl"),
-    ("POST", "/v1/batch/set", b'{"items": {"k": {"$base64": "!!"}}}', 400, "bad_json"),
-    ("POST", "/v1/batch/set", b'{"items": [1]}', 400, "bad_json"),
-    ("POST", "/v1/batch/set", b'{"items": {"k": {"$base64": "", "content_type": 5}}}', 400, "bad_content_type"),
-    ("POST", "/v1/batch/set", b'{"items": {"k": {"$base64": "", "content_type": "a\\r\\nX-Evil: 1"}}}', 400,
-     "bad_content_type"),
-    ("POST", "/v1/batch/set", b'{"items": {"k": NaN}}', 400, "bad_json"),
-    ("POST", "/v1/batch/set", b'{"items": {"a": 1}, "ttl": 1' + b"0" * 400 + b"}", 400, "bad_ttl"),
-    ("POST", "/v1/batch/set", b'{"items": {"v": "\\ud800"}}', 400, "bad_json"),
-    ("POST", "/v1/batch/get", b'{"keys": ["\\ud800"]}', 400, "bad_key"),
-    ("POST", "/v1/batch/get", b'{"keys": ["a"], "x": ' + b"9" * 5000 + b"}", 400, "bad_json"),
-    ("POST", "/v1/batch/set", b'{"items": {"d": ' + b"[" * 100000 + b"]" * 100000 + b"}}", 400, "bad_json"),
-    ("GET", "/v1/keys/a%C2%85b", None, 400, "bad_key"),
-    ("GET", "/v1/keys/k/", None, 404, "not_found"),
-    ("POST", "/v1/batch/delete", b"[]", 400, "bad_json"),
-    ("GET", "/v1/keys?limit=0", None, 400, "bad_limit"),
-    ("GET", "/v1/keys?pattern=", None, 400, "bad_pattern"),
-    ("PATCH", "/v1/keys/k", b"v", 405, "method_not_allowed"),
-    ("POST", "/v1/keys/k", b"v", 405, "method_not_allowed"),
-    ("GET", "/v1/keys/k/lock", None, 405, "method_not_allowed"),
-    ("GET", "/v1/keys/k/nope", None, 404, "not_found"),
-    ("GET", "/v1/batch/get", None, 405, "method_not_allowed"),
-    ("GET", "/nope", None, 404, "not_found"),
-])
+@pytest.mark.parametrize(
+    "method, path, body, status, code",
+    [
+        ("GET", "/v1/keys/" + "k" * 1025, None, 400, "bad_key"),
+        ("GET", "/v1/keys/a%01b", None, 400, "bad_key"),
+        ("GET", "/v1/keys/a%0Ab", None, 400, "bad_key"),
+        ("GET", "/v1/keys/a%zzb", None, 400, "bad_key"),
+        ("GET", "/v1/keys/a%2", None, 400, "bad_key"),
+        ("GET", "/v1/keys/%ff%fe", None, 400, "bad_key"),
+        ("PUT", "/v1/keys/k?ttl=-1", b"v", 400, "bad_ttl"),
+        ("PUT", "/v1/keys/k?ttl=abc", b"v", 400, "bad_ttl"),
+        ("PUT", "/v1/keys/k?ttl=nan", b"v", 400, "bad_ttl"),
+        ("PUT", "/v1/keys/k?ttl=inf", b"v", 400, "bad_ttl"),
+        ("PUT", "/v1/keys/k?stale_ttl=-5", b"v", 400, "bad_ttl"),
+        ("POST", "/v1/keys/k/lock?ttl=0", None, 400, "bad_ttl"),
+        ("DELETE", "/v1/keys/k/lock", None, 400, "bad_token"),
+        ("POST", "/v1/batch/get", b"{not json", 400, "bad_json"),
+        ("POST", "/v1/batch/get", b'{"keys": "k"}', 400, "bad_json"),
+        ("POST", "/v1/batch/get", b'{"keys": [1]}', 400, "bad_key"),
+        ("POST", "/v1/batch/get", b"\xff\xfe", 400, "bad_json"),
+        ("POST", "/v1/batch/set", b'{"items": {"k": 1}, "ttl": "x"}', 400, "bad_ttl"),
+        ("POST", "/v1/batch/set", b'{"items": {"k": {"$base64": "!!"}}}', 400, "bad_json"),
+        ("POST", "/v1/batch/set", b'{"items": [1]}', 400, "bad_json"),
+        ("POST", "/v1/batch/set", b'{"items": {"k": {"$base64": "", "content_type": 5}}}', 400, "bad_content_type"),
+        (
+            "POST",
+            "/v1/batch/set",
+            b'{"items": {"k": {"$base64": "", "content_type": "a\\r\\nX-Evil: 1"}}}',
+            400,
+            "bad_content_type",
+        ),
+        ("POST", "/v1/batch/set", b'{"items": {"k": NaN}}', 400, "bad_json"),
+        ("POST", "/v1/batch/set", b'{"items": {"a": 1}, "ttl": 1' + b"0" * 400 + b"}", 400, "bad_ttl"),
+        ("POST", "/v1/batch/set", b'{"items": {"v": "\\ud800"}}', 400, "bad_json"),
+        ("POST", "/v1/batch/get", b'{"keys": ["\\ud800"]}', 400, "bad_key"),
+        ("POST", "/v1/batch/get", b'{"keys": ["a"], "x": ' + b"9" * 5000 + b"}", 400, "bad_json"),
+        ("POST", "/v1/batch/set", b'{"items": {"d": ' + b"[" * 100000 + b"]" * 100000 + b"}}", 400, "bad_json"),
+        ("GET", "/v1/keys/a%C2%85b", None, 400, "bad_key"),
+        ("GET", "/v1/keys/k/", None, 404, "not_found"),
+        ("POST", "/v1/batch/delete", b"[]", 400, "bad_json"),
+        ("GET", "/v1/keys?limit=0", None, 400, "bad_limit"),
+        ("GET", "/v1/keys?pattern=", None, 400, "bad_pattern"),
+        ("PATCH", "/v1/keys/k", b"v", 405, "method_not_allowed"),
+        ("POST", "/v1/keys/k", b"v", 405, "method_not_allowed"),
+        ("GET", "/v1/keys/k/lock", None, 405, "method_not_allowed"),
+        ("GET", "/v1/keys/k/nope", None, 404, "not_found"),
+        ("GET", "/v1/batch/get", None, 405, "method_not_allowed"),
+        ("GET", "/nope", None, 404, "not_found"),
+    ],
+)
 async def test_bad_input_gets_json_4xx_and_sidecar_keeps_serving(http, method, path, body, status, code):
     async with http.request(method, URL(path, encoded=True), data=body) as resp:
         assert resp.status == status
@@ -194,8 +204,9 @@ async def test_bad_input_gets_json_4xx_and_sidecar_keeps_serving(http, method, p
 
 
 async def test_unknown_charset_and_broken_gzip_are_400(http):
-    async with http.post("/v1/batch/get", data=b'{"keys": []}',
-                         headers={"Content-Type": "application/json; charset=bogus"}) as resp:
+    async with http.post(
+        "/v1/batch/get", data=b'{"keys": []}', headers={"Content-Type": "application/json; charset=bogus"}
+    ) as resp:
         assert resp.status == 400 and (await resp.json())["error"] == "bad_json"
     async with http.put("/v1/keys/gz", data=b"abc", headers={"Content-Encoding": "gzip"}) as resp:
         assert resp.status == 400 and (await resp.json())["error"] == "bad_body"
@@ -248,12 +259,13 @@ async def _error_body(status):
 
 async def _chunks(data: bytes):
     for i in range(0, len(data), 500):
-        yield data[i:i + 500]
+        yield data[i : i + 500]
 
 
 async def test_prefix_confinement(sidecar_factory, valkey_server):
     """Two tenants share one Valkey; nothing either agent sends reaches the other's keys."""
     import valkey
+
     common = {"services": {"valkey": {"config": {"url": valkey_server.url}}}}
     tenant_a = sidecar_factory({**common, "cache": {"backend": "valkey", "key_prefix": "a:"}}, name="a")
     tenant_b = sidecar_factory({**common, "cache": {"backend": "valkey", "key_prefix": "ab:"}}, name="b")
@@ -283,6 +295,7 @@ async def test_prefix_confinement(sidecar_factory, valkey_server):
 
 async def test_metrics_endpoint_exposes_design_metrics(memory_sidecar):
     from agentcache_sidecar.metrics import SIDECAR_METRICS
+
     async with memory_sidecar.session() as http:
         await put(http, "m")
         async with http.get("/v1/keys/m"):
@@ -318,8 +331,12 @@ async def test_stale_socket_from_crash_does_not_stop_next_start(sidecar_factory,
 async def test_live_socket_is_not_stolen(memory_sidecar, tmp_path):
     config = tmp_path / "second.yaml"
     config.write_text(f"sidecar:\n  socket_path: {memory_sidecar.socket_path}\n  metrics_port: 0\n")
-    result = subprocess.run([sys.executable, "-m", "agentcache_sidecar.main", "--config", str(config)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "agentcache_sidecar.main", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert "another process is serving" in result.stderr
     async with memory_sidecar.session() as http:
@@ -362,8 +379,12 @@ async def test_disabled_cache_is_a_visible_pass_through(sidecar_factory):
 def test_bad_config_is_a_clear_error_not_a_traceback(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("cache:\n  backend: redis\n  default_ttl: soon\n")
-    result = subprocess.run([sys.executable, "-m", "agentcache_sidecar.main", "--config", str(config)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "agentcache_sidecar.main", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert "cache.backend: 'redis'" in result.stderr and "memory, file or valkey" in result.stderr
     assert "cache.default_ttl: 'soon'" in result.stderr
@@ -390,10 +411,12 @@ def _raw_exchange(socket_path: str, data: bytes, wait: float = 0.5) -> bytes:
 
 
 def test_pipelined_requests_are_answered_in_order_and_http10_closes(memory_sidecar):
-    answer = _raw_exchange(memory_sidecar.socket_path,
-                           b"PUT /v1/keys/p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
-                           b"GET /v1/keys/p HTTP/1.1\r\nHost: x\r\n\r\n"
-                           b"GET /nope HTTP/1.0\r\n\r\n")
+    answer = _raw_exchange(
+        memory_sidecar.socket_path,
+        b"PUT /v1/keys/p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+        b"GET /v1/keys/p HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /nope HTTP/1.0\r\n\r\n",
+    )
     statuses = re.findall(rb"HTTP/1\.1 \d{3} [A-Za-z ]+?(?=\r\n)", answer)
     assert statuses == [b"HTTP/1.1 204 No Content", b"HTTP/1.1 200 OK", b"HTTP/1.1 404 Not Found"]
     assert b"\r\n\r\nhi" in answer and answer.endswith(b'"no such resource: /nope"}')
@@ -402,17 +425,20 @@ def test_pipelined_requests_are_answered_in_order_and_http10_closes(memory_sidec
 def test_expect_100_continue_is_answered_at_once(memory_sidecar):
     """curl sends Expect: 100-continue for bodies over 1 KiB and waits a second unless told to go on."""
     started = time.monotonic()
-    answer = _raw_exchange(memory_sidecar.socket_path,
-                           b"PUT /v1/keys/e HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n",
-                           wait=0.3)
+    answer = _raw_exchange(
+        memory_sidecar.socket_path,
+        b"PUT /v1/keys/e HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\nExpect: 100-continue\r\n\r\n",
+        wait=0.3,
+    )
     assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\n") and time.monotonic() - started < 1
 
 
 def test_malformed_http_gets_a_json_400_and_the_sidecar_keeps_serving(memory_sidecar):
     answer = _raw_exchange(memory_sidecar.socket_path, b"NOT HTTP AT ALL\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400 Bad Request") and b'"error": "bad_request"' in answer
-    assert _raw_exchange(memory_sidecar.socket_path, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
-                         wait=0.3).startswith(b"HTTP/1.1 200 OK")
+    assert _raw_exchange(memory_sidecar.socket_path, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", wait=0.3).startswith(
+        b"HTTP/1.1 200 OK"
+    )
 
 
 def test_raw_non_ascii_paths_are_a_json_400(memory_sidecar):

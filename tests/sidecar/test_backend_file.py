@@ -90,8 +90,12 @@ async def test_corrupt_file_is_a_miss_and_is_removed(tmp_path, damage):
         await backend.set("k", entry(b"x" * 1000))
         path = entry_path(tmp_path, "k")
         blob = path.read_bytes()
-        damaged = {"truncate": blob[: len(blob) // 2], "flip": blob[:-1] + bytes([blob[-1] ^ 1]),
-                   "garbage": os.urandom(len(blob)), "empty": b""}[damage]
+        damaged = {
+            "truncate": blob[: len(blob) // 2],
+            "flip": blob[:-1] + bytes([blob[-1] ^ 1]),
+            "garbage": os.urandom(len(blob)),
+            "empty": b"",
+        }[damage]
         path.write_bytes(damaged)
         assert await backend.get("k") is None
         assert not path.exists()
@@ -312,8 +316,12 @@ async def check(directory):
 
 
 def _read_only_scenario(directory: str) -> dict:
-    namespace = {"FileBackend": FileBackend, "CacheSettings": CacheSettings, "Entry": Entry,
-                 "BackendError": BackendError}
+    namespace = {
+        "FileBackend": FileBackend,
+        "CacheSettings": CacheSettings,
+        "Entry": Entry,
+        "BackendError": BackendError,
+    }
     exec(READ_ONLY_CHECK, namespace)
     return asyncio.run(namespace["check"](directory))
 
@@ -439,9 +447,15 @@ def test_two_processes_share_the_directory_safely(tmp_path):
     evict and sweep meanwhile: every read is a whole value written by one of them, and the lock is
     never held by both at once."""
     log_path = tmp_path / "lock.log"
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / "cache"), name, "2.0", str(log_path)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for name in ("w1", "w2")]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(tmp_path / "cache"), name, "2.0", str(log_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("w1", "w2")
+    ]
     results = []
     for worker in workers:
         out, err = worker.communicate(timeout=30)
@@ -458,11 +472,13 @@ def test_two_processes_share_the_directory_safely(tmp_path):
 
 
 async def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
-    script = ("import asyncio, sys\n"
-              "from agentcache_sidecar.backends.file import FileBackend\n"
-              "from agentcache_sidecar.config import CacheSettings\n"
-              "backend = FileBackend(CacheSettings(backend='file', storage_dir=sys.argv[1]))\n"
-              "assert asyncio.run(backend.acquire_lock('job', 'dead', 0.5))\n")
+    script = (
+        "import asyncio, sys\n"
+        "from agentcache_sidecar.backends.file import FileBackend\n"
+        "from agentcache_sidecar.config import CacheSettings\n"
+        "backend = FileBackend(CacheSettings(backend='file', storage_dir=sys.argv[1]))\n"
+        "assert asyncio.run(backend.acquire_lock('job', 'dead', 0.5))\n"
+    )
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, str(tmp_path))
     assert await asyncio.wait_for(proc.wait(), 20) == 0
     async with Backend(tmp_path) as backend:

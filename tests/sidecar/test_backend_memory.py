@@ -64,4 +64,3 @@ async def test_periodic_sweep_removes_expired_entries_and_reports_them():
         assert ("expired", 1) in events
     finally:
         await backend.close()
-

@@ -20,8 +20,8 @@ import valkey.asyncio as valkey_asyncio
 from agentcache_sidecar.backends import record
 from agentcache_sidecar.backends.base import BackendError, Entry
 from agentcache_sidecar.backends.valkey import CLIENT_NAME, ValkeyBackend
-from agentcache_sidecar.store import KEY_MARK, LOCK_MARK
 from agentcache_sidecar.config import CacheSettings, ConfigError, ValkeySettings
+from agentcache_sidecar.store import KEY_MARK, LOCK_MARK
 from tests.support.tools import require_tool
 from tests.support.valkey import ValkeyProcess, free_port
 
@@ -322,11 +322,19 @@ async def test_outage_raises_backend_errors_then_recovers_without_a_new_backend(
         assert time.monotonic() - started < 1
         assert store.up is False
         operations = [
-            store.get("p:k"), store.get_many(["p:k", "p:j"]), store.set("p:k", entry()),
-            store.set_many([("p:k", entry())]), store.delete("p:k"), store.delete_many(["p:k"]),
-            store.delete_pattern("p:*"), store.key_count("p:*"), store.memory_usage(),
-            store.acquire_lock("p:k", "t", 1), store.release_lock("p:k", "t"),
-            *(store.get(f"p:{i}") for i in range(20)), *(store.set(f"p:{i}", entry()) for i in range(20)),
+            store.get("p:k"),
+            store.get_many(["p:k", "p:j"]),
+            store.set("p:k", entry()),
+            store.set_many([("p:k", entry())]),
+            store.delete("p:k"),
+            store.delete_many(["p:k"]),
+            store.delete_pattern("p:*"),
+            store.key_count("p:*"),
+            store.memory_usage(),
+            store.acquire_lock("p:k", "t", 1),
+            store.release_lock("p:k", "t"),
+            *(store.get(f"p:{i}") for i in range(20)),
+            *(store.set(f"p:{i}", entry()) for i in range(20)),
         ]
         for outcome in await asyncio.gather(*operations, return_exceptions=True):
             assert isinstance(outcome, BackendError), outcome
@@ -390,24 +398,46 @@ def valkey_cluster(tmp_path):
     """Three masters, no replicas, all 16384 slots assigned."""
     cli = require_tool("valkey-cli")
     nodes = [
-        ValkeyProcess(tmp_path / f"node{i}", extra_args=[
-            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
-            "--cluster-port", str(free_port()),  # the default, port + 10000, may be taken or above 65535
-        ])
+        ValkeyProcess(
+            tmp_path / f"node{i}",
+            extra_args=[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+                "--cluster-port",
+                str(free_port()),  # the default, port + 10000, may be taken or above 65535
+            ],
+        )
         for i in range(3)
     ]
     try:
         for node in nodes:
             node.start()
         subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in nodes),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=20,
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{node.port}" for node in nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=20,
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            states = [subprocess.run([cli, "-p", str(node.port), "cluster", "info"], capture_output=True,
-                                     text=True, timeout=5).stdout for node in nodes]
+            states = [
+                subprocess.run(
+                    [cli, "-p", str(node.port), "cluster", "info"], capture_output=True, text=True, timeout=5
+                ).stdout
+                for node in nodes
+            ]
             if all("cluster_state:ok" in state for state in states):
                 break
             time.sleep(0.1)
@@ -459,8 +489,13 @@ async def test_cluster_outage_raises_backend_errors_then_recovers(valkey_cluster
             node.stop()
         started = time.monotonic()
         assert await store.ping() is False
-        for outcome in await asyncio.gather(store.get("k:1"), store.set("k:1", entry()), store.key_count("*"),
-                                            store.get_many(["k:1", "k:2"]), return_exceptions=True):
+        for outcome in await asyncio.gather(
+            store.get("k:1"),
+            store.set("k:1", entry()),
+            store.key_count("*"),
+            store.get_many(["k:1", "k:2"]),
+            return_exceptions=True,
+        ):
             assert isinstance(outcome, BackendError), outcome
         assert time.monotonic() - started < 10
         for node in valkey_cluster:

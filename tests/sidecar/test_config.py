@@ -30,8 +30,10 @@ def test_production_block_defaults_and_env():
     assert settings.valkey.url == "valkey://prod:6379"
     assert settings.valkey.db == 1
     assert settings.cache.key_prefix == "prod:cache:"
-    overridden = parse_settings(yaml.safe_load(block), environ={
-        "VALKEY_CACHE_URL": "valkey://prod:6379", "VALKEY_CACHE_DB": "3", "CACHE_KEY_PREFIX": "x:"}).settings
+    overridden = parse_settings(
+        yaml.safe_load(block),
+        environ={"VALKEY_CACHE_URL": "valkey://prod:6379", "VALKEY_CACHE_DB": "3", "CACHE_KEY_PREFIX": "x:"},
+    ).settings
     assert (overridden.valkey.db, overridden.cache.key_prefix) == (3, "x:")
 
 
@@ -63,20 +65,23 @@ def test_substitution_in_nested_lists_and_defaults():
     assert substitute_env({"a": ["${X:1}", {"b": "pre-${Y}-post"}]}, {"Y": "y"}) == {"a": ["1", {"b": "pre-y-post"}]}
 
 
-@pytest.mark.parametrize("raw, fragment", [
-    ({"cache": {"backend": "redis"}}, "cache.backend: 'redis' is not valid: must be one of memory, file or valkey"),
-    ({"cache": {"default_ttl": -5}}, "cache.default_ttl: -5"),
-    ({"cache": {"max_size": "lots"}}, "cache.max_size: 'lots'"),
-    ({"cache": {"enabled": "perhaps"}}, "cache.enabled: 'perhaps'"),
-    ({"services": {"valkey": {"config": {"url": "http://x"}}}}, "services.valkey.config.url: 'http://x'"),
-    ({"services": {"valkey": {"config": {"db": 99}}}}, "services.valkey.config.db: 99"),
-    ({"services": {"valkey": {"config": {"connection_pool_kwargs": {"bogus": 1}}}}}, "unsupported keys ['bogus']"),
-    ({"sidecar": {"socket_mode": "rwx"}}, "sidecar.socket_mode: 'rwx'"),
-    ({"sidecar": {"fallback": "retry"}}, "sidecar.fallback: 'retry' is not valid: must be one of miss or memory"),
-    ({"sidecar": {"metrics_port": 70000}}, "sidecar.metrics_port: 70000"),
-    ({"cache": {"key_prefix": "a\nb"}}, "cache.key_prefix"),
-    (["not", "a", "mapping"], "top level must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ({"cache": {"backend": "redis"}}, "cache.backend: 'redis' is not valid: must be one of memory, file or valkey"),
+        ({"cache": {"default_ttl": -5}}, "cache.default_ttl: -5"),
+        ({"cache": {"max_size": "lots"}}, "cache.max_size: 'lots'"),
+        ({"cache": {"enabled": "perhaps"}}, "cache.enabled: 'perhaps'"),
+        ({"services": {"valkey": {"config": {"url": "http://x"}}}}, "services.valkey.config.url: 'http://x'"),
+        ({"services": {"valkey": {"config": {"db": 99}}}}, "services.valkey.config.db: 99"),
+        ({"services": {"valkey": {"config": {"connection_pool_kwargs": {"bogus": 1}}}}}, "unsupported keys ['bogus']"),
+        ({"sidecar": {"socket_mode": "rwx"}}, "sidecar.socket_mode: 'rwx'"),
+        ({"sidecar": {"fallback": "retry"}}, "sidecar.fallback: 'retry' is not valid: must be one of miss or memory"),
+        ({"sidecar": {"metrics_port": 70000}}, "sidecar.metrics_port: 70000"),
+        ({"cache": {"key_prefix": "a\nb"}}, "cache.key_prefix"),
+        (["not", "a", "mapping"], "top level must be a mapping"),
+    ],
+)
 def test_wrong_values_name_key_value_and_allowed(raw, fragment):
     with pytest.raises(ConfigError) as info:
         parse_settings(raw, environ={})
@@ -106,17 +111,23 @@ def test_load_config_file_errors_are_clear(tmp_path):
 def test_embedded_default_and_env_path(tmp_path):
     default = load_config(None, environ={}).settings
     assert (default.cache.backend, default.sidecar.socket_path, default.sidecar.metrics_port) == (
-        "memory", "./agentcache.sock", 9464)
+        "memory",
+        "./agentcache.sock",
+        9464,
+    )
     path = tmp_path / "c.yaml"
     path.write_text("cache:\n  backend: file\n")
     assert load_config(None, environ={"AGENTCACHE_CONFIG": str(path)}).settings.cache.backend == "file"
 
 
-@pytest.mark.parametrize("url, fragment", [
-    ("valkey://127.0.0.1:notaport", "the port must be a number"),
-    ("valkey://:6379", "names no host"),
-    ("unix://", "socket's path"),
-])
+@pytest.mark.parametrize(
+    "url, fragment",
+    [
+        ("valkey://127.0.0.1:notaport", "the port must be a number"),
+        ("valkey://:6379", "names no host"),
+        ("unix://", "socket's path"),
+    ],
+)
 def test_bad_valkey_urls_are_config_errors(url, fragment):
     with pytest.raises(ConfigError, match=fragment):
         parse_settings({"services": {"valkey": {"config": {"url": url}}}}, environ={})

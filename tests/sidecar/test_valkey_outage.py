@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import asyncio
+import os
 import random
 import time
 from collections import Counter
@@ -15,9 +14,11 @@ from agentcache_sidecar.store import KEY_MARK
 
 
 def valkey_config(url: str, fallback: str) -> dict:
-    return {"cache": {"backend": "valkey", "key_prefix": "o:"},
-            "services": {"valkey": {"config": {"url": url, "socket_timeout": 0.5, "socket_connect_timeout": 0.3}}},
-            "sidecar": {"fallback": fallback}}
+    return {
+        "cache": {"backend": "valkey", "key_prefix": "o:"},
+        "services": {"valkey": {"config": {"url": url, "socket_timeout": 0.5, "socket_connect_timeout": 0.3}}},
+        "sidecar": {"fallback": fallback},
+    }
 
 
 async def mixed_load(http, stop: asyncio.Event, statuses: Counter) -> None:
@@ -91,6 +92,7 @@ async def test_kill_valkey_under_load_no_5xx_and_recovery(sidecar_factory, valke
     else:
         assert ready == 503 and degraded == "dropped" and during_status == 404
     import valkey
+
     assert valkey.Valkey.from_url(valkey_server.url).get("o:" + KEY_MARK + "after") is not None
 
 
@@ -115,6 +117,7 @@ async def test_sidecar_starts_while_valkey_is_down_then_connects(sidecar_factory
 
 async def test_backend_metrics_during_outage(sidecar_factory, valkey_server):
     from aiohttp import ClientSession
+
     sidecar = sidecar_factory(valkey_config(valkey_server.url, "memory"))
     async with sidecar.session() as http:
         valkey_server.stop()
@@ -149,6 +152,7 @@ async def test_lock_is_exclusive_across_sidecars_sharing_valkey(sidecar_factory,
 async def test_the_kubelet_probe_means_the_socket_serves_whatever_the_backend(sidecar_factory, valkey_server):
     """The injected probes hit TCP /healthz: an agent pod must stay in its Service while Valkey is down."""
     from aiohttp import ClientSession
+
     sidecar = sidecar_factory(valkey_config(valkey_server.url, "miss"))
     valkey_server.stop()
     async with sidecar.session() as http:

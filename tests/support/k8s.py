@@ -70,14 +70,23 @@ class KubeApi:
             headers["Content-Type"] = content_type
         return headers
 
-    def request(self, method: str, path: str, body: Any = None, *, content_type: str | None = None,
-                params: dict[str, str] | None = None, check: bool = True) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str | None = None,
+        params: dict[str, str] | None = None,
+        check: bool = True,
+    ) -> tuple[int, Any]:
         """Send one request; answer (status, decoded JSON body); raise ApiFailure on >= 400 if check."""
         data = None if body is None else body if isinstance(body, (str, bytes)) else json.dumps(body)
         if data is not None and content_type is None:
             content_type = "application/json"
-        response = self._session.request(method, self.base_url + path, data=data, params=params,
-                                         headers=self._headers(content_type), timeout=30)
+        response = self._session.request(
+            method, self.base_url + path, data=data, params=params, headers=self._headers(content_type), timeout=30
+        )
         try:
             decoded = response.json()
         except ValueError:
@@ -100,10 +109,12 @@ class KubeApi:
 
     def patch(self, path: str, body: Any, *, kind: str = "merge") -> Obj:
         """``kind``: merge, strategic-merge, json (a JSON patch) or apply (server-side apply)."""
-        content_type = {"merge": "application/merge-patch+json",
-                        "strategic-merge": "application/strategic-merge-patch+json",
-                        "json": "application/json-patch+json",
-                        "apply": "application/apply-patch+yaml"}[kind]
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "strategic-merge": "application/strategic-merge-patch+json",
+            "json": "application/json-patch+json",
+            "apply": "application/apply-patch+yaml",
+        }[kind]
         params = {"fieldManager": "tests"} if kind == "apply" else None
         return self.request("PATCH", path, body, content_type=content_type, params=params)[1]
 
@@ -113,8 +124,9 @@ class KubeApi:
     def watch(self, path: str, *, timeout: float, **params: str) -> Iterator[Obj]:
         """Yield watch events until the server ends the stream (``timeoutSeconds=timeout``)."""
         query = {"watch": "true", "timeoutSeconds": str(int(timeout)), **params}
-        with self._session.get(self.base_url + path, params=query, headers=self._headers(None),
-                               stream=True, timeout=timeout + 10) as response:
+        with self._session.get(
+            self.base_url + path, params=query, headers=self._headers(None), stream=True, timeout=timeout + 10
+        ) as response:
             if response.status_code >= 400:
                 raise ApiFailure("WATCH", path, response.status_code, response.text)
             for line in response.iter_lines():
@@ -132,8 +144,9 @@ class KubeApi:
                     counts[sample.labels["verb"]] = counts.get(sample.labels["verb"], 0) + sample.value
         return counts
 
-    def wait_for(self, path: str, predicate: Callable[[Obj | None], bool], *, timeout: float = 15.0,
-                 what: str = "the condition") -> Obj | None:
+    def wait_for(
+        self, path: str, predicate: Callable[[Obj | None], bool], *, timeout: float = 15.0, what: str = "the condition"
+    ) -> Obj | None:
         """Poll ``path`` until ``predicate(object or None if absent)`` holds; answer the object."""
         deadline = time.monotonic() + timeout
         while True:
@@ -156,15 +169,14 @@ class Kube:
     api: KubeApi
     workdir: Path
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real kubectl against this API; with check, a failure raises with its stderr."""
         command = [require_tool("kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
-        result = subprocess.run(command, input=input, capture_output=True, text=True, env=self.env,
-                                timeout=timeout)
+        result = subprocess.run(command, input=input, capture_output=True, text=True, env=self.env, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stderr}{result.stdout}")
+            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}{result.stdout}")
         return result
 
     def apply(self, manifests: str | Obj | list[Obj], *extra: str) -> subprocess.CompletedProcess[str]:

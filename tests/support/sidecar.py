@@ -25,8 +25,11 @@ class SidecarProcess:
         self.socket_path = str(workdir / "cache.sock")
         self.metrics_port = free_port()
         config = {**config}
-        config["sidecar"] = {"socket_path": self.socket_path, "metrics_port": self.metrics_port,
-                             **config.get("sidecar", {})}
+        config["sidecar"] = {
+            "socket_path": self.socket_path,
+            "metrics_port": self.metrics_port,
+            **config.get("sidecar", {}),
+        }
         self.socket_path = config["sidecar"]["socket_path"]
         self.metrics_port = config["sidecar"]["metrics_port"]
         self.config_path = workdir / "agent_config.yaml"
@@ -39,7 +42,11 @@ class SidecarProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agentcache_sidecar.main", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir)
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.workdir,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -53,6 +60,7 @@ class SidecarProcess:
 
     def _healthy(self) -> bool:
         import socket
+
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(1)
         try:
@@ -108,5 +116,9 @@ def memory_sidecar(sidecar_factory):
 
 @pytest.fixture
 def valkey_sidecar(sidecar_factory, valkey_server):
-    return sidecar_factory({"cache": {"backend": "valkey", "key_prefix": "t:"},
-                            "services": {"valkey": {"config": {"url": valkey_server.url}}}})
+    return sidecar_factory(
+        {
+            "cache": {"backend": "valkey", "key_prefix": "t:"},
+            "services": {"valkey": {"config": {"url": valkey_server.url}}},
+        }
+    )

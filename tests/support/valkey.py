@@ -46,10 +46,24 @@ class ValkeyProcess:
 
     def start(self, timeout: float = 10.0) -> "ValkeyProcess":
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--unixsocket", self.unix_socket, "--unixsocketperm", "700",
-            "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-            "--protected-mode", "no", *self.extra_args,
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--unixsocket",
+            self.unix_socket,
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--protected-mode",
+            "no",
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

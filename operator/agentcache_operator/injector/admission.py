@@ -47,7 +47,8 @@ def parse_review(review: object) -> Request:
     if review.get("apiVersion") != REVIEW_API_VERSION or review.get("kind") != "AdmissionReview":
         raise MalformedReview(
             f"expected apiVersion {REVIEW_API_VERSION} kind AdmissionReview, got "
-            f"{review.get('apiVersion')!r} {review.get('kind')!r}")
+            f"{review.get('apiVersion')!r} {review.get('kind')!r}"
+        )
     request = review.get("request")
     if not isinstance(request, dict):
         raise MalformedReview("the AdmissionReview has no request object")
@@ -90,12 +91,19 @@ def _check_pod_shape(obj: dict) -> None:
         for field in ("env", "volumeMounts", "ports"):
             value = container.get(field)
             if value is not None and not (isinstance(value, list) and all(isinstance(v, dict) for v in value)):
-                raise MalformedReview(f"request.object.spec container {container.get('name')!r}: "
-                                      f"{field} must be a list of objects")
+                raise MalformedReview(
+                    f"request.object.spec container {container.get('name')!r}: {field} must be a list of objects"
+                )
 
 
-def response(uid: str, *, patch: list[dict] | None = None, denied: str | None = None,
-             code: int = 403, warnings: Iterable[str] = ()) -> dict:
+def response(
+    uid: str,
+    *,
+    patch: list[dict] | None = None,
+    denied: str | None = None,
+    code: int = 403,
+    warnings: Iterable[str] = (),
+) -> dict:
     """An AdmissionReview answer: allowed (with a base64 JSONPatch when not empty) or denied."""
     answer: dict = {"uid": uid, "allowed": denied is None}
     if denied is not None:
@@ -110,8 +118,12 @@ def response(uid: str, *, patch: list[dict] | None = None, denied: str | None = 
 
 def needs_lookup(request: Request) -> bool:
     """Whether answering needs the AgentCache (not for other objects or already injected pods)."""
-    return (request.kind == "Pod" and request.operation == "CREATE"
-            and request.cache_name is not None and not has_sidecar(request.object))
+    return (
+        request.kind == "Pod"
+        and request.operation == "CREATE"
+        and request.cache_name is not None
+        and not has_sidecar(request.object)
+    )
 
 
 def decide(request: Request, caches: Iterable[dict], settings: SidecarDefaults) -> dict:
@@ -125,26 +137,41 @@ def decide(request: Request, caches: Iterable[dict], settings: SidecarDefaults) 
     if cache is None:
         elsewhere = sorted({c["metadata"].get("namespace") for c in candidates if c["metadata"].get("name") == name})
         if elsewhere:
-            return response(request.uid, code=403, denied=(
-                f"AgentCache {name!r} is not in {where} (it exists in {', '.join(elsewhere)}); "
-                f"a pod can only use an AgentCache of its own namespace. Create one in {request.namespace!r} "
-                f"or change the pod's {names.LABEL_CACHE} label"))
-        return response(request.uid, code=404, denied=(
-            f"AgentCache {name!r} not found in {where}: create it, or fix the pod's "
-            f"{names.LABEL_CACHE} label"))
+            return response(
+                request.uid,
+                code=403,
+                denied=(
+                    f"AgentCache {name!r} is not in {where} (it exists in {', '.join(elsewhere)}); "
+                    f"a pod can only use an AgentCache of its own namespace. Create one in {request.namespace!r} "
+                    f"or change the pod's {names.LABEL_CACHE} label"
+                ),
+            )
+        return response(
+            request.uid,
+            code=404,
+            denied=(f"AgentCache {name!r} not found in {where}: create it, or fix the pod's {names.LABEL_CACHE} label"),
+        )
     status = cache.get("status") or {}
     if cache["metadata"].get("deletionTimestamp"):
         return response(request.uid, code=409, denied=f"AgentCache {name!r} in {where} is being deleted")
     if status.get("phase") == "Failed" and failure_reason(status) == names.REASON_INVALID_SPEC:
-        return response(request.uid, code=409, denied=(
-            f"AgentCache {name!r} in {where} has a spec that cannot work: {failure_message(status)}"))
+        return response(
+            request.uid,
+            code=409,
+            denied=(f"AgentCache {name!r} in {where} has a spec that cannot work: {failure_message(status)}"),
+        )
     version = settings.kubernetes_version
     if version is not None and version < NATIVE_SIDECARS_SINCE:
-        return response(request.uid, code=403, denied=(
-            f"this cluster runs Kubernetes {version[0]}.{version[1]}; the cache sidecar of AgentCache {name!r} is a "
-            f"native sidecar (an init container with restartPolicy: Always), which needs Kubernetes "
-            f"{NATIVE_SIDECARS_SINCE[0]}.{NATIVE_SIDECARS_SINCE[1]} or newer: upgrade the cluster, or remove the "
-            f"pod's {names.LABEL_CACHE} label"))
+        return response(
+            request.uid,
+            code=403,
+            denied=(
+                f"this cluster runs Kubernetes {version[0]}.{version[1]}; the cache sidecar of AgentCache {name!r} is a "
+                f"native sidecar (an init container with restartPolicy: Always), which needs Kubernetes "
+                f"{NATIVE_SIDECARS_SINCE[0]}.{NATIVE_SIDECARS_SINCE[1]} or newer: upgrade the cluster, or remove the "
+                f"pod's {names.LABEL_CACHE} label"
+            ),
+        )
     try:
         patch = build_patch(request.object, cache, request.namespace, settings)
     except InjectionError as error:
@@ -153,8 +180,10 @@ def decide(request: Request, caches: Iterable[dict], settings: SidecarDefaults) 
     if status.get("phase") == "Failed":  # e.g. a Secret not created yet: the pod starts once it is
         warnings.append(f"AgentCache {name!r} has failed: {failure_message(status)}")
     elif status.get("phase") != "Ready":
-        warnings.append(f"AgentCache {name!r} is {status.get('phase') or 'not yet reconciled'}; "
-                        f"the pod waits for its cache sidecar to become ready")
+        warnings.append(
+            f"AgentCache {name!r} is {status.get('phase') or 'not yet reconciled'}; "
+            f"the pod waits for its cache sidecar to become ready"
+        )
     return response(request.uid, patch=patch, warnings=warnings)
 
 

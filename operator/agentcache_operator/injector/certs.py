@@ -70,8 +70,13 @@ class CertBundle:
             serialization.load_pem_private_key(parts[KEY_CA_KEY], password=None)
         except (KeyError, ValueError, TypeError):
             return None
-        return cls(ca_cert=parts[KEY_CA], ca_key=parts[KEY_CA_KEY], cert=parts[KEY_CERT], key=parts[KEY_KEY],
-                   previous_ca=parts.get(KEY_PREVIOUS_CA, b""))
+        return cls(
+            ca_cert=parts[KEY_CA],
+            ca_key=parts[KEY_CA_KEY],
+            cert=parts[KEY_CERT],
+            key=parts[KEY_KEY],
+            previous_ca=parts.get(KEY_PREVIOUS_CA, b""),
+        )
 
     @classmethod
     def from_secret(cls, secret: dict | None) -> CertBundle | None:
@@ -86,8 +91,7 @@ class CertBundle:
 
 def service_dns_names(service: str, namespace: str) -> list[str]:
     """The names the API server may use for a Service (it uses ``<svc>.<ns>.svc``)."""
-    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc",
-            f"{service}.{namespace}.svc.cluster.local"]
+    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local"]
 
 
 def _san(name: str) -> x509.GeneralName:
@@ -103,8 +107,9 @@ def _new_key() -> ec.EllipticCurvePrivateKey:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def generate_ca(common_name: str, now: dt.datetime, days: int = CA_DAYS) -> tuple[bytes, bytes]:
@@ -113,22 +118,36 @@ def generate_ca(common_name: str, now: dt.datetime, days: int = CA_DAYS) -> tupl
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
         x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(subject)
+        .subject_name(subject)
+        .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE).not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
-def issue_serving_cert(ca_cert_pem: bytes, ca_key_pem: bytes, dns_names: list[str], now: dt.datetime,
-                       days: int = CERT_DAYS) -> tuple[bytes, bytes]:
+def issue_serving_cert(
+    ca_cert_pem: bytes, ca_key_pem: bytes, dns_names: list[str], now: dt.datetime, days: int = CERT_DAYS
+) -> tuple[bytes, bytes]:
     """A server certificate for ``dns_names`` (IP addresses too) signed by the CA, never outliving it: (cert, key) PEM."""
     if not dns_names:
         raise ValueError("a serving certificate needs at least one DNS name")
@@ -142,12 +161,24 @@ def issue_serving_cert(ca_cert_pem: bytes, ca_key_pem: bytes, dns_names: list[st
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE).not_valid_after(not_after)
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(not_after)
         .add_extension(x509.SubjectAlternativeName([_san(n) for n in dns_names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, key_cert_sign=False,
-                                     crl_sign=False, content_commitment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
@@ -176,8 +207,7 @@ def _ca_problem(bundle: CertBundle, now: dt.datetime, ca_renew_before: dt.timede
     return None
 
 
-def _cert_problem(bundle: CertBundle, dns_names: list[str], now: dt.datetime,
-                  renew_before: dt.timedelta) -> str | None:
+def _cert_problem(bundle: CertBundle, dns_names: list[str], now: dt.datetime, renew_before: dt.timedelta) -> str | None:
     cert = x509.load_pem_x509_certificate(bundle.cert)
     if cert.not_valid_after_utc - now < renew_before:
         return f"the serving certificate expires {cert.not_valid_after_utc:%Y-%m-%d}"
@@ -197,19 +227,30 @@ def _previous_ca_expired(bundle: CertBundle, now: dt.datetime) -> bool:
     return bool(bundle.previous_ca) and x509.load_pem_x509_certificate(bundle.previous_ca).not_valid_after_utc <= now
 
 
-def rotation_reason(bundle: CertBundle | None, dns_names: list[str], now: dt.datetime,
-                    renew_before: dt.timedelta = RENEW_BEFORE,
-                    ca_renew_before: dt.timedelta = CA_RENEW_BEFORE) -> str | None:
+def rotation_reason(
+    bundle: CertBundle | None,
+    dns_names: list[str],
+    now: dt.datetime,
+    renew_before: dt.timedelta = RENEW_BEFORE,
+    ca_renew_before: dt.timedelta = CA_RENEW_BEFORE,
+) -> str | None:
     """Why the bundle must change now, or None when it is good."""
     if bundle is None:
         return "no certificate yet"
-    return (_ca_problem(bundle, now, ca_renew_before) or _cert_problem(bundle, dns_names, now, renew_before)
-            or ("the retired CA has expired" if _previous_ca_expired(bundle, now) else None))
+    return (
+        _ca_problem(bundle, now, ca_renew_before)
+        or _cert_problem(bundle, dns_names, now, renew_before)
+        or ("the retired CA has expired" if _previous_ca_expired(bundle, now) else None)
+    )
 
 
-def ensure_bundle(bundle: CertBundle | None, dns_names: list[str], now: dt.datetime,
-                  renew_before: dt.timedelta = RENEW_BEFORE,
-                  ca_renew_before: dt.timedelta = CA_RENEW_BEFORE) -> tuple[CertBundle, str | None]:
+def ensure_bundle(
+    bundle: CertBundle | None,
+    dns_names: list[str],
+    now: dt.datetime,
+    renew_before: dt.timedelta = RENEW_BEFORE,
+    ca_renew_before: dt.timedelta = CA_RENEW_BEFORE,
+) -> tuple[CertBundle, str | None]:
     """The bundle to use from now on and why it changed (None: unchanged, reuse it)."""
     reason = rotation_reason(bundle, dns_names, now, renew_before, ca_renew_before)
     if reason is None:

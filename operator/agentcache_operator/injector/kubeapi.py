@@ -43,8 +43,11 @@ class Credentials:
     def in_cluster(cls) -> Credentials:
         host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ.get("KUBERNETES_SERVICE_PORT", "443")
         host = f"[{host}]" if ":" in host else host
-        return cls(server=f"https://{host}:{port}", ca_file=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
-                   token_file=str(SERVICE_ACCOUNT_DIR / "token"))
+        return cls(
+            server=f"https://{host}:{port}",
+            ca_file=str(SERVICE_ACCOUNT_DIR / "ca.crt"),
+            token_file=str(SERVICE_ACCOUNT_DIR / "token"),
+        )
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None) -> Credentials:
@@ -54,14 +57,23 @@ class Credentials:
         config.load_kube_config(config_file=path, client_configuration=configuration)
         authorization = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
         token = authorization.removeprefix("Bearer ").strip() if authorization else None
-        return cls(server=configuration.host.rstrip("/"), ca_file=configuration.ssl_ca_cert, token=token,
-                   cert_file=configuration.cert_file, key_file=configuration.key_file,
-                   verify=configuration.verify_ssl)
+        return cls(
+            server=configuration.host.rstrip("/"),
+            ca_file=configuration.ssl_ca_cert,
+            token=token,
+            cert_file=configuration.cert_file,
+            key_file=configuration.key_file,
+            verify=configuration.verify_ssl,
+        )
 
     @classmethod
     def discover(cls, kubeconfig: str | None = None) -> Credentials:
         """An explicit kubeconfig, else the service account inside a pod, else $KUBECONFIG / ~/.kube/config."""
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and (SERVICE_ACCOUNT_DIR / "token").exists():
+        if (
+            kubeconfig is None
+            and os.environ.get("KUBERNETES_SERVICE_HOST")
+            and (SERVICE_ACCOUNT_DIR / "token").exists()
+        ):
             return cls.in_cluster()
         return cls.from_kubeconfig(kubeconfig)
 
@@ -92,11 +104,13 @@ class KubeApi:
             self._token_read = time.monotonic()
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
-    async def request(self, method: str, path: str, body: object = None,
-                      content_type: str = "application/json") -> dict | None:
+    async def request(
+        self, method: str, path: str, body: object = None, content_type: str = "application/json"
+    ) -> dict | None:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl()), timeout=aiohttp.ClientTimeout(total=10))
+                connector=aiohttp.TCPConnector(ssl=self._ssl()), timeout=aiohttp.ClientTimeout(total=10)
+            )
         headers = {**self._headers(), "Accept": "application/json"}
         data = None
         if body is not None:
@@ -154,8 +168,14 @@ class ApiCacheLookup:
     one LIST.
     """
 
-    def __init__(self, api: KubeApi, ttl: float = 5.0, min_refresh: float = 0.5,
-                 watch_namespace: str | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        api: KubeApi,
+        ttl: float = 5.0,
+        min_refresh: float = 0.5,
+        watch_namespace: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.api, self.ttl, self.min_refresh, self.clock = api, ttl, min_refresh, clock
         self.watch_namespace = watch_namespace
         self._snapshot: list[dict] = []

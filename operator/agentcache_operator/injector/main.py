@@ -33,39 +33,71 @@ log = logging.getLogger("agentcache.injector")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ
-    parser = argparse.ArgumentParser(prog="agentcache-injector", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="agentcache-injector", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
-    parser.add_argument("--port", type=int, default=10250,
-                        help="HTTPS port (default: 10250, which managed control planes can reach)")
-    parser.add_argument("--namespace", default=env.get("POD_NAMESPACE", "default"),
-                        help="the injector's namespace (default: $POD_NAMESPACE)")
-    parser.add_argument("--service", default="agentcache-injector",
-                        help="the injector's Service; its DNS names go into a generated certificate")
-    parser.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
-                        help="another name or IP address for a generated certificate (repeatable), e.g. "
-                             "127.0.0.1 for an injector the API server reaches by URL")
+    parser.add_argument(
+        "--port", type=int, default=10250, help="HTTPS port (default: 10250, which managed control planes can reach)"
+    )
+    parser.add_argument(
+        "--namespace",
+        default=env.get("POD_NAMESPACE", "default"),
+        help="the injector's namespace (default: $POD_NAMESPACE)",
+    )
+    parser.add_argument(
+        "--service",
+        default="agentcache-injector",
+        help="the injector's Service; its DNS names go into a generated certificate",
+    )
+    parser.add_argument(
+        "--tls-san",
+        action="append",
+        default=[],
+        metavar="NAME_OR_IP",
+        help="another name or IP address for a generated certificate (repeatable), e.g. "
+        "127.0.0.1 for an injector the API server reaches by URL",
+    )
     parser.add_argument("--tls-cert-file", help="serving certificate PEM (with --tls-key-file)")
     parser.add_argument("--tls-key-file", help="serving key PEM")
     parser.add_argument("--tls-secret", help="Secret holding the injector's own CA and certificate")
     parser.add_argument("--tls-dir", help="directory holding the injector's own CA and certificate")
-    parser.add_argument("--webhook-configuration",
-                        help="MutatingWebhookConfiguration whose caBundle follows the injector's CA")
-    parser.add_argument("--cert-refresh-seconds", type=float, default=300.0,
-                        help="how often the certificate is re-read or renewed (default: 300)")
-    parser.add_argument("--sidecar-image", default=env.get("AGENTCACHE_SIDECAR_IMAGE") or names.SIDECAR_IMAGE_DEFAULT,
-                        help="sidecar image when an AgentCache does not set spec.sidecar.image "
-                             "(default: $AGENTCACHE_SIDECAR_IMAGE)")
-    parser.add_argument("--sidecar-image-pull-secret", action="append", default=[], metavar="SECRET",
-                        help="a Secret of the agent's namespace for pulling the sidecar image (repeatable)")
+    parser.add_argument(
+        "--webhook-configuration", help="MutatingWebhookConfiguration whose caBundle follows the injector's CA"
+    )
+    parser.add_argument(
+        "--cert-refresh-seconds",
+        type=float,
+        default=300.0,
+        help="how often the certificate is re-read or renewed (default: 300)",
+    )
+    parser.add_argument(
+        "--sidecar-image",
+        default=env.get("AGENTCACHE_SIDECAR_IMAGE") or names.SIDECAR_IMAGE_DEFAULT,
+        help="sidecar image when an AgentCache does not set spec.sidecar.image (default: $AGENTCACHE_SIDECAR_IMAGE)",
+    )
+    parser.add_argument(
+        "--sidecar-image-pull-secret",
+        action="append",
+        default=[],
+        metavar="SECRET",
+        help="a Secret of the agent's namespace for pulling the sidecar image (repeatable)",
+    )
     parser.add_argument("--sidecar-pull-policy", default="IfNotPresent", choices=["Always", "IfNotPresent", "Never"])
-    parser.add_argument("--watch-namespace", default=env.get("AGENTCACHE_WATCH_NAMESPACE") or None,
-                        help="read AgentCaches of this namespace only (a namespaced install)")
+    parser.add_argument(
+        "--watch-namespace",
+        default=env.get("AGENTCACHE_WATCH_NAMESPACE") or None,
+        help="read AgentCaches of this namespace only (a namespaced install)",
+    )
     parser.add_argument("--cache-ttl", type=float, default=5.0, help="seconds an AgentCache lookup is reused")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     parser.add_argument("--caches", help="YAML file of AgentCache objects to use instead of the API")
-    parser.add_argument("--log-level", default=env.get("AGENTCACHE_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"], type=str.lower)
+    parser.add_argument(
+        "--log-level",
+        default=env.get("AGENTCACHE_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        type=str.lower,
+    )
     args = parser.parse_args(argv)
     if bool(args.tls_cert_file) != bool(args.tls_key_file):
         parser.error("--tls-cert-file and --tls-key-file go together")
@@ -85,8 +117,12 @@ def load_caches(path: str) -> list[dict]:
     for document in documents:
         for item in document if isinstance(document, list) else document.get("items", [document]):
             metadata = item.get("metadata") if isinstance(item, dict) else None
-            if not isinstance(metadata, dict) or item.get("kind") != names.KIND or not metadata.get("name") \
-                    or not metadata.get("namespace"):
+            if (
+                not isinstance(metadata, dict)
+                or item.get("kind") != names.KIND
+                or not metadata.get("name")
+                or not metadata.get("namespace")
+            ):
                 raise ValueError(f"{path}: every document must be an {names.KIND} with metadata.name and namespace")
             caches.append(item)
     return caches
@@ -107,8 +143,11 @@ def build_injector(args: argparse.Namespace) -> tuple[Injector, KubeApi | None]:
         publish = WebhookCaBundle(api, args.webhook_configuration) if args.webhook_configuration else None
         labels = {names.LABEL_MANAGED_BY: "agentcache-injector", names.LABEL_COMPONENT: "injector"}
         source = ManagedCertificates(SecretStore(api, args.namespace, args.tls_secret, labels), dns_names, publish)
-    settings = SidecarDefaults(image=args.sidecar_image, image_pull_policy=args.sidecar_pull_policy,
-                               image_pull_secrets=tuple(args.sidecar_image_pull_secret))
+    settings = SidecarDefaults(
+        image=args.sidecar_image,
+        image_pull_policy=args.sidecar_pull_policy,
+        image_pull_secrets=tuple(args.sidecar_image_pull_secret),
+    )
     return Injector(lookup, settings, source, refresh_seconds=args.cert_refresh_seconds), api
 
 

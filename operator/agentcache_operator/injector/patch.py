@@ -65,7 +65,11 @@ class SidecarDefaults:
     # Requests and limits the sidecar gets unless the AgentCache or the pod says otherwise, so that
     # a namespace whose ResourceQuota requires them admits the pod.
     resources: tuple[tuple[str, str, str], ...] = (
-        ("requests", "cpu", "25m"), ("requests", "memory", "32Mi"), ("limits", "cpu", "1"), ("limits", "memory", "128Mi"))
+        ("requests", "cpu", "25m"),
+        ("requests", "memory", "32Mi"),
+        ("limits", "cpu", "1"),
+        ("limits", "memory", "128Mi"),
+    )
 
 
 def escape_pointer(token: str) -> str:
@@ -89,8 +93,7 @@ def build_patch(pod: dict, cache: dict, namespace: str, settings: SidecarDefault
     cache_name = cache["metadata"]["name"]
     cache_namespace = cache["metadata"].get("namespace")
     if cache_namespace != namespace:
-        raise InjectionError(
-            f"AgentCache {cache_namespace}/{cache_name} is not in the pod's namespace {namespace!r}")
+        raise InjectionError(f"AgentCache {cache_namespace}/{cache_name} is not in the pod's namespace {namespace!r}")
     spec = pod.get("spec") or {}
     if not spec.get("containers"):
         raise InjectionError("the pod has no containers")
@@ -101,8 +104,12 @@ def build_patch(pod: dict, cache: dict, namespace: str, settings: SidecarDefault
 
     config_hash = (cache.get("status") or {}).get("configHash")
     local_volumes = [v["name"] for v in volumes if "emptyDir" in v]
-    ops = (_label_ops(pod) + _annotation_ops(annotations, config_hash, local_volumes) + _volume_ops(spec, volumes)
-           + _pull_secret_ops(spec, cache, settings))
+    ops = (
+        _label_ops(pod)
+        + _annotation_ops(annotations, config_hash, local_volumes)
+        + _volume_ops(spec, volumes)
+        + _pull_secret_ops(spec, cache, settings)
+    )
     for field in ("initContainers", "containers"):
         for index, container in enumerate(spec.get(field) or []):
             ops += _socket_ops(f"/spec/{field}/{index}", container)
@@ -125,8 +132,10 @@ def pod_volumes(cache: dict) -> list[dict]:
     """The volumes the sidecar needs: the socket dir, the config, and for ``file`` its storage."""
     volumes = [
         {"name": names.SOCKET_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}},
-        {"name": names.CONFIG_VOLUME,
-         "configMap": {"name": names.config_map_name(cache["metadata"]["name"]), "defaultMode": 0o444}},
+        {
+            "name": names.CONFIG_VOLUME,
+            "configMap": {"name": names.config_map_name(cache["metadata"]["name"]), "defaultMode": 0o444},
+        },
     ]
     if backend(cache) == "file":
         volumes.append({"name": names.DATA_VOLUME, "emptyDir": {"sizeLimit": str(cache["spec"]["file"]["sizeLimit"])}})
@@ -139,7 +148,10 @@ def password_env(cache: dict) -> list[dict]:
         return []
     valkey = cache["spec"]["valkey"]
     if valkey["mode"] == "managed":
-        ref = {"name": names.valkey_password_secret(cache["metadata"]["name"]), "key": names.VALKEY_SIDECAR_PASSWORD_KEY}
+        ref = {
+            "name": names.valkey_password_secret(cache["metadata"]["name"]),
+            "key": names.VALKEY_SIDECAR_PASSWORD_KEY,
+        }
     else:
         secret = valkey.get("passwordSecretRef") or {}
         if not secret.get("name"):
@@ -148,13 +160,17 @@ def password_env(cache: dict) -> list[dict]:
     return [{"name": names.ENV_VALKEY_PASSWORD, "valueFrom": {"secretKeyRef": ref}}]
 
 
-def sidecar_resources(cache: dict, annotations: dict[str, str],
-                      defaults: tuple[tuple[str, str, str], ...] = ()) -> dict:
+def sidecar_resources(
+    cache: dict, annotations: dict[str, str], defaults: tuple[tuple[str, str, str], ...] = ()
+) -> dict:
     """``spec.sidecar.resources`` with the pod's override annotations applied, then ``defaults``
     for what neither sets (a default limit is never below the request), checked."""
     base = cache["spec"]["sidecar"].get("resources") or {}
-    resources = {kind: {name: str(value) for name, value in (base.get(kind) or {}).items()}
-                 for kind in ("requests", "limits") if base.get(kind)}
+    resources = {
+        kind: {name: str(value) for name, value in (base.get(kind) or {}).items()}
+        for kind in ("requests", "limits")
+        if base.get(kind)
+    }
     for annotation, (kind, resource) in RESOURCE_OVERRIDES.items():
         if annotation not in annotations:
             continue
@@ -162,7 +178,8 @@ def sidecar_resources(cache: dict, annotations: dict[str, str],
         if not _QUANTITY.match(value):
             raise InjectionError(
                 f"annotation {annotation}={annotations[annotation]!r} is not a Kubernetes quantity "
-                f"(examples: 100m, 0.5, 64Mi, 1Gi)")
+                f"(examples: 100m, 0.5, 64Mi, 1Gi)"
+            )
         resources.setdefault(kind, {})[resource] = value
     for kind, resource, value in sorted(defaults, key=lambda d: d[0] != "requests"):
         if kind == "limits" and resource in resources.get("requests", {}):
@@ -174,7 +191,8 @@ def sidecar_resources(cache: dict, annotations: dict[str, str],
         if request is not None and limit is not None and parse_quantity(request) > parse_quantity(limit):
             raise InjectionError(
                 f"sidecar {resource} request {request} is above its limit {limit} "
-                f"(from the AgentCache's spec.sidecar.resources and the pod's agentcache.io/sidecar-* annotations)")
+                f"(from the AgentCache's spec.sidecar.resources and the pod's agentcache.io/sidecar-* annotations)"
+            )
     return resources
 
 
@@ -185,7 +203,8 @@ def log_level(annotations: dict[str, str]) -> str | None:
     level = str(value).strip().lower()
     if level not in LOG_LEVELS:
         raise InjectionError(
-            f"annotation {names.ANNOTATION_SIDECAR_LOG_LEVEL}={value!r} is not one of {', '.join(LOG_LEVELS)}")
+            f"annotation {names.ANNOTATION_SIDECAR_LOG_LEVEL}={value!r} is not one of {', '.join(LOG_LEVELS)}"
+        )
     return level
 
 
@@ -246,18 +265,21 @@ def _check_conflicts(spec: dict, volumes: list[dict]) -> None:
     for volume in volumes:
         if volume["name"] in taken:
             raise InjectionError(
-                f"the pod already has a volume named {volume['name']!r}, which the cache sidecar needs; rename it")
+                f"the pod already has a volume named {volume['name']!r}, which the cache sidecar needs; rename it"
+            )
     for container in all_containers({"spec": spec}):
         for port in container.get("ports") or []:
             if port.get("containerPort") == names.METRICS_PORT:
                 raise InjectionError(
                     f"container {container.get('name')!r} already uses port {names.METRICS_PORT}, "
-                    f"the cache sidecar's metrics port")
+                    f"the cache sidecar's metrics port"
+                )
         for mount in container.get("volumeMounts") or []:
             if mount.get("mountPath", "").rstrip("/") == names.SOCKET_DIR:
                 raise InjectionError(
                     f"container {container.get('name')!r} already mounts {mount.get('name')!r} at "
-                    f"{names.SOCKET_DIR}, where the cache socket goes")
+                    f"{names.SOCKET_DIR}, where the cache socket goes"
+                )
 
 
 def _label_ops(pod: dict) -> list[dict]:
@@ -281,8 +303,10 @@ def _annotation_ops(annotations: dict[str, str], config_hash: str | None, local_
         return []
     if not annotations:
         return [{"op": "add", "path": "/metadata/annotations", "value": wanted}]
-    return [{"op": "add", "path": f"/metadata/annotations/{escape_pointer(key)}", "value": value}
-            for key, value in wanted.items()]
+    return [
+        {"op": "add", "path": f"/metadata/annotations/{escape_pointer(key)}", "value": value}
+        for key, value in wanted.items()
+    ]
 
 
 def _pull_secret_ops(spec: dict, cache: dict, settings: SidecarDefaults) -> list[dict]:
@@ -313,7 +337,11 @@ def _socket_ops(path: str, container: dict) -> list[dict]:
         ops.append({"op": "add", "path": f"{path}/volumeMounts/-", "value": mount})
     env = container.get("env")
     if env is None:
-        ops.append({"op": "add", "path": f"{path}/env", "value": [{"name": names.ENV_SOCKET, "value": names.SOCKET_PATH}]})
+        ops.append(
+            {"op": "add", "path": f"{path}/env", "value": [{"name": names.ENV_SOCKET, "value": names.SOCKET_PATH}]}
+        )
     elif not any(item.get("name") == names.ENV_SOCKET for item in env):
-        ops.append({"op": "add", "path": f"{path}/env/-", "value": {"name": names.ENV_SOCKET, "value": names.SOCKET_PATH}})
+        ops.append(
+            {"op": "add", "path": f"{path}/env/-", "value": {"name": names.ENV_SOCKET, "value": names.SOCKET_PATH}}
+        )
     return ops

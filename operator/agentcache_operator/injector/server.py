@@ -32,8 +32,13 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 class Injector:
-    def __init__(self, lookup: CacheLookup, settings: SidecarDefaults, certificates: CertificateSource,
-                 refresh_seconds: float = 300.0):
+    def __init__(
+        self,
+        lookup: CacheLookup,
+        settings: SidecarDefaults,
+        certificates: CertificateSource,
+        refresh_seconds: float = 300.0,
+    ):
         self.lookup, self.settings, self.certificates = lookup, settings, certificates
         self.refresh_seconds = refresh_seconds
         self.ssl_context: ssl.SSLContext | None = None

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Awaitable, Callable, Protocol
 
-from . import certs
 from ..kube import ApiError
+from . import certs
 from .kubeapi import KubeApi
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,18 @@ class DirectoryStore:
 
     async def read(self) -> certs.CertBundle | None:
         return certs.CertBundle.from_parts(
-            {path.name: path.read_bytes() for path in self.directory.glob("*") if path.name in certs.SECRET_KEYS})
+            {path.name: path.read_bytes() for path in self.directory.glob("*") if path.name in certs.SECRET_KEYS}
+        )
 
     async def write(self, bundle: certs.CertBundle) -> bool:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        parts = {certs.KEY_CERT: bundle.cert, certs.KEY_KEY: bundle.key, certs.KEY_CA: bundle.ca_cert,
-                 certs.KEY_CA_KEY: bundle.ca_key, certs.KEY_PREVIOUS_CA: bundle.previous_ca}
+        parts = {
+            certs.KEY_CERT: bundle.cert,
+            certs.KEY_KEY: bundle.key,
+            certs.KEY_CA: bundle.ca_cert,
+            certs.KEY_CA_KEY: bundle.ca_key,
+            certs.KEY_PREVIOUS_CA: bundle.previous_ca,
+        }
         for key, value in parts.items():
             path = self.directory / key
             if not value:
@@ -110,9 +116,13 @@ class SecretStore:
 class ManagedCertificates:
     """A CA and serving certificate the injector makes, shares through ``store`` and rotates."""
 
-    def __init__(self, store: BundleStore, dns_names: list[str],
-                 publish_ca: Callable[[bytes], Awaitable[object]] | None = None,
-                 clock: Callable[[], dt.datetime] = utc_now):
+    def __init__(
+        self,
+        store: BundleStore,
+        dns_names: list[str],
+        publish_ca: Callable[[bytes], Awaitable[object]] | None = None,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ):
         self.store, self.dns_names, self.publish_ca, self.clock = store, dns_names, publish_ca, clock
         self.bundle: certs.CertBundle | None = None
 

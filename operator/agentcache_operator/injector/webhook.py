@@ -60,23 +60,27 @@ def render_webhook_configuration(
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
         "metadata": metadata,
-        "webhooks": [{
-            "name": WEBHOOK_NAME,
-            "admissionReviewVersions": ["v1"],
-            "clientConfig": client_config,
-            "rules": [{
-                "apiGroups": [""],
-                "apiVersions": ["v1"],
-                "operations": ["CREATE"],
-                "resources": ["pods"],
-                "scope": "Namespaced",
-            }],
-            "objectSelector": {"matchExpressions": [{"key": names.LABEL_CACHE, "operator": "Exists"}]},
-            "namespaceSelector": namespace_selector,
-            "failurePolicy": failure_policy,
-            "matchPolicy": "Equivalent",
-            "sideEffects": "None",
-            "reinvocationPolicy": "IfNeeded",
-            "timeoutSeconds": timeout_seconds,
-        }],
+        "webhooks": [
+            {
+                "name": WEBHOOK_NAME,
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": client_config,
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "objectSelector": {"matchExpressions": [{"key": names.LABEL_CACHE, "operator": "Exists"}]},
+                "namespaceSelector": namespace_selector,
+                "failurePolicy": failure_policy,
+                "matchPolicy": "Equivalent",
+                "sideEffects": "None",
+                "reinvocationPolicy": "IfNeeded",
+                "timeoutSeconds": timeout_seconds,
+            }
+        ],
     }

@@ -34,7 +34,9 @@ def external_url(cache: Cache) -> str:
     except ValueError as exc:
         raise SpecError(f"spec.valkey.url {url!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("valkey", "valkeys", "redis", "rediss", "unix"):
-        raise SpecError(f"spec.valkey.url {url!r} must start with valkey://, valkeys://, redis://, rediss:// or unix://")
+        raise SpecError(
+            f"spec.valkey.url {url!r} must start with valkey://, valkeys://, redis://, rediss:// or unix://"
+        )
     if parts.scheme == "unix":
         if not parts.path:
             raise SpecError(f"spec.valkey.url {url!r} names no socket path")
@@ -77,7 +79,9 @@ def agent_config(cache: Cache) -> dict[str, Any]:
     elif backend == "file":
         section["storage_dir"] = FILE_STORAGE_DIR
         section["max_file_size"] = spec["file"]["maxFileSize"]
-        section["size_limit"] = int(quantity_bytes(spec["file"]["sizeLimit"], "spec.file.sizeLimit") * FILE_SIZE_HEADROOM)
+        section["size_limit"] = int(
+            quantity_bytes(spec["file"]["sizeLimit"], "spec.file.sizeLimit") * FILE_SIZE_HEADROOM
+        )
         section["cleanup_interval"] = spec["file"]["cleanupInterval"]
     document: dict[str, Any] = {"cache": section}
     if backend == "valkey":
@@ -113,7 +117,9 @@ def render_config_map(cache: Cache) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": metadata(
-            cache, names.config_map_name(cache.name), COMPONENT,
+            cache,
+            names.config_map_name(cache.name),
+            COMPONENT,
             annotations={names.ANNOTATION_CONFIG_HASH: config_hash(text)},
         ),
         "data": {names.CONFIG_FILE_KEY: text},

@@ -18,8 +18,22 @@ from urllib.parse import urlsplit
 from .common import Cache, SpecError
 
 SIDECAR_COMMANDS = (
-    "get", "set", "mget", "unlink", "scan", "ping", "info", "eval", "evalsha", "select", "client|setname",
-    "cluster|slots", "cluster|shards", "command", "readonly", "asking",
+    "get",
+    "set",
+    "mget",
+    "unlink",
+    "scan",
+    "ping",
+    "info",
+    "eval",
+    "evalsha",
+    "select",
+    "client|setname",
+    "cluster|slots",
+    "cluster|shards",
+    "command",
+    "readonly",
+    "asking",
 )
 """What the sidecar's Valkey client sends (data, scans, the lock-release script, memory stats, cluster
 discovery); never KEYS, FLUSHALL, FLUSHDB, CONFIG, DEBUG, ACL or any admin command."""
@@ -34,10 +48,13 @@ def acl_rule(prefix: str) -> str:
     """The ACL rules (``ACL SETUSER``/``user`` syntax, without the user name and password) of a sidecar
     confined to ``prefix``; a prefix holding whitespace or glob characters cannot be written as a pattern."""
     if not prefix or any(ch.isspace() or ch in "*?[]\\\"'" for ch in prefix):
-        raise SpecError(f"spec.keyPrefix {prefix!r} cannot be a Valkey ACL key pattern: use a non-empty prefix "
-                        "without spaces, quotes or glob characters (* ? [ ] \\)")
-    return " ".join(["on", "resetkeys", f"~{prefix}*", "resetchannels", "-@all",
-                     *(f"+{command}" for command in SIDECAR_COMMANDS)])
+        raise SpecError(
+            f"spec.keyPrefix {prefix!r} cannot be a Valkey ACL key pattern: use a non-empty prefix "
+            "without spaces, quotes or glob characters (* ? [ ] \\)"
+        )
+    return " ".join(
+        ["on", "resetkeys", f"~{prefix}*", "resetchannels", "-@all", *(f"+{command}" for command in SIDECAR_COMMANDS)]
+    )
 
 
 def _server(cache: Cache) -> tuple[str, str, int, int] | None:
@@ -61,10 +78,13 @@ def prefix_conflict(cache: Cache, others: Iterable[Cache]) -> str | None:
             continue
         theirs = other.key_prefix
         if prefix.startswith(theirs) or theirs.startswith(prefix):
-            relation = ("is the same as" if prefix == theirs
-                        else "nests" if theirs.startswith(prefix) else "is nested in")
-            return (f"key prefix {prefix!r} {relation} the prefix {theirs!r} of AgentCache "
-                    f"{other.namespace}/{other.name} on the same Valkey ({cache.valkey['url']}, db {mine[3]}): "
-                    "one cache could read and clear the other's keys; choose spec.keyPrefix values that do not "
-                    "start with one another")
+            relation = (
+                "is the same as" if prefix == theirs else "nests" if theirs.startswith(prefix) else "is nested in"
+            )
+            return (
+                f"key prefix {prefix!r} {relation} the prefix {theirs!r} of AgentCache "
+                f"{other.namespace}/{other.name} on the same Valkey ({cache.valkey['url']}, db {mine[3]}): "
+                "one cache could read and clear the other's keys; choose spec.keyPrefix values that do not "
+                "start with one another"
+            )
     return None

@@ -12,18 +12,24 @@ Every topology also gets the headless Service ``<cache>-valkey-headless`` (stabl
 
 from __future__ import annotations
 
-import os
-
 import base64
 import hashlib
 import hmac
+import os
 from typing import Any
 
 from .. import names
 from .cluster import BOOTSTRAP_SCRIPT
 from .common import (
-    Cache, config_hash, container_security_context, labels, mebibytes, metadata,
-    pod_security_context, quantity_bytes, selector_labels,
+    Cache,
+    config_hash,
+    container_security_context,
+    labels,
+    mebibytes,
+    metadata,
+    pod_security_context,
+    quantity_bytes,
+    selector_labels,
 )
 from .tenancy import acl_rule, acl_user
 
@@ -128,8 +134,11 @@ def sidecar_password(password: str, cache: Cache) -> str:
 
 
 def config_data(cache: Cache) -> dict[str, str]:
-    data = {"valkey.conf": valkey_conf(cache), "start.sh": START_SCRIPT,
-            SIDECAR_ACL_FILE: f"{acl_user(cache)} {acl_rule(cache.key_prefix)}\n"}
+    data = {
+        "valkey.conf": valkey_conf(cache),
+        "start.sh": START_SCRIPT,
+        SIDECAR_ACL_FILE: f"{acl_user(cache)} {acl_rule(cache.key_prefix)}\n",
+    }
     if cache.valkey["topology"] == "cluster":
         data["bootstrap.sh"] = BOOTSTRAP_SCRIPT
     return data
@@ -154,8 +163,10 @@ def render_password_secret(cache: Cache, password: str) -> dict[str, Any]:
         "metadata": metadata(cache, names.valkey_password_secret(cache.name), COMPONENT),
         "type": "Opaque",
         "immutable": True,
-        "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode(),
-                 SIDECAR_PASSWORD_KEY: base64.b64encode(sidecar_password(password, cache).encode()).decode()},
+        "data": {
+            PASSWORD_KEY: base64.b64encode(password.encode()).decode(),
+            SIDECAR_PASSWORD_KEY: base64.b64encode(sidecar_password(password, cache).encode()).decode(),
+        },
     }
 
 
@@ -176,8 +187,9 @@ def _service(cache: Cache, name: str, selector: dict[str, str], headless: bool =
     return {"apiVersion": "v1", "kind": "Service", "metadata": metadata(cache, name, COMPONENT), "spec": spec}
 
 
-def _statefulset(cache: Cache, name: str, role: str, replicas: int, extra_env: list[dict[str, Any]],
-                 password: str) -> dict[str, Any]:
+def _statefulset(
+    cache: Cache, name: str, role: str, replicas: int, extra_env: list[dict[str, Any]], password: str
+) -> dict[str, Any]:
     valkey = cache.valkey
     persistence = valkey["persistence"]
     selector = {**selector_labels(cache, COMPONENT), ROLE_LABEL: role}
@@ -189,14 +201,19 @@ def _statefulset(cache: Cache, name: str, role: str, replicas: int, extra_env: l
         # A node is ready only while the cluster it belongs to is healthy, so the StatefulSet's readyReplicas
         # (what the operator reads) follows the cluster state; the headless Service publishes unready pods,
         # which the bootstrap Job needs to reach them before the cluster exists.
-        ping = 'REDISCLI_AUTH="$VALKEY_PASSWORD" valkey-cli -h 127.0.0.1 -p 6379 cluster info | grep -q "cluster_state:ok"'
+        ping = (
+            'REDISCLI_AUTH="$VALKEY_PASSWORD" valkey-cli -h 127.0.0.1 -p 6379 cluster info | grep -q "cluster_state:ok"'
+        )
     container = {
         "name": "valkey",
         "image": image(cache),
         "imagePullPolicy": "IfNotPresent",
         "command": ["sh", f"{CONFIG_DIR}/start.sh"],
-        "env": [_password_env(cache, PASSWORD_ENV), _password_env(cache, SIDECAR_PASSWORD_ENV, SIDECAR_PASSWORD_KEY),
-                *extra_env],
+        "env": [
+            _password_env(cache, PASSWORD_ENV),
+            _password_env(cache, SIDECAR_PASSWORD_ENV, SIDECAR_PASSWORD_KEY),
+            *extra_env,
+        ],
         "ports": ports,
         "readinessProbe": {"exec": {"command": ["sh", "-c", ping]}, "periodSeconds": 5, "timeoutSeconds": 3},
         "livenessProbe": {"tcpSocket": {"port": "valkey"}, "initialDelaySeconds": 10, "periodSeconds": 10},
@@ -252,8 +269,7 @@ def render_statefulsets(cache: Cache, password: str) -> list[dict[str, Any]]:
         replica_env = [{"name": "VALKEY_PRIMARY", "value": f"{base}.{cache.namespace}.svc:{names.VALKEY_PORT}"}]
         return [
             _statefulset(cache, base, "primary", 1, [], password),
-            _statefulset(cache, replica_name(cache.name), "replica", cache.valkey["replicas"], replica_env,
-                         password),
+            _statefulset(cache, replica_name(cache.name), "replica", cache.valkey["replicas"], replica_env, password),
         ]
     announce = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

@@ -189,7 +189,7 @@ def decode_file(blob: bytes) -> tuple[str, Entry]:
     if len(blob) != HEADER.size + key_len + body_len:
         raise record.CorruptRecord(f"length {len(blob)} differs from the header's {HEADER.size + key_len + body_len}")
     key_end = HEADER.size + key_len
-    key_bytes, body = blob[HEADER.size:key_end], blob[key_end:]
+    key_bytes, body = blob[HEADER.size : key_end], blob[key_end:]
     if zlib.crc32(body, zlib.crc32(key_bytes)) != crc:
         raise record.CorruptRecord("checksum mismatch")
     try:
@@ -223,7 +223,7 @@ def _read_head(fd: int, file_size: int, digest: str) -> tuple[str, int]:
     if len(head) < HEADER.size + key_len:
         head += _read_exactly(fd, HEADER.size + key_len - len(head))
     try:
-        key = head[HEADER.size:HEADER.size + key_len].decode("utf-8")
+        key = head[HEADER.size : HEADER.size + key_len].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise record.CorruptRecord("key is not UTF-8") from exc
     if _digest(key) != digest:
@@ -421,7 +421,7 @@ class FileBackend(Backend):
             try:
                 view = memoryview(blob)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 now = time.time_ns()
                 os.utime(fd, ns=(now, now))
             finally:

@@ -83,10 +83,10 @@ def _tokens(pattern: bytes) -> list[bytes | str]:
             atom, pos = _parse_set(pattern, pos + 1)
             tokens.append(atom)
         elif byte == ord("\\") and pos + 1 < len(pattern):
-            tokens.append(re.escape(pattern[pos + 1:pos + 2]))
+            tokens.append(re.escape(pattern[pos + 1 : pos + 2]))
             pos += 2
         else:
-            tokens.append(re.escape(pattern[pos:pos + 1]))
+            tokens.append(re.escape(pattern[pos : pos + 1]))
             pos += 1
     return tokens
 

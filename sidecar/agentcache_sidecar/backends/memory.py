@@ -29,8 +29,13 @@ def _entry_size(key: str, entry: Entry) -> int:
 class MemoryBackend(Backend):
     name = "memory"
 
-    def __init__(self, max_items: int = 10000, max_bytes: int = 256 * 1024 * 1024, cleanup_interval: float = 300,
-                 max_locks: int = 10000):
+    def __init__(
+        self,
+        max_items: int = 10000,
+        max_bytes: int = 256 * 1024 * 1024,
+        cleanup_interval: float = 300,
+        max_locks: int = 10000,
+    ):
         super().__init__()
         self.max_items = max_items
         self.max_locks = max_locks
@@ -104,7 +109,7 @@ class MemoryBackend(Backend):
         now = time.time()
         found = [key for key, entry in list(self._items.items()) if matches(key) and not entry.is_expired(now)]
         for start in range(0, len(found), batch):
-            yield found[start:start + batch]
+            yield found[start : start + batch]
 
     async def memory_usage(self) -> int:
         return self._bytes

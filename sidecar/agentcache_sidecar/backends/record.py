@@ -55,7 +55,7 @@ def decode(blob: bytes) -> Entry:
     if len(blob) < start:
         raise CorruptRecord("truncated content type")
     try:
-        content_type = blob[_HEADER.size:start].decode("utf-8")
+        content_type = blob[_HEADER.size : start].decode("utf-8")
         payload = blob[start:]
         if flags & FLAG_ZSTD:
             payload = _decompressor.decompress(payload)

@@ -42,8 +42,8 @@ from typing import AsyncIterator, Awaitable, Callable, Generic, Iterable, TypeVa
 
 import valkey.asyncio as valkey_asyncio
 from valkey.asyncio.cluster import ValkeyCluster
-from valkey.exceptions import ConnectionError as ValkeyConnectionError
 from valkey.exceptions import ClusterError, NoScriptError, ValkeyClusterException, ValkeyError
+from valkey.exceptions import ConnectionError as ValkeyConnectionError
 from valkey.exceptions import TimeoutError as ValkeyTimeoutError
 
 from ..config import CacheSettings, ConfigError, ValkeySettings
@@ -53,13 +53,17 @@ from .base import Backend, BackendError, BackendTimeout, Entry
 log = logging.getLogger("agentcache.sidecar")
 MEMORY_CACHE_SECONDS = 2.0
 CLIENT_NAME = "agentcache-sidecar"
-_RELEASE_LOCK_LUA = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-)
+_RELEASE_LOCK_LUA = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 _RELEASE_LOCK_SHA = hashlib.sha1(_RELEASE_LOCK_LUA.encode()).hexdigest()
 _FAILURES = (ValkeyError, ValkeyClusterException, OSError, asyncio.TimeoutError)
-_UNREACHABLE = (ValkeyConnectionError, ValkeyTimeoutError, ClusterError, ValkeyClusterException, OSError,
-                asyncio.TimeoutError)
+_UNREACHABLE = (
+    ValkeyConnectionError,
+    ValkeyTimeoutError,
+    ClusterError,
+    ValkeyClusterException,
+    OSError,
+    asyncio.TimeoutError,
+)
 _REASON_LIMIT = 200
 
 Item = TypeVar("Item")
@@ -118,7 +122,7 @@ class _Coalescer(Generic[Item, Result]):
         pending, self._pending = self._pending, []
         size = self._max_batch
         for start in range(size, len(pending), size):
-            self._spawn(self._run(pending[start:start + size]))
+            self._spawn(self._run(pending[start : start + size]))
         await self._run(pending[:size])
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future]]) -> None:
@@ -201,10 +205,16 @@ class ValkeyBackend(Backend):
         if valkey.cluster:
             self._client, self._probe = self._cluster_client(valkey), None
         else:
-            self._client = valkey_asyncio.Valkey.from_pool(valkey_asyncio.ConnectionPool.from_url(
-                valkey.url, db=valkey.db, max_connections=valkey.max_connections, **_pool_kwargs(valkey)))
-            self._probe = valkey_asyncio.Valkey.from_pool(valkey_asyncio.BlockingConnectionPool.from_url(
-                valkey.url, db=valkey.db, max_connections=1, **_pool_kwargs(valkey)))
+            self._client = valkey_asyncio.Valkey.from_pool(
+                valkey_asyncio.ConnectionPool.from_url(
+                    valkey.url, db=valkey.db, max_connections=valkey.max_connections, **_pool_kwargs(valkey)
+                )
+            )
+            self._probe = valkey_asyncio.Valkey.from_pool(
+                valkey_asyncio.BlockingConnectionPool.from_url(
+                    valkey.url, db=valkey.db, max_connections=1, **_pool_kwargs(valkey)
+                )
+            )
         self._gets: _Coalescer[str, bytes | None] = _Coalescer(self._fetch, self._batch)
         self._sets: _Coalescer[tuple[str, bytes, int | None], None] = _Coalescer(self._store, self._batch)
 
@@ -212,11 +222,15 @@ class ValkeyBackend(Backend):
     def _cluster_client(settings: ValkeySettings) -> ValkeyCluster:
         """The cluster client retries connection errors (and timeouts when ``retry_on_timeout``) itself."""
         if settings.url.startswith("unix:"):
-            raise ConfigError("services.valkey.config.url: a Valkey Cluster cannot be reached over unix://; "
-                              "use valkey:// or valkeys:// with cluster: true")
+            raise ConfigError(
+                "services.valkey.config.url: a Valkey Cluster cannot be reached over unix://; "
+                "use valkey:// or valkeys:// with cluster: true"
+            )
         if settings.db:
-            raise ConfigError(f"services.valkey.config.db: {settings.db!r} is not valid with cluster: true; "
-                              "Valkey Cluster only has db 0")
+            raise ConfigError(
+                f"services.valkey.config.db: {settings.db!r} is not valid with cluster: true; "
+                "Valkey Cluster only has db 0"
+            )
         kwargs = _pool_kwargs(settings)
         if not kwargs.pop("retry_on_timeout"):
             kwargs["retry_on_error"] = [ValkeyConnectionError]
@@ -273,7 +287,7 @@ class ValkeyBackend(Backend):
             return await self._client.execute_command("MGET", *keys)
         pipe = self._client.pipeline(transaction=False)
         for start in range(0, len(keys), self._batch):
-            pipe.execute_command("MGET", *keys[start:start + self._batch])
+            pipe.execute_command("MGET", *keys[start : start + self._batch])
         return [blob for chunk in await pipe.execute() for blob in chunk]
 
     async def _fetch(self, keys: list[str]) -> list[bytes | None]:
@@ -339,7 +353,7 @@ class ValkeyBackend(Backend):
     async def set_many(self, items: Iterable[tuple[str, Entry]]) -> None:
         prepared = [self._item(key, entry) for key, entry in items]
         for start in range(0, len(prepared), self._batch):
-            await self._store(prepared[start:start + self._batch])
+            await self._store(prepared[start : start + self._batch])
 
     async def delete(self, key: str) -> bool:
         return bool(await self._call("delete", lambda: self._client.unlink(key)))
@@ -347,7 +361,7 @@ class ValkeyBackend(Backend):
     async def _unlink(self, keys: list) -> int:
         deleted = 0
         for start in range(0, len(keys), self._batch):
-            chunk = keys[start:start + self._batch]
+            chunk = keys[start : start + self._batch]
             deleted += await self._call("delete", lambda: self._client.unlink(*chunk))
         return deleted
 
@@ -363,7 +377,8 @@ class ValkeyBackend(Backend):
                 cursor, keys = await self._call("scan", lambda: self._client.scan(cursor, match=pattern, count=batch))
             else:
                 cursors, keys = await self._call(
-                    "scan", lambda: self._client.scan(cursor, match=pattern, count=batch, target_nodes=node))
+                    "scan", lambda: self._client.scan(cursor, match=pattern, count=batch, target_nodes=node)
+                )
                 cursor = cursors[node.name]
             if keys:
                 yield keys
@@ -404,8 +419,9 @@ class ValkeyBackend(Backend):
         if self._memory is not None and now - self._memory[0] < MEMORY_CACHE_SECONDS:
             return self._memory[1]
         if self._settings.cluster:
-            info = await self._call("memory_usage", lambda: self._client.info(
-                "memory", target_nodes=ValkeyCluster.PRIMARIES))
+            info = await self._call(
+                "memory_usage", lambda: self._client.info("memory", target_nodes=ValkeyCluster.PRIMARIES)
+            )
             per_node = [info] if "used_memory" in info else list(info.values())
         else:
             per_node = [await self._call("memory_usage", lambda: self._client.info("memory"))]
@@ -417,8 +433,7 @@ class ValkeyBackend(Backend):
 
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
         px = max(1, math.ceil(ttl * 1000))
-        return bool(await self._call(
-            "lock", lambda: self._client.set(key, token, nx=True, px=px)))
+        return bool(await self._call("lock", lambda: self._client.set(key, token, nx=True, px=px)))
 
     async def _release(self, lock_key: str, token: str) -> int:
         """EVALSHA of the compare-and-delete script; EVAL (which caches it) when the server lacks it."""
@@ -429,4 +444,3 @@ class ValkeyBackend(Backend):
 
     async def release_lock(self, key: str, token: str) -> bool:
         return bool(await self._call("unlock", lambda: self._release(key, token)))
-
