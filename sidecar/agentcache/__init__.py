@@ -19,6 +19,7 @@ from .errors import (
     CacheUnavailable,
     InvalidKey,
     InvalidRequest,
+    LockUnavailable,
     SerializationError,
     ValueTooLarge,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidKey",
     "InvalidRequest",
     "SerializationError",
+    "LockUnavailable",
     "ValueTooLarge",
     "Serializer",
     "JsonSerializer",

@@ -7,7 +7,10 @@ connections for ``AsyncCache``, one blocking connection per thread for
 operation costs one round trip.
 
 Invariants:
-- a sidecar that cannot be reached raises ``CacheUnavailable``; any other
+- a sidecar that cannot be reached, or does not answer within the call's
+  deadline (``timeout``, default 1 s; ``SLOW_TIMEOUT`` for scans and batches),
+  raises ``CacheUnavailable``; after a timeout the socket's breaker makes every
+  call fail at once until the sidecar answers again (``breaker``); any other
   non-success answer raises the ``CacheError`` subclass for the sidecar's code;
 - a scoped cache (``scoped("user:123")``) turns every key into
   ``"user:123:" + key``, confines patterns to that prefix (glob characters in
@@ -30,12 +33,15 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from . import protocol, wire
+from .breaker import breaker_for
 from .errors import CacheUnavailable, InvalidRequest, SerializationError, error_from_response
 from .keys import check_key, check_scope, check_seconds
 from .protocol import JSON_TYPE, escape_glob, is_envelope
 from .serializers import MISS, Codec, Serializer
 
-DEFAULT_TIMEOUT = 5.0
+DEFAULT_TIMEOUT = 1.0
+SLOW_TIMEOUT = 30.0
+"""Deadline of calls whose work grows with the data: scans, clear, stats, batches."""
 BATCH_CHUNK = 1000
 
 
@@ -60,6 +66,7 @@ class Call:
     parse: Callable[[Reply], Any]
     body: bytes | None = None
     content_type: str | None = None
+    slow: bool = False
 
 
 @dataclass(slots=True)
@@ -196,12 +203,16 @@ class _Operations:
         return Call("GET", self._key_path(self._full(key), "/" + protocol.TTL_RESOURCE), parse)
 
     def lock_call(self, key: str, ttl: float) -> Call:
-        """Parse: the lock's token, or None while someone else holds it."""
+        """Parse: the lock's token, or None while someone else holds it; ``LockUnavailable`` when the sidecar
+        could take no lock at all."""
 
         def parse(reply: Reply) -> str | None:
             if reply.status == 200:
                 return json.loads(reply.body)["token"]
-            return None if reply.status == 409 else _fail(reply)
+            error = error_from_response(reply.status, reply.body)
+            if reply.status == 409 and error.code == protocol.ERR_LOCKED:
+                return None  # held by someone else; any other 409 (lock_unavailable) is raised
+            raise error
 
         return Call(
             "POST",
@@ -225,12 +236,12 @@ class _Operations:
         if not isinstance(pattern, str) or not pattern:
             raise InvalidRequest("the pattern must be a non-empty glob string", protocol.ERR_BAD_PATTERN)
         query = urlencode({"pattern": self._pattern_prefix + pattern})
-        return Call("DELETE", protocol.KEYS_PATH + "?" + query, self._deleted)
+        return Call("DELETE", protocol.KEYS_PATH + "?" + query, self._deleted, slow=True)
 
     def clear_call(self) -> Call:
         if self.scope:
             return self.delete_pattern_call("*")
-        return Call("DELETE", protocol.KEYS_PATH, self._deleted)
+        return Call("DELETE", protocol.KEYS_PATH, self._deleted, slow=True)
 
     def keys_call(self, pattern: str, limit: int) -> Call:
         if not isinstance(pattern, str) or not pattern:
@@ -242,10 +253,12 @@ class _Operations:
                 return _fail(reply)
             return [self._local(k) for k in json.loads(reply.body)["keys"]]
 
-        return Call("GET", protocol.KEYS_PATH + "?" + query, parse)
+        return Call("GET", protocol.KEYS_PATH + "?" + query, parse, slow=True)
 
     def stats_call(self) -> Call:
-        return Call("GET", protocol.STATS_PATH, lambda r: json.loads(r.body) if r.status == 200 else _fail(r))
+        return Call(
+            "GET", protocol.STATS_PATH, lambda r: json.loads(r.body) if r.status == 200 else _fail(r), slow=True
+        )
 
     def get_many_plan(self, keys: Iterable[str], default: Any) -> Plan:
         """Batch gets: JSON values arrive as themselves, others as ``{"$base64", "content_type"}``."""
@@ -272,7 +285,8 @@ class _Operations:
             return {local_key: decode(values.get(full_key), full_key) for local_key, full_key in zip(local, full)}
 
         calls = [
-            Call("POST", protocol.BATCH_GET_PATH, parse, _json_body({"keys": chunk}), JSON_TYPE) for chunk in chunks
+            Call("POST", protocol.BATCH_GET_PATH, parse, _json_body({"keys": chunk}), JSON_TYPE, slow=True)
+            for chunk in chunks
         ]
         return Plan(calls, combine)
 
@@ -312,6 +326,7 @@ class _Operations:
                 parse,
                 _json_body({"items": dict(items[i : i + BATCH_CHUNK]), **extra}),
                 JSON_TYPE,
+                slow=True,
             )
             for i in range(0, len(items), BATCH_CHUNK)
         ]
@@ -326,6 +341,7 @@ class _Operations:
                 self._deleted,
                 _json_body({"keys": full[i : i + BATCH_CHUNK]}),
                 JSON_TYPE,
+                slow=True,
             )
             for i in range(0, len(full), BATCH_CHUNK)
         ]
@@ -343,6 +359,28 @@ def _unavailable(socket_path: str, exc: BaseException) -> CacheUnavailable:
     return CacheUnavailable(f"the agentcache sidecar at {socket_path} is unreachable: {reason}")
 
 
+class _Guard:
+    """What both transports do around an exchange: the call's deadline, and the socket's breaker."""
+
+    def __init__(self, socket_path: str, timeout: float):
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self.breaker = breaker_for(socket_path, timeout)
+
+    def deadline(self, call: Call) -> float:
+        if self.breaker.open:
+            raise CacheUnavailable(
+                f"the agentcache sidecar at {self.socket_path} did not answer in time; "
+                "skipping the cache until it answers again"
+            )
+        return max(self.timeout, SLOW_TIMEOUT) if call.slow else self.timeout
+
+    def failed(self, exc: BaseException) -> CacheUnavailable:
+        if isinstance(exc, TimeoutError) or getattr(exc, "timed_out", False):
+            self.breaker.trip()
+        return _unavailable(self.socket_path, exc)
+
+
 class _AsyncTransport:
     """A pool of lean keep-alive connections (``wire.AsyncPool``), made lazily in the running loop.
 
@@ -353,6 +391,7 @@ class _AsyncTransport:
     def __init__(self, socket_path: str, timeout: float):
         self.socket_path = socket_path
         self.timeout = timeout
+        self.guard = _Guard(socket_path, timeout)
         self._pool: wire.AsyncPool | None = None
 
     def _pool_for(self, loop: asyncio.AbstractEventLoop) -> wire.AsyncPool:
@@ -362,11 +401,12 @@ class _AsyncTransport:
         return self._pool
 
     async def send(self, call: Call) -> Any:
+        deadline = self.guard.deadline(call)
         pool = self._pool_for(asyncio.get_running_loop())
         try:
-            answer = await pool.request(call.method, call.path, call.body, call.content_type)
+            answer = await pool.request(call.method, call.path, call.body, call.content_type, deadline)
         except (wire.ConnectionFailed, OSError, TimeoutError) as exc:
-            raise _unavailable(self.socket_path, exc) from None
+            raise self.guard.failed(exc) from None
         return call.parse(Reply(answer.status, answer.headers, answer.body))
 
     async def execute(self, plan: Plan) -> Any:
@@ -391,6 +431,7 @@ class _SyncTransport:
     def __init__(self, socket_path: str, timeout: float):
         self.socket_path = socket_path
         self.timeout = timeout
+        self.guard = _Guard(socket_path, timeout)
         self._local = threading.local()
 
     def _connection(self) -> wire.SyncConnection:
@@ -400,10 +441,11 @@ class _SyncTransport:
         return conn
 
     def send(self, call: Call) -> Any:
+        deadline = self.guard.deadline(call)
         try:
-            answer = self._connection().request(call.method, call.path, call.body, call.content_type)
+            answer = self._connection().request(call.method, call.path, call.body, call.content_type, deadline)
         except wire.ConnectionFailed as exc:
-            raise _unavailable(self.socket_path, exc) from None
+            raise self.guard.failed(exc) from None
         return call.parse(Reply(answer.status, answer.headers, answer.body))
 
     def execute(self, plan: Plan) -> Any:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from .client import AsyncCache, Cache, Lookup, get_cache
-from .errors import CacheError, CacheUnavailable
+from .errors import CacheError, CacheUnavailable, LockUnavailable
 from .keys import UnhashableValue, check_seconds, stable_hash
 
 log = logging.getLogger("agentcache")
@@ -135,10 +135,10 @@ class _Policy:
         self.name = name
         self._warned: set[str] = set()
 
-    def warn_once(self, topic: str, message: str) -> None:
+    def warn_once(self, topic: str, message: str, template: str = "agentcache: %s runs uncached: %s") -> None:
         if topic not in self._warned:
             self._warned.add(topic)
-            log.warning("agentcache: %s runs uncached: %s", self.name, message)
+            log.warning(template, self.name, message)
 
     def cache_failed(self, socket_path: str, exc: CacheError) -> None:
         if isinstance(exc, CacheUnavailable):
@@ -160,6 +160,8 @@ class _Policy:
         if self.lock:
             try:
                 token = yield from self._acquire(key)
+            except LockUnavailable as exc:
+                self.warn_once(exc.code, exc.message, "agentcache: %s computes without single-flight: %s")
             except CacheError as exc:
                 self.cache_failed(socket_path, exc)
             if isinstance(token, Lookup):

@@ -57,6 +57,12 @@ class SerializationError(CacheError):
     code = "serialization"
 
 
+class LockUnavailable(CacheError):
+    """The sidecar could take no lock (its backend refused it): compute without single-flight."""
+
+    code = protocol.ERR_LOCK_UNAVAILABLE
+
+
 class CacheServerError(CacheError):
     """The sidecar answered 5xx (a sidecar bug; the sidecar log says more)."""
 
@@ -67,6 +73,7 @@ _BY_CODE: dict[str, type[CacheError]] = {
     protocol.ERR_BAD_KEY: InvalidKey,
     protocol.ERR_BAD_PATTERN: InvalidKey,
     protocol.ERR_TOO_LARGE: ValueTooLarge,
+    protocol.ERR_LOCK_UNAVAILABLE: LockUnavailable,
 }
 
 

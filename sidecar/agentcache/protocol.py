@@ -71,6 +71,10 @@ ERR_NOT_FOUND = "not_found"
 ERR_METHOD_NOT_ALLOWED = "method_not_allowed"
 ERR_LOCKED = "locked"
 ERR_NOT_HOLDER = "not_holder"
+ERR_LOCK_UNAVAILABLE = "lock_unavailable"  # 409: no backend could take the lock; compute without single-flight
+ERR_HEADER_TIMEOUT = "header_timeout"  # 408: the request line and headers were not sent in time
+ERR_BODY_TIMEOUT = "body_timeout"  # 408: the body was not sent in time
+ERR_BUSY = "busy"  # 503: the sidecar is at its budget (connections, bodies being read, unread answers)
 ERR_INTERNAL = "internal"
 
 # --- the $base64 envelope of the batch API ---------------------------------------------------------
@@ -106,6 +110,8 @@ def open_envelope(value: dict[str, Any]) -> tuple[bytes, str | None]:
 DEFAULT_MAX_KEY_BYTES = 1024  # sidecar.max_key_bytes unless configured
 MAX_KEY_BYTES = 4096  # the most sidecar.max_key_bytes may be: a percent-encoded key must fit an HTTP line
 SCOPE_SEPARATOR = ":"
+KEY_MARK = "\x1f"  # stored as key_prefix + KEY_MARK + key: nested prefixes ("a:", "a:b:") never share keys
+LOCK_MARK = "\x1e"  # a lock on a key is key_prefix + LOCK_MARK + key: no data pattern matches it
 
 
 def is_control(ch: str) -> bool:

@@ -7,7 +7,8 @@ directly and parses answers with httptools (llhttp, the parser of Node.js).
 Invariants: one request in flight per connection; a connection goes back to
 the pool only after a complete answer that allows keep-alive; a connection
 that fails before any byte of an answer arrived is retried once on a fresh
-connection when it was a reused one (the sidecar may close idle connections).
+connection when it was a reused one (the sidecar may close idle connections),
+within the same deadline: a timed-out exchange is never retried.
 An answer to HEAD ends with its headers (aiohttp sends no Content-Length for
 it), so the reader completes it there and starts a fresh parser.
 """
@@ -38,11 +39,13 @@ class Answer:
 
 
 class ConnectionFailed(Exception):
-    """The exchange failed; ``answered`` tells whether any byte of an answer had arrived."""
+    """The exchange failed; ``answered`` tells whether any byte of an answer had arrived, ``timed_out``
+    whether the deadline passed."""
 
-    def __init__(self, message: str, answered: bool):
+    def __init__(self, message: str, answered: bool, timed_out: bool = False):
         super().__init__(message)
         self.answered = answered
+        self.timed_out = timed_out
 
 
 def encode_request(method: str, path: str, body: bytes | None, content_type: str | None) -> bytes:
@@ -166,21 +169,23 @@ class AsyncPool:
         self._idle: list[_Protocol] = []
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
 
-    async def request(self, method: str, path: str, body: bytes | None, content_type: str | None) -> Answer:
+    async def request(
+        self, method: str, path: str, body: bytes | None, content_type: str | None, timeout: float | None = None
+    ) -> Answer:
+        """One exchange within ``timeout`` (default: the pool's), waiting for a free slot included."""
         data = encode_request(method, path, body, content_type)
-        async with self._slots:
-            async with asyncio.timeout(self.timeout):
-                while self._idle:
-                    conn = self._idle.pop()
-                    if conn.closed:
-                        continue
-                    try:
-                        return await self._exchange(conn, data, method == "HEAD")
-                    except ConnectionFailed as exc:
-                        if exc.answered:
-                            raise
-                conn = await self._connect()
-                return await self._exchange(conn, data, method == "HEAD")
+        async with asyncio.timeout(timeout or self.timeout), self._slots:
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.closed:
+                    continue
+                try:
+                    return await self._exchange(conn, data, method == "HEAD")
+                except ConnectionFailed as exc:
+                    if exc.answered:
+                        raise
+            conn = await self._connect()
+            return await self._exchange(conn, data, method == "HEAD")
 
     async def _connect(self) -> _Protocol:
         try:
@@ -222,17 +227,21 @@ class SyncConnection:
     def _complete(self, answer: Answer) -> None:
         self._answer = answer
 
-    def request(self, method: str, path: str, body: bytes | None, content_type: str | None) -> Answer:
+    def request(
+        self, method: str, path: str, body: bytes | None, content_type: str | None, timeout: float | None = None
+    ) -> Answer:
+        """One exchange; ``timeout`` (default: the connection's) bounds each wait for the sidecar."""
         data = encode_request(method, path, body, content_type)
         reused = self.sock is not None
         head = method == "HEAD"
+        timeout = timeout or self.timeout
         try:
-            return self._exchange(data, head)
+            return self._exchange(data, head, timeout)
         except ConnectionFailed as exc:
             self.close()
-            if not reused or exc.answered:
+            if not reused or exc.answered or exc.timed_out:
                 raise
-        return self._exchange(data, head)
+        return self._exchange(data, head, timeout)
 
     def _open(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -244,10 +253,11 @@ class SyncConnection:
             raise ConnectionFailed(exc.strerror or str(exc), False) from None
         return sock
 
-    def _exchange(self, data: bytes, head: bool) -> Answer:
+    def _exchange(self, data: bytes, head: bool, timeout: float) -> Answer:
         if self.sock is None or self._reader is None:
             self.sock, self._reader = self._open(), _AnswerReader(self._complete)
         sock, reader = self.sock, self._reader
+        sock.settimeout(timeout)
         self._answer = None
         reader.begin(head)
         try:
@@ -260,7 +270,7 @@ class SyncConnection:
         except (OSError, httptools.HttpParserError) as exc:
             answered = reader.started
             self.close()
-            raise ConnectionFailed(str(exc) or type(exc).__name__, answered) from None
+            raise ConnectionFailed(str(exc) or type(exc).__name__, answered, isinstance(exc, TimeoutError)) from None
         except ConnectionFailed:
             self.close()
             raise

@@ -10,6 +10,8 @@ literal ``/`` separates the key from a sub-resource (``/ttl``, ``/lock``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -24,6 +26,7 @@ from agentcache.protocol import (
     BYTES_TYPE,
     ERR_BAD_JSON,
     ERR_BAD_TOKEN,
+    ERR_LOCK_UNAVAILABLE,
     ERR_LOCKED,
     ERR_METHOD_NOT_ALLOWED,
     ERR_MISS,
@@ -40,6 +43,7 @@ from agentcache.protocol import (
 )
 
 from .backends.base import Entry, ValueTooLarge
+from .budget import Budget
 from .config import Settings
 from .keys import (
     ApiError,
@@ -48,18 +52,24 @@ from .keys import (
     check_pattern,
     check_seconds,
     decode_path_key,
+    is_safe_content_type,
     parse_limit,
     parse_seconds,
 )
 from .metrics import SidecarMetrics
 from .openapi import openapi
-from .server import CacheServer, Handler, Request, Response, json_response
+from .server import CacheServer, Handler, Limits, Request, Response, json_response
 from .store import CacheService
 
 log = logging.getLogger("agentcache.sidecar")
 MAX_BATCH_KEYS = 10000
 MAX_LIST_LIMIT = 10000
 DEFAULT_LOCK_TTL = 30.0
+SMALL_BODY = 65536
+"""Bodies of other routes than values and batches (none is needed) are refused beyond this."""
+BATCH_OBJECT_COST = 80
+"""Bytes a parsed JSON value costs at least (a small int, an empty list); with the count of ``{[,:`` in a batch
+body this bounds the memory and time its parse takes before it starts."""
 
 SERVICE = web.AppKey("service", CacheService)
 """Where ``health``/``ready``/``stats`` find the service, on the socket server and the aiohttp metrics app alike."""
@@ -95,10 +105,12 @@ async def errors_as_json(request: Request, handler: Handler) -> Response:
 class KeyApi:
     """Handlers of the ``/v1/keys`` and ``/v1/batch`` resources."""
 
-    def __init__(self, service: CacheService, settings: Settings, metrics: SidecarMetrics):
+    def __init__(self, service: CacheService, settings: Settings, metrics: SidecarMetrics, budget: Budget):
         self.service = service
         self.settings = settings
         self.metrics = metrics
+        self.batch_bytes = budget.batch_bytes
+        self._large_batch = asyncio.Semaphore(1)
         self.max_key = settings.sidecar.max_key_bytes
         self.max_value = settings.sidecar.max_value_bytes
         self.default_ttl = settings.cache.default_ttl
@@ -133,7 +145,11 @@ class KeyApi:
         if entry is None:
             _observe(self.metrics, "get", "miss", started)
             return miss_response()
-        headers = {"Content-Type": entry.content_type, HEADER_TTL: _ttl_text(entry)}
+        content_type = entry.content_type
+        if not is_safe_content_type(content_type):  # stored metadata is data: never echo it raw as a header
+            self.metrics.rejections.labels("bad_stored_content_type").inc()
+            content_type = BYTES_TYPE
+        headers = {"Content-Type": content_type, HEADER_TTL: _ttl_text(entry)}
         if not entry.is_fresh():
             headers[HEADER_STALE] = "1"
         _observe(self.metrics, "get", "hit", started)
@@ -193,13 +209,17 @@ class KeyApi:
         if ttl <= 0:
             raise ApiError(400, protocol.ERR_BAD_TTL, "a lock needs a ttl greater than 0")
         token = secrets.token_urlsafe(18)
+        ttl = min(ttl, self.service.max_lock_ttl)
         taken = await self.service.acquire_lock(key, token, ttl)
         if taken is False:
             _observe(self.metrics, "lock", "held", started)
             return error_response(409, ERR_LOCKED, "another caller holds this lock")
-        degraded = taken is None or not self.service.primary_up  # None: nobody holds locks; down: only this pod
+        if taken is None:
+            _observe(self.metrics, "lock", "unavailable", started)
+            return error_response(409, ERR_LOCK_UNAVAILABLE, "no backend could take this lock; compute without it")
+        degraded = not self.service.primary_up  # held in the memory fallback: only this pod sees it
         _observe(self.metrics, "lock", "degraded" if degraded else "ok", started)
-        return json_response({"token": token, "degraded": degraded})
+        return json_response({"token": token, "ttl": ttl, "degraded": degraded})
 
     async def unlock(self, request: Request, key: str) -> Response:
         started = time.perf_counter()
@@ -234,7 +254,20 @@ class KeyApi:
         _observe(self.metrics, "list", "ok", started)
         return json_response({"keys": keys})
 
+    def _batch_slot(self, request: Request) -> contextlib.AbstractAsyncContextManager[None]:
+        """Large batches take turns, so the memory their parses take is counted once."""
+        return self._large_batch if request.content_length > SMALL_BODY else contextlib.nullcontext()
+
     async def _json_body(self, request: Request, field: str, kind: type) -> tuple[dict, Any]:
+        raw = await request.read()
+        cost = len(raw) + BATCH_OBJECT_COST * sum(map(raw.count, (b"{", b"[", b",", b":")))
+        if cost > 2 * self.batch_bytes:
+            raise ApiError(
+                413,
+                ERR_TOO_LARGE,
+                f"this batch would take about {cost} bytes to parse; the limit is "
+                f"{2 * self.batch_bytes}: send fewer or smaller values per batch",
+            )
         try:
             body = json.loads(await request.text(), parse_constant=_reject_constant)
         except (ValueError, RecursionError, LookupError):  # bad syntax or encoding, too deep, unknown charset
@@ -254,10 +287,22 @@ class KeyApi:
         _, keys = await self._json_body(request, "keys", list)
         keys = [check_key(k, self.max_key) for k in keys]
         entries = await self.service.get_many(keys)
+        size = sum(len(e.value) for e in entries if e is not None)
+        if size > self.batch_bytes:
+            raise ApiError(
+                413,
+                ERR_TOO_LARGE,
+                f"these values hold {size} bytes; a batch answer holds at most "
+                f"{self.batch_bytes}: ask for fewer keys at a time",
+            )
         _observe(self.metrics, "get_many", "ok", started)
         return json_response({"values": {k: _as_json_value(e) for k, e in zip(keys, entries)}})
 
     async def batch_set(self, request: Request) -> Response:
+        async with self._batch_slot(request):
+            return await self._batch_set(request)
+
+    async def _batch_set(self, request: Request) -> Response:
         started = time.perf_counter()
         body, items = await self._json_body(request, "items", dict)
         ttl = check_seconds(body.get("ttl", self.default_ttl), "ttl")
@@ -347,7 +392,9 @@ async def ready(request: Request) -> Response:
         "ready": service.ready,
         "backend": service.backend.name,
         "backend_up": service.primary_up,
+        "circuit": "closed" if service.primary_up else "open",
         "fallback_active": not service.primary_up and service.fallback is not None,
+        "writes_failing": service.writes_failing,
     }
     return json_response(body, status=200 if service.ready else 503)
 
@@ -356,9 +403,12 @@ async def stats(request: Request) -> Response:
     return json_response(await request.app[SERVICE].stats())
 
 
-def create_server(settings: Settings, service: CacheService, metrics: SidecarMetrics) -> CacheServer:
+def create_server(
+    settings: Settings, service: CacheService, metrics: SidecarMetrics, budget: Budget | None = None
+) -> CacheServer:
     """The cache API (served on the Unix socket): its routes, limits and shared state."""
-    api = KeyApi(service, settings, metrics)
+    budget = budget or Budget.of(settings)
+    api = KeyApi(service, settings, metrics, budget)
     exact: dict[tuple[str, str], Handler] = {
         ("GET", protocol.KEYS_PATH): api.list_keys,
         ("DELETE", protocol.KEYS_PATH): api.delete_keys,
@@ -381,11 +431,32 @@ def create_server(settings: Settings, service: CacheService, metrics: SidecarMet
         return lambda request: errors_as_json(request, handler)
 
     side = settings.sidecar
+    batch_paths = {
+        path.encode() for path in (protocol.BATCH_GET_PATH, protocol.BATCH_SET_PATH, protocol.BATCH_DELETE_PATH)
+    }
+
+    def body_limit(url: bytes) -> tuple[int, str]:
+        if url.startswith(KEY_PATH_PREFIX.encode()):
+            return side.max_value_bytes, "a value (max_value_bytes)"
+        if url.partition(b"?")[0] in batch_paths:
+            return budget.batch_bytes, "a batch (max_batch_bytes)"
+        return SMALL_BODY, "a request body"
+
+    limits = Limits(
+        max_line=max(8190, 3 * side.max_key_bytes + 1024),
+        header_timeout=side.header_timeout,
+        body_timeout=side.body_timeout,
+        idle_timeout=side.idle_timeout,
+        send_timeout=side.send_timeout,
+        max_pipeline=side.max_pipeline,
+    )
     return CacheServer(
         route,
         {SERVICE: service},
-        max_body=max(4 * side.max_value_bytes, 32 * 1024 * 1024),
-        max_line=max(8190, 3 * side.max_key_bytes + 1024),
+        budget,
+        limits,
+        body_limit,
+        on_reject=lambda reason: metrics.rejections.labels(reason).inc(),
     )
 
 

@@ -44,6 +44,30 @@ POOL_KWARGS = frozenset(
 )
 
 
+_QUANTITY = re.compile(r"^\s*(\d+)\s*([KMGT]i?)?B?\s*$")
+_UNITS = {"K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
+
+
+def parse_quantity(text: str) -> int:
+    """Bytes from ``"134217728"``, ``"128Mi"`` or ``"1G"`` (Kubernetes' binary and decimal suffixes)."""
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError("must be a number of bytes, optionally with a suffix such as Ki, Mi, Gi, K, M, G")
+    return int(match.group(1)) * _UNITS.get(match.group(2) or "", 1)
+
+
+def cgroup_memory_limit(root: str = "/sys/fs/cgroup") -> int | None:
+    """The container's memory limit in bytes (cgroup v2, else v1), None when unlimited or unknown."""
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        try:
+            text = Path(root, name).read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # v1 reports "unlimited" as a huge number
+            return int(text)
+    return None
+
+
 class ConfigError(ValueError):
     """A configuration problem a user must fix; ``str()`` is the full explanation."""
 
@@ -56,7 +80,10 @@ class CacheSettings(_Section):
     backend: Literal["memory", "file", "valkey"] = "memory"
     enabled: bool = True
     default_ttl: float = Field(1800, ge=0, description="seconds; 0 never expires")
-    key_prefix: str = "agentcache:"
+    key_prefix: str = Field(
+        "agentcache-local:",
+        description="never empty; the default nests no operator-made prefix (agentcache:<namespace>:<name>:)",
+    )
     max_size: int = Field(10000, ge=1, description="memory backend: maximum items")
     max_memory_bytes: int = Field(256 * MiB, ge=1024, description="memory backend: byte bound")
     cleanup_interval: float = Field(300, gt=0)
@@ -71,6 +98,10 @@ class CacheSettings(_Section):
     @field_validator("key_prefix")
     @classmethod
     def _prefix_is_printable(cls, value: str) -> str:
+        if not value:
+            raise ValueError(
+                "must not be empty: an empty prefix would let this sidecar read and clear every tenant's keys"
+            )
         if any(is_control(ch) for ch in value):
             raise ValueError("must not contain control characters")
         return value
@@ -79,6 +110,7 @@ class CacheSettings(_Section):
 class ValkeySettings(_Section):
     url: str = "valkey://localhost:6379"
     db: int = Field(0, ge=0, le=15)
+    username: str | None = Field(None, description="Valkey ACL user (managed Valkey: one per AgentCache)")
     password: str | None = None
     max_connections: int = Field(20, ge=1, le=10000)
     retry_on_timeout: bool = True
@@ -149,6 +181,36 @@ class SidecarSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     fallback: Literal["miss", "memory"] = "memory"
     shutdown_timeout: float = Field(10.0, ge=0)
+    max_memory: int | None = Field(
+        None,
+        ge=32 * MiB,
+        description="bytes (or 128Mi, 1G); default: the cgroup "
+        "limit, else 1Gi; the sidecar's buffers and memory store are sized from it",
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="default: from max_memory and the "
+        "fd limit; beyond it a new connection gets a JSON 503 and is closed",
+    )
+    header_timeout: float = Field(10.0, gt=0, description="seconds to send a request's line and headers")
+    body_timeout: float = Field(30.0, gt=0, description="seconds to send a request's body")
+    idle_timeout: float = Field(60.0, gt=0, description="seconds a keep-alive connection may sit idle")
+    send_timeout: float = Field(30.0, gt=0, description="seconds a client may leave an answer unread")
+    max_pipeline: int = Field(16, ge=1, le=1024, description="requests read ahead of their answers per connection")
+    max_batch_bytes: int | None = Field(
+        None, ge=1024, description="batch request/answer bytes; default from max_memory"
+    )
+    backend_timeout: float = Field(0.25, gt=0, le=60, description="deadline of one backend call, retries included")
+    breaker_threshold: int = Field(3, ge=1, le=1000, description="consecutive backend timeouts that open the circuit")
+    max_lock_ttl: float = Field(600.0, gt=0, le=86400, description="seconds; longer lock requests are shortened")
+    max_locks: int = Field(10000, ge=1, le=10_000_000, description="locks held by the memory store at once")
+
+    @field_validator("max_memory", "max_batch_bytes", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> Any:
+        return parse_quantity(value) if isinstance(value, str) else value
 
     @field_validator("socket_mode", mode="before")
     @classmethod

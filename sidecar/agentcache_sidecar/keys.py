@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TypeGuard
 from urllib.parse import unquote_to_bytes
 
 from agentcache.protocol import (
@@ -96,9 +97,14 @@ def parse_limit(raw: str | None, default: int, maximum: int) -> int:
     return value
 
 
+def is_safe_content_type(value: object) -> TypeGuard[str]:
+    """Printable ASCII, 1..255 characters: safe to send as a header."""
+    return isinstance(value, str) and 0 < len(value) <= 255 and all(0x20 <= ord(c) <= 0x7E for c in value)
+
+
 def check_content_type(value: object, key: str) -> str:
     """A Content-Type to store and later send as a header: printable ASCII, at most 255 characters."""
-    if not isinstance(value, str) or not 0 < len(value) <= 255 or not all(0x20 <= ord(c) <= 0x7E for c in value):
+    if not is_safe_content_type(value):
         raise ApiError(
             400, ERR_BAD_CONTENT_TYPE, f"the content type of {key!r} must be 1..255 printable ASCII characters"
         )

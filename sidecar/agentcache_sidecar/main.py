@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import os
 import signal
@@ -23,11 +24,12 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agentcache.protocol import ENV_LOG_LEVEL, HEALTH_PATH, METRICS_PATH, READY_PATH
+from agentcache.protocol import ENV_LOG_LEVEL, ERR_BUSY, HEALTH_PATH, METRICS_PATH, READY_PATH
 
 from .app import SERVICE, create_server
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
+from .budget import Budget, raise_fd_limit
 from .config import ConfigError, Settings, load_config
 from .metrics import SidecarMetrics
 from .server import Handler
@@ -39,24 +41,34 @@ log = logging.getLogger("agentcache.sidecar")
 def build_backend(settings: Settings) -> Backend:
     cache = settings.cache
     if cache.backend == "memory":
-        return MemoryBackend(cache.max_size, cache.max_memory_bytes, cache.cleanup_interval)
+        return MemoryBackend(
+            cache.max_size,
+            Budget.of(settings).store_bytes,
+            cache.cleanup_interval,
+            max_locks=settings.sidecar.max_locks,
+        )
     if cache.backend == "file":
         from .backends.file import FileBackend
 
         return FileBackend(cache)
     from .backends.valkey import ValkeyBackend
 
-    return ValkeyBackend(settings.valkey, cache)
+    return ValkeyBackend(settings.valkey, cache, deadline=settings.sidecar.backend_timeout)
 
 
 def build_service(settings: Settings, metrics: SidecarMetrics) -> CacheService:
+    side = settings.sidecar
     return CacheService(
         build_backend(settings),
         key_prefix=settings.cache.key_prefix,
         enabled=settings.cache.enabled,
-        fallback=settings.sidecar.fallback,
+        fallback=side.fallback,
         metrics=metrics,
         fallback_max_items=settings.cache.max_size,
+        fallback_max_bytes=Budget.of(settings).store_bytes,
+        deadline=side.backend_timeout,
+        breaker_threshold=side.breaker_threshold,
+        max_lock_ttl=side.max_lock_ttl,
     )
 
 
@@ -77,18 +89,35 @@ SOCKET_PROBE_TIMEOUT = 1.0
 
 
 async def socket_serves(socket_path: str) -> bool:
-    """Whether the cache API answers ``GET /healthz`` on its Unix socket within a second."""
+    """Whether the cache API answers ``GET /healthz`` on its Unix socket within a second.
+
+    A 503 ``busy`` (the socket is at its ``max_connections``) counts as serving: the server answered,
+    and restarting it would drop every connection it holds.
+    """
     try:
         async with asyncio.timeout(SOCKET_PROBE_TIMEOUT):
             reader, writer = await asyncio.open_unix_connection(socket_path)
             try:
-                writer.write(b"GET /healthz HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+                writer.write(f"GET {HEALTH_PATH} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n".encode())
                 await writer.drain()
-                return (await reader.readline()).startswith(b"HTTP/1.1 200")
+                status = await reader.readline()
+                if status.startswith(b"HTTP/1.1 503"):
+                    return _error_code((await reader.read()).partition(b"\r\n\r\n")[2]) == ERR_BUSY
+                return status.startswith(b"HTTP/1.1 200")
             finally:
                 writer.close()
     except (OSError, TimeoutError):
         return False
+
+
+def _error_code(body: bytes) -> str | None:
+    """The ``error`` of a JSON error body, None when it is not one."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    code = payload.get("error") if isinstance(payload, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def create_metrics_app(service: CacheService, metrics: SidecarMetrics, socket_path: str) -> web.Application:
@@ -139,9 +168,10 @@ def clear_stale_socket(path: str) -> None:
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT)."""
     side = settings.sidecar
+    fd_limit = raise_fd_limit()
     metrics = SidecarMetrics()
     service = build_service(settings, metrics)
-    server = create_server(settings, service, metrics)
+    server = create_server(settings, service, metrics, Budget.of(settings, fd_limit))
     metrics_runner = None
     socket_path = str(Path(side.socket_path))
     if side.metrics_port:  # bound first: a busy port must fail before the socket exists
@@ -160,11 +190,13 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     await server.start(socket_path)
     os.chmod(socket_path, side.socket_mode)
     log.info(
-        "agentcache sidecar serving %s backend on %s (metrics on %s:%s)",
+        "agentcache sidecar serving %s backend on %s (metrics on %s:%s; memory budget %d MiB, at most %d connections)",
         settings.cache.backend,
         socket_path,
         side.metrics_host,
         side.metrics_port or "off",
+        server.budget.max_memory >> 20,
+        server.budget.connections,
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

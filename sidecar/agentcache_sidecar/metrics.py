@@ -25,6 +25,7 @@ MEMORY_BYTES = "agentcache_memory_bytes"
 BACKEND_UP = "agentcache_backend_up"
 BACKEND_ERRORS_TOTAL = "agentcache_backend_errors_total"
 VALUE_BYTES = "agentcache_value_bytes"
+REJECTIONS_TOTAL = "agentcache_rejections_total"
 
 EVICTION_REASONS = ("lru", "expired", "size", "corrupt")
 BACKEND_OPS = (
@@ -52,6 +53,7 @@ SIDECAR_METRICS = (
     BACKEND_UP,
     BACKEND_ERRORS_TOTAL,
     VALUE_BYTES,
+    REJECTIONS_TOTAL,
 )
 
 
@@ -80,6 +82,12 @@ class SidecarMetrics:
         self.backend_up = Gauge(BACKEND_UP, "1 when the configured backend answers, else 0.", registry=r)
         self.backend_errors = Counter(_base(BACKEND_ERRORS_TOTAL), "Backend failures by operation.", ["op"], registry=r)
         self.value_bytes = Histogram(VALUE_BYTES, "Sizes of values written.", buckets=SIZE_BUCKETS, registry=r)
+        self.rejections = Counter(
+            _base(REJECTIONS_TOTAL),
+            "Connections, requests and stored values refused to keep the sidecar within its budget, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str], tuple] = {}
         for reason in EVICTION_REASONS:  # series exist at 0 from the start, so rate() panels have data
             self.evictions.labels(reason)

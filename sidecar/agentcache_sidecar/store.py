@@ -1,14 +1,23 @@
 """The cache service behind the HTTP API: tenancy, enable switch, fallback and statistics.
 
 Invariants:
-- every key and pattern that reaches a backend starts with ``key_prefix``
-  (patterns with the prefix escaped), so an agent can never reach another
-  prefix; keys handed back are the agent's keys, without the prefix;
+- every key that reaches a backend is ``key_prefix + KEY_MARK + key`` and every
+  lock ``key_prefix + LOCK_MARK + key``; neither mark can occur in a prefix or an
+  agent's key (control characters), so a tenant's keys, patterns and locks never
+  match another tenant's, even when one prefix nests the other (``a:`` and
+  ``a:b:``); keys handed back are the agent's keys, without prefix and mark;
+- every backend call has a deadline (``sidecar.backend_timeout``, retries
+  included); scans and batches are bounded per exchange by the backend instead;
 - a backend failure on a read is a miss, on a write is a dropped write or a
   write to the memory fallback; nothing here raises ``BackendError`` upwards;
-- while the primary is marked down, requests go straight to the fallback and a
-  probe task pings the primary; when it answers again the fallback is emptied
-  (its contents may contradict what other pods wrote meanwhile).
+- the circuit opens (primary marked down) at once on a connection failure and
+  after ``breaker_threshold`` consecutive timeouts; while open, requests go
+  straight to the fallback (or miss) and a probe task pings the primary; when
+  it answers again the fallback is emptied (its contents may contradict what
+  other pods wrote meanwhile) and the circuit closes;
+- a write the backend refused alone (``WriteRefused``: disk full) is dropped and
+  counted; it does not open the circuit, reads go on being served;
+- a lock TTL is at most ``max_lock_ttl``; a lock no backend could take is not granted.
 """
 
 from __future__ import annotations
@@ -21,9 +30,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from agentcache.protocol import DEGRADED_DISABLED, DEGRADED_DROPPED, DEGRADED_FALLBACK, escape_glob
+from agentcache.protocol import (
+    DEGRADED_DISABLED,
+    DEGRADED_DROPPED,
+    DEGRADED_FALLBACK,
+    KEY_MARK,
+    LOCK_MARK,
+    escape_glob,
+)
 
-from .backends.base import Backend, BackendError, Entry
+from .backends.base import Backend, BackendError, BackendTimeout, Entry, WriteRefused
 from .backends.memory import MemoryBackend
 from .metrics import SidecarMetrics
 
@@ -50,18 +66,35 @@ class CacheService:
         fallback: str,
         metrics: SidecarMetrics,
         fallback_max_items: int = 10000,
+        fallback_max_bytes: int = 64 << 20,
+        deadline: float = 0.25,
+        breaker_threshold: int = 3,
+        max_lock_ttl: float = 600.0,
     ):
+        if not key_prefix:
+            raise ValueError("key_prefix must not be empty")
         self.backend = backend
         self.prefix = key_prefix
+        self._key_base = key_prefix + KEY_MARK
+        self._lock_base = key_prefix + LOCK_MARK
+        self.deadline = deadline
+        self.breaker_threshold = breaker_threshold
+        self.max_lock_ttl = max_lock_ttl
+        self._timeouts_in_row = 0
+        self.timeouts = 0
         self.enabled = enabled
         self.metrics = metrics
         self.fallback: MemoryBackend | None = (
-            MemoryBackend(max_items=fallback_max_items) if fallback == "memory" and backend.name == "valkey" else None
+            MemoryBackend(max_items=fallback_max_items, max_bytes=fallback_max_bytes)
+            if fallback == "memory" and backend.name == "valkey"
+            else None
         )
         self.primary_up = True
         self.hits = 0
         self.misses = 0
         self.dropped_writes = 0
+        self.write_errors = 0
+        self.last_write_error: str | None = None
         self.errors = 0
         self.evictions = 0
         self._probe: asyncio.Task | None = None
@@ -120,19 +153,50 @@ class CacheService:
         self.metrics.backend_up.set(1)
 
     @property
+    def writes_failing(self) -> bool:
+        """The last write the backend was given was refused (disk full): reads go on, writes are dropped."""
+        return self.last_write_error is not None
+
+    @property
     def ready(self) -> bool:
         return self.primary_up or self.fallback is not None
 
-    async def _run(self, op: str, primary: Callable[[Backend], Awaitable[T]], degraded: T) -> T:
-        """Run ``primary`` on the backend; on failure (or while down) on the fallback, else ``degraded``."""
+    def _failed(self, op: str, exc: BackendError) -> None:
+        """Count a failure; open the circuit on an outage or on ``breaker_threshold`` timeouts in a row."""
+        self.errors += 1
+        self.metrics.backend_errors.labels(op).inc()
+        log.debug("backend error during %s: %s", op, exc)
+        if isinstance(exc, WriteRefused):
+            self.write_errors += 1
+            self.last_write_error = str(exc)
+            return
+        if isinstance(exc, BackendTimeout):
+            self.timeouts += 1
+            self._timeouts_in_row += 1
+            if self._timeouts_in_row < self.breaker_threshold:
+                return
+        self._mark_down(op)
+
+    async def _run(self, op: str, primary: Callable[[Backend], Awaitable[T]], degraded: T, bounded: bool = True) -> T:
+        """Run ``primary`` on the backend within the deadline; on failure (or while down) on the fallback,
+        else ``degraded``. ``bounded=False``: scans, whose backend bounds each exchange instead."""
         if self.primary_up:
             try:
-                return await primary(self.backend)
+                if not bounded:
+                    result = await primary(self.backend)
+                else:
+                    try:
+                        async with asyncio.timeout(self.deadline):
+                            result = await primary(self.backend)
+                    except TimeoutError:
+                        raise BackendTimeout(f"{self.backend.name} {op} took longer than {self.deadline} s") from None
             except BackendError as exc:
-                self.errors += 1
-                self.metrics.backend_errors.labels(op).inc()
-                log.debug("backend error during %s: %s", op, exc)
-                self._mark_down(op)
+                self._failed(op, exc)
+                if isinstance(exc, WriteRefused):
+                    return degraded
+            else:
+                self._timeouts_in_row = 0
+                return result
         if self.fallback is not None:
             return await primary(self.fallback)
         return degraded
@@ -140,13 +204,16 @@ class CacheService:
     # --- keys ------------------------------------------------------------------------------------
 
     def full_key(self, key: str) -> str:
-        return self.prefix + key
+        return self._key_base + key
+
+    def lock_key(self, key: str) -> str:
+        return self._lock_base + key
 
     def agent_key(self, full_key: str) -> str:
-        return full_key[len(self.prefix) :]
+        return full_key[len(self._key_base) :]
 
     def full_pattern(self, pattern: str) -> str:
-        return escape_glob(self.prefix) + pattern
+        return escape_glob(self._key_base) + pattern
 
     # --- operations ------------------------------------------------------------------------------
 
@@ -174,13 +241,13 @@ class CacheService:
             entries: list[Entry | None] = [None] * len(keys)
         else:
             full = [self.full_key(k) for k in keys]
-            entries = await self._run("get_many", lambda b: b.get_many(full), [None] * len(keys))
+            entries = await self._run("get_many", lambda b: b.get_many(full), [None] * len(keys), bounded=False)
             entries = [e if e is not None and e.is_fresh() else None for e in entries]
         for entry in entries:
             self._count(entry is not None)
         return entries
 
-    async def _write(self, op: str, action: Callable[[Backend], Awaitable[None]]) -> WriteOutcome:
+    async def _write(self, op: str, action: Callable[[Backend], Awaitable[None]], bounded: bool = True) -> WriteOutcome:
         if not self.enabled:
             self.dropped_writes += 1
             return WriteOutcome(stored=False, degraded=DEGRADED_DISABLED)
@@ -190,12 +257,13 @@ class CacheService:
             await action(backend)
             return backend
 
-        used = await self._run(op, attempt, sentinel)
+        used = await self._run(op, attempt, sentinel, bounded)
         if used is sentinel:
             self.dropped_writes += 1
             return WriteOutcome(stored=False, degraded=DEGRADED_DROPPED)
         if used is self.fallback:
             return WriteOutcome(stored=True, degraded=DEGRADED_FALLBACK)
+        self.last_write_error = None
         return WriteOutcome(stored=True)
 
     async def set(self, key: str, entry: Entry) -> WriteOutcome:
@@ -206,7 +274,7 @@ class CacheService:
         for _, entry in items:
             self.metrics.value_bytes.observe(len(entry.value))
         full = [(self.full_key(k), e) for k, e in items]
-        return await self._write("set_many", lambda b: b.set_many(full))
+        return await self._write("set_many", lambda b: b.set_many(full), bounded=False)
 
     async def exists(self, key: str) -> bool:
         return await self.get(key, count=False) is not None
@@ -216,10 +284,12 @@ class CacheService:
 
     async def delete_many(self, keys: list[str]) -> int:
         full = [self.full_key(k) for k in keys]
-        return await self._run("delete_many", lambda b: b.delete_many(full), 0)
+        return await self._run("delete_many", lambda b: b.delete_many(full), 0, bounded=False)
 
     async def delete_pattern(self, pattern: str) -> int:
-        return await self._run("delete_pattern", lambda b: b.delete_pattern(self.full_pattern(pattern)), 0)
+        return await self._run(
+            "delete_pattern", lambda b: b.delete_pattern(self.full_pattern(pattern)), 0, bounded=False
+        )
 
     async def clear(self) -> int:
         return await self.delete_pattern("*")
@@ -233,14 +303,17 @@ class CacheService:
                     break
             return sorted(found[:limit])
 
-        return await self._run("list", collect, [])
+        return await self._run("list", collect, [], bounded=False)
 
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool | None:
-        """True: taken; False: held by someone else; None: no backend could answer."""
-        return await self._run("lock", lambda b: b.acquire_lock(self.full_key(key), token, ttl), None)
+        """True: taken; False: held by someone else; None: no backend could take it (not granted).
+
+        ``ttl`` is capped at ``max_lock_ttl``."""
+        ttl = min(ttl, self.max_lock_ttl)
+        return await self._run("lock", lambda b: b.acquire_lock(self.lock_key(key), token, ttl), None)
 
     async def release_lock(self, key: str, token: str) -> bool:
-        return await self._run("unlock", lambda b: b.release_lock(self.full_key(key), token), False)
+        return await self._run("unlock", lambda b: b.release_lock(self.lock_key(key), token), False)
 
     async def sample_gauges(self) -> None:
         """Refresh the keys/memory gauges for a scrape, at most every ``GAUGE_SAMPLE_INTERVAL`` seconds."""
@@ -248,7 +321,7 @@ class CacheService:
             await self.stats()
 
     async def stats(self) -> dict:
-        key_count = await self._run("stats", lambda b: b.key_count(self.full_pattern("*")), 0)
+        key_count = await self._run("stats", lambda b: b.key_count(self.full_pattern("*")), 0, bounded=False)
         memory = await self._run("stats", lambda b: b.memory_usage(), 0)
         self.metrics.keys.set(key_count)
         self.metrics.memory.set(memory)
@@ -267,6 +340,10 @@ class CacheService:
             "memory_usage": memory,
             "evictions": self.evictions,
             "dropped_writes": self.dropped_writes,
+            "write_errors": self.write_errors,
+            "last_write_error": self.last_write_error,
+            "circuit": "closed" if self.primary_up else "open",
+            "backend_timeouts": self.timeouts,
             "errors": self.errors,
             "time": time.time(),
         }

@@ -22,7 +22,7 @@ from agentcache import protocol
 from agentcache_operator import names
 from agentcache_operator.render.common import Cache
 from agentcache_operator.render.sidecar_config import render_config_map
-from agentcache_operator.render.valkey import render_password_secret
+from agentcache_operator.render.valkey import SIDECAR_ACL_FILE, config_data, render_password_secret, sidecar_password
 from tests.support.process import free_port
 from tests.support.valkey import ValkeyProcess
 
@@ -98,10 +98,12 @@ async def test_memory_backend_pod_serves_the_agents_socket(post, tmp_path):
 async def test_managed_valkey_pod_serves_the_agents_socket_with_the_secrets_password(post, tmp_path):
     password = secrets.token_urlsafe(16)
     valkey = ValkeyProcess(tmp_path / "valkey").start()
+    cache = agentcache("valkey-cache", backend="valkey", valkey={"mode": "managed"})
     client = valkey_client.Valkey(host="127.0.0.1", port=valkey.port)
+    sidecar_user = config_data(Cache.from_body(cache))[SIDECAR_ACL_FILE].split()  # as start.sh makes it
+    client.execute_command("ACL", "SETUSER", *sidecar_user, ">" + sidecar_password(password, Cache.from_body(cache)))
     client.config_set("requirepass", password)  # after start: the readiness PING is unauthenticated
     client.close()
-    cache = agentcache("valkey-cache", backend="valkey", valkey={"mode": "managed"})
     secret = render_password_secret(Cache.from_body(cache), password)
     process = None
     try:

@@ -162,7 +162,10 @@ async def test_user_scrape_annotations_are_kept(post):
 @pytest.mark.parametrize(
     "cache, secret_ref",
     [
-        ("valkey-cache", {"name": names.valkey_password_secret("valkey-cache"), "key": "password"}),
+        (
+            "valkey-cache",
+            {"name": names.valkey_password_secret("valkey-cache"), "key": names.VALKEY_SIDECAR_PASSWORD_KEY},
+        ),
         ("ext-cache", {"name": "ext-valkey", "key": "secret"}),
     ],
 )

@@ -116,6 +116,7 @@ def test_managed_config_points_at_the_service_with_the_password_from_env():
         "url": "valkey://llm-cache-valkey.agents.svc:6379",
         "db": 0,
         "password": "${AGENTCACHE_VALKEY_PASSWORD:}",
+        "username": "agentcache-llm-cache",
     }
     assert endpoint(example("managed-standalone")) == "valkey://llm-cache-valkey.agents.svc:6379/0"
 

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from agentcache_operator.render import Cache
-from agentcache_operator.render.valkey import config_data
+from agentcache_operator.render.valkey import SIDECAR_ACL_FILE, config_data
 from tests.support.process import Launched, free_port
 from tests.support.tools import require_tool
 
 from .examples import EXAMPLE_FILES, agent_cache
 
 PASSWORD = "start-test-password"
+SIDECAR_PASSWORD = "sidecar-test-password"
 
 
 class StartedValkey(Launched):
@@ -36,6 +37,7 @@ class StartedValkey(Launched):
         conf.write_text("\n".join(lines) + "\n")
         script = workdir / "start.sh"
         script.write_text(data["start.sh"])
+        (workdir / SIDECAR_ACL_FILE).write_text(data[SIDECAR_ACL_FILE])
         server_dir = str(Path(require_tool("valkey-server")).parent)
         self.launch(
             ["sh", str(script)],
@@ -44,6 +46,7 @@ class StartedValkey(Launched):
                 "PATH": f"{server_dir}:{os.environ['PATH']}",
                 "VALKEY_CONFIG": str(conf),
                 "VALKEY_PASSWORD": PASSWORD,
+                "VALKEY_SIDECAR_PASSWORD": SIDECAR_PASSWORD,
                 **env,
             },
         )

@@ -17,6 +17,8 @@ import pytest
 from aiohttp import ClientSession, TCPConnector
 from yarl import URL
 
+from agentcache_sidecar.store import KEY_MARK
+
 
 @pytest.fixture
 async def http(memory_sidecar):
@@ -251,7 +253,8 @@ async def test_oversized_values_are_413(sidecar_factory):
 
 
 async def _error_body(status):
-    return json.dumps({"error": "too_large", "message": "value of 1001 bytes exceeds max_value_bytes (1000)"}).encode()
+    message = "a value (max_value_bytes) of 1001 bytes exceeds 1000 bytes"
+    return json.dumps({"error": "too_large", "message": message}).encode()
 
 
 async def _chunks(data: bytes):
@@ -286,7 +289,7 @@ async def test_prefix_confinement(sidecar_factory, valkey_server):
         async with a.post("/v1/batch/get", json={"keys": ["b:secret", "../secret", "secret"]}) as resp:
             assert set((await resp.json())["values"].values()) == {None}
     assert raw.get("secret") == b"outside"
-    assert raw.get("ab:secret") is not None
+    assert raw.get("ab:" + KEY_MARK + "secret") is not None
     raw.close()
 
 

@@ -11,6 +11,7 @@ from agentcache.protocol import escape_glob
 from agentcache_sidecar.backends.base import Entry
 from agentcache_sidecar.config import parse_settings
 from agentcache_sidecar.main import build_backend
+from agentcache_sidecar.store import KEY_MARK, LOCK_MARK
 
 BACKENDS = ["memory", "file", "valkey"]
 
@@ -170,11 +171,12 @@ async def test_lock_expires(backend):
     assert await backend.release_lock("p:job", "t1") is False
 
 
-async def test_locks_are_invisible_to_scans(backend):
-    await backend.acquire_lock("p:job", "t1", 5)
-    await backend.set("p:data", entry(b"v"))
-    assert await collect(backend, "p:*") == {"p:data"}
-    assert await backend.get("p:job") is None
+async def test_store_locks_are_invisible_to_its_scans(backend):
+    """The store's lock keys (``prefix + LOCK_MARK + key``) never match its data patterns (``prefix + KEY_MARK``)."""
+    await backend.acquire_lock("p:" + LOCK_MARK + "job", "t1", 5)
+    await backend.set("p:" + KEY_MARK + "data", entry(b"v"))
+    assert await collect(backend, "p:" + KEY_MARK + "*") == {"p:" + KEY_MARK + "data"}
+    assert await backend.get("p:" + KEY_MARK + "job") is None
 
 
 async def test_ping(backend):

@@ -19,8 +19,9 @@ import valkey.asyncio as valkey_asyncio
 
 from agentcache_sidecar.backends import record
 from agentcache_sidecar.backends.base import BackendError, Entry
-from agentcache_sidecar.backends.valkey import CLIENT_NAME, LOCK_NAMESPACE, ValkeyBackend
+from agentcache_sidecar.backends.valkey import CLIENT_NAME, ValkeyBackend
 from agentcache_sidecar.config import CacheSettings, ConfigError, ValkeySettings
+from agentcache_sidecar.store import KEY_MARK, LOCK_MARK
 from tests.support.process import free_port
 from tests.support.tools import require_tool
 from tests.support.valkey import ValkeyProcess
@@ -205,25 +206,31 @@ async def test_scan_deletes_only_its_prefix_and_db(valkey_server, raw):
         await other_db.close()
 
 
-async def test_locks_are_shared_by_backends_and_invisible_to_scans(valkey_server, raw):
+LOCK = "p:" + LOCK_MARK + "job"
+DATA = "p:" + KEY_MARK + "*"
+
+
+async def test_locks_are_shared_by_backends_and_outside_data_patterns(valkey_server, raw):
+    """Lock keys are the store's (``prefix + LOCK_MARK + key``): no data pattern (``prefix + KEY_MARK + *``)
+    matches them."""
     first = make_backend(valkey_server.url)
     second = make_backend(valkey_server.url)
     try:
-        assert await first.acquire_lock("p:job", "token-1", ttl=0.3)
-        assert not await second.acquire_lock("p:job", "token-2", ttl=5)
-        assert await raw.get(LOCK_NAMESPACE + "p:job") == b"token-1"
+        assert await first.acquire_lock(LOCK, "token-1", ttl=0.3)
+        assert not await second.acquire_lock(LOCK, "token-2", ttl=5)
+        assert await raw.get(LOCK) == b"token-1"
 
-        assert await second.key_count("*") == 0
-        assert [batch async for batch in second.scan("*")] == []
-        assert await second.delete_pattern("*") == 0
-        assert not await second.release_lock("p:job", "token-2"), "only the holder releases"
-        assert await raw.exists(LOCK_NAMESPACE + "p:job") == 1
+        assert await second.key_count(DATA) == 0
+        assert [batch async for batch in second.scan(DATA)] == []
+        assert await second.delete_pattern(DATA) == 0
+        assert not await second.release_lock(LOCK, "token-2"), "only the holder releases"
+        assert await raw.exists(LOCK) == 1
 
         await asyncio.sleep(0.35)
-        assert await second.acquire_lock("p:job", "token-2", ttl=5)
-        assert not await first.release_lock("p:job", "token-1"), "an expired holder cannot free the new lock"
+        assert await second.acquire_lock(LOCK, "token-2", ttl=5)
+        assert not await first.release_lock(LOCK, "token-1"), "an expired holder cannot free the new lock"
         await raw.script_flush()
-        assert await second.release_lock("p:job", "token-2"), "EVALSHA falls back to EVAL after SCRIPT FLUSH"
+        assert await second.release_lock(LOCK, "token-2"), "EVALSHA falls back to EVAL after SCRIPT FLUSH"
         assert await first.acquire_lock("p:job", "token-3", ttl=5)
     finally:
         await first.close()
@@ -464,12 +471,12 @@ async def test_cluster_client_spreads_keys_over_slots(valkey_cluster):
         assert sum(per_node) == 340 and all(count > 0 for count in per_node), per_node
 
         assert await store.key_count("tenant:*") == 300
-        assert await store.acquire_lock("tenant:1", "t", 5)
-        assert not await store.acquire_lock("tenant:1", "u", 5)
-        assert await store.release_lock("tenant:1", "t")
+        assert await store.acquire_lock("lock:1", "t", 5)
+        assert not await store.acquire_lock("lock:1", "u", 5)
+        assert await store.release_lock("lock:1", "t")
         assert await store.memory_usage() > 0
         assert await store.delete_pattern("tenant:*") == 300
-        assert await store.key_count("*") == 40
+        assert await store.key_count("other:*") == 40
     finally:
         await store.close()
 

@@ -10,6 +10,8 @@ from collections import Counter
 
 import pytest
 
+from agentcache_sidecar.store import KEY_MARK
+
 
 def valkey_config(url: str, fallback: str) -> dict:
     return {
@@ -91,7 +93,7 @@ async def test_kill_valkey_under_load_no_5xx_and_recovery(sidecar_factory, valke
         assert ready == 503 and degraded == "dropped" and during_status == 404
     import valkey
 
-    assert valkey.Valkey.from_url(valkey_server.url).get("o:after") is not None
+    assert valkey.Valkey.from_url(valkey_server.url).get("o:" + KEY_MARK + "after") is not None
 
 
 async def test_sidecar_starts_while_valkey_is_down_then_connects(sidecar_factory, valkey_server):

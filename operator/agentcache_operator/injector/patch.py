@@ -146,7 +146,10 @@ def password_env(cache: dict) -> list[dict]:
         return []
     valkey = cache["spec"]["valkey"]
     if valkey["mode"] == "managed":
-        ref = {"name": names.valkey_password_secret(cache["metadata"]["name"]), "key": "password"}
+        ref = {
+            "name": names.valkey_password_secret(cache["metadata"]["name"]),
+            "key": names.VALKEY_SIDECAR_PASSWORD_KEY,
+        }
     else:
         secret = valkey.get("passwordSecretRef") or {}
         if not secret.get("name"):

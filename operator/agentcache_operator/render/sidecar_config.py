@@ -11,6 +11,7 @@ from agentcache import protocol
 
 from .. import names
 from .common import Cache, SpecError, config_hash, metadata, quantity_bytes
+from .tenancy import acl_user
 
 FILE_STORAGE_DIR = "/var/cache/agentcache"
 PASSWORD_FROM_ENV = f"${{{protocol.ENV_VALKEY_PASSWORD}:}}"
@@ -93,6 +94,10 @@ def agent_config(cache: Cache) -> dict[str, Any]:
             "db": 0 if managed else valkey["db"],
             "password": PASSWORD_FROM_ENV,
         }
+        if managed:
+            config["username"] = acl_user(cache)
+        elif valkey.get("username"):
+            config["username"] = valkey["username"]
         if valkey["topology"] == "cluster":
             config["cluster"] = True
         document["services"] = {"valkey": {"type": "cache", "config": config}}

@@ -13,6 +13,8 @@ Every topology also gets the headless Service ``<cache>-valkey-headless`` (stabl
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 from typing import Any
 
@@ -30,6 +32,7 @@ from .common import (
     script,
     selector_labels,
 )
+from .tenancy import acl_rule, acl_user
 
 COMPONENT = "valkey"
 BOOTSTRAP_COMPONENT = "valkey-bootstrap"
@@ -40,6 +43,9 @@ CONFIG_DIR = "/etc/valkey"
 DATA_DIR = "/data"
 PASSWORD_ENV = "VALKEY_PASSWORD"
 PASSWORD_KEY = "password"
+SIDECAR_PASSWORD_ENV = "VALKEY_SIDECAR_PASSWORD"
+SIDECAR_PASSWORD_KEY = names.VALKEY_SIDECAR_PASSWORD_KEY
+SIDECAR_ACL_FILE = "sidecar.acl"
 
 START_SCRIPT = script("start.sh")
 
@@ -101,8 +107,17 @@ def valkey_conf(cache: Cache) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sidecar_password(password: str, cache: Cache) -> str:
+    """The sidecars' password, derived from the admin one (which it does not reveal)."""
+    return hmac.new(password.encode(), f"agentcache-sidecar:{cache.name}".encode(), hashlib.sha256).hexdigest()
+
+
 def config_data(cache: Cache) -> dict[str, str]:
-    data = {"valkey.conf": valkey_conf(cache), "start.sh": START_SCRIPT}
+    data = {
+        "valkey.conf": valkey_conf(cache),
+        "start.sh": START_SCRIPT,
+        SIDECAR_ACL_FILE: f"{acl_user(cache)} {acl_rule(cache.key_prefix)}\n",
+    }
     if cache.valkey["topology"] == "cluster":
         data["bootstrap.sh"] = BOOTSTRAP_SCRIPT
     return data
@@ -127,12 +142,15 @@ def render_password_secret(cache: Cache, password: str) -> dict[str, Any]:
         "metadata": metadata(cache, names.valkey_password_secret(cache.name), COMPONENT),
         "type": "Opaque",
         "immutable": True,
-        "data": {PASSWORD_KEY: base64.b64encode(password.encode()).decode()},
+        "data": {
+            PASSWORD_KEY: base64.b64encode(password.encode()).decode(),
+            SIDECAR_PASSWORD_KEY: base64.b64encode(sidecar_password(password, cache).encode()).decode(),
+        },
     }
 
 
-def _password_env(cache: Cache, name: str) -> dict[str, Any]:
-    ref = {"name": names.valkey_password_secret(cache.name), "key": PASSWORD_KEY}
+def _password_env(cache: Cache, name: str, key: str = PASSWORD_KEY) -> dict[str, Any]:
+    ref = {"name": names.valkey_password_secret(cache.name), "key": key}
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
@@ -170,7 +188,11 @@ def _statefulset(
         "image": image(cache),
         "imagePullPolicy": "IfNotPresent",
         "command": ["sh", f"{CONFIG_DIR}/start.sh"],
-        "env": [_password_env(cache, PASSWORD_ENV), *extra_env],
+        "env": [
+            _password_env(cache, PASSWORD_ENV),
+            _password_env(cache, SIDECAR_PASSWORD_ENV, SIDECAR_PASSWORD_KEY),
+            *extra_env,
+        ],
         "ports": ports,
         "readinessProbe": {"exec": {"command": ["sh", "-c", ping]}, "periodSeconds": 5, "timeoutSeconds": 3},
         "livenessProbe": {"tcpSocket": {"port": "valkey"}, "initialDelaySeconds": 10, "periodSeconds": 10},

@@ -1,8 +1,12 @@
 #!/bin/sh
-# Starts valkey-server with valkey.conf; the password comes from the environment
-# (a Secret), never from the ConfigMap. The role comes from the environment too:
-# VALKEY_PRIMARY=host:port makes a replica, VALKEY_ANNOUNCE_HOSTNAME a cluster node.
+# Starts valkey-server with valkey.conf; the passwords come from the environment
+# (a Secret), never from the ConfigMap. sidecar.acl holds the sidecars' ACL user
+# and rules (its password is VALKEY_SIDECAR_PASSWORD). The role comes from the
+# environment too: VALKEY_PRIMARY=host:port makes a replica,
+# VALKEY_ANNOUNCE_HOSTNAME a cluster node.
 set -eu
+config="${VALKEY_CONFIG:-/etc/valkey/valkey.conf}"
+acl="user $(cat "$(dirname "$config")/sidecar.acl") >${VALKEY_SIDECAR_PASSWORD}"
 role=""
 if [ -n "${VALKEY_PRIMARY:-}" ]; then
   role="replicaof ${VALKEY_PRIMARY%:*} ${VALKEY_PRIMARY##*:}"
@@ -10,8 +14,9 @@ fi
 if [ -n "${VALKEY_ANNOUNCE_HOSTNAME:-}" ]; then
   role="cluster-announce-hostname ${VALKEY_ANNOUNCE_HOSTNAME}"
 fi
-exec valkey-server "${VALKEY_CONFIG:-/etc/valkey/valkey.conf}" - <<EOF
+exec valkey-server "$config" - <<EOF
 requirepass "${VALKEY_PASSWORD}"
 masterauth "${VALKEY_PASSWORD}"
+${acl}
 ${role}
 EOF

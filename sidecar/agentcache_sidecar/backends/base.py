@@ -71,6 +71,14 @@ class BackendError(Exception):
     """The backend could not serve an operation (connection lost, disk full, ...)."""
 
 
+class BackendTimeout(BackendError):
+    """The backend did not answer within its deadline (hung, overloaded): counts towards opening the circuit."""
+
+
+class WriteRefused(BackendError):
+    """This write was not stored (disk full, quota, read-only), but the backend still serves reads."""
+
+
 class ValueTooLarge(Exception):
     """The backend refuses a value of this size (e.g. the file backend's max_file_size)."""
 

@@ -26,11 +26,15 @@ Invariants:
   another process wrote in the meantime is never lost.
 - ``max_file_size`` and ``size_limit`` bound the whole file (header, key and
   record after compression); a larger value raises ``ValueTooLarge``.
-- Total bytes (file lengths, like diskcache) stay under ``size_limit``: when a
-  set pushes the total over it, least recently used files (by mtime; every read
-  touches the file) are removed until the total is at most 90% of the limit
-  (reason ``size``). The total is counted at ``start()`` and recounted by each
-  sweep; between sweeps it includes only this process's own changes.
+- Total bytes (file lengths, like diskcache) stay under ``size_limit``, also
+  when several sidecars share the directory: the total lives in
+  ``<storage_dir>/usage`` (8 bytes, changed under ``flock`` by every process);
+  when a set pushes it over the limit, least recently used files (by mtime;
+  every read touches the file) are removed until the total is at most 90% of
+  the limit (reason ``size``). It is recounted at ``start()`` and by each sweep.
+- A write the disk refuses (full, quota, read-only, file too large) raises
+  ``WriteRefused``: that write is dropped, reads go on; ``ping`` asks only
+  whether entries can be read.
 - Locks are cross-process: every lock change happens under ``flock`` on the
   guard file of the lock's directory; a lock past its expiry is free to take,
   and release succeeds only for the holder's token.
@@ -65,7 +69,7 @@ from agentcache.protocol import is_literal
 
 from ..config import CacheSettings
 from . import record
-from .base import Backend, BackendError, Entry, ValueTooLarge
+from .base import Backend, BackendError, Entry, ValueTooLarge, WriteRefused
 from .glob import compile_glob
 
 log = logging.getLogger("agentcache.sidecar.file")
@@ -102,11 +106,49 @@ T = TypeVar("T")
 Evictions = Counter  # reason -> count, gathered in worker threads and reported on the event loop
 
 
+_WRITE_REFUSALS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM})
+_WRITES = ("write", "create", "open the lock guard")
+
+
 def disk_error(action: str, path: str, exc: OSError) -> BackendError:
-    """A ``BackendError`` that says what failed, where, and why."""
+    """A ``BackendError`` that says what failed, where, and why (``WriteRefused`` when the disk refused a write)."""
     reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
     code = errno.errorcode.get(exc.errno, "?") if exc.errno else "?"
-    return BackendError(f"file backend: cannot {action} {path}: {reason} ({code})")
+    kind = WriteRefused if exc.errno in _WRITE_REFUSALS and action.startswith(_WRITES) else BackendError
+    return kind(f"file backend: cannot {action} {path}: {reason} ({code})")
+
+
+class SharedTotal:
+    """A byte count every process using ``path`` shares: 8 bytes, read and changed under ``flock``.
+
+    When the file cannot be made (a full or read-only disk at start) the count is this process's own.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def change(self, delta: int = 0, value: int | None = None) -> int:
+        """Add ``delta`` (or set ``value``); return the total."""
+        with self._lock:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
+            except OSError:
+                self.value = max(0, self.value + delta) if value is None else value
+                return self.value
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                stored = os.pread(fd, 8, 0)
+                current = struct.unpack(">q", stored)[0] if len(stored) == 8 else self.value
+                self.value = max(0, current + delta) if value is None else value
+                if delta or value is not None:
+                    os.pwrite(fd, struct.pack(">q", self.value), 0)
+            except OSError:
+                self.value = max(0, self.value + delta) if value is None else value
+            finally:
+                os.close(fd)
+            return self.value
 
 
 def _digest(key: str) -> str:
@@ -206,8 +248,7 @@ class FileBackend(Backend):
         self.compress_threshold = cache.compression_threshold if cache.compression else None
         self._max_workers = max_workers
         self._executor: ThreadPoolExecutor | None = None
-        self._total_bytes = 0
-        self._total_lock = threading.Lock()
+        self._total = SharedTotal(os.path.join(self.root, "usage"))
         self._evicting = threading.Lock()
 
     # ----------------------------------------------------------- plumbing
@@ -229,13 +270,16 @@ class FileBackend(Backend):
         directory = os.path.join(self.entries_dir, digest[:2])
         return directory, os.path.join(directory, digest)
 
+    @property
+    def _total_bytes(self) -> int:
+        """The shared total as this process last saw it."""
+        return self._total.value
+
     def _add_bytes(self, delta: int) -> None:
-        with self._total_lock:
-            self._total_bytes = max(0, self._total_bytes + delta)
+        self._total.change(delta)
 
     def _set_total(self, total: int) -> None:
-        with self._total_lock:
-            self._total_bytes = total
+        self._total.change(value=total)
 
     def _remove_if_unchanged(self, path: str, identity: tuple) -> int | None:
         """Remove ``path`` if it is still the file described by ``identity``; return its size or None.
@@ -290,28 +334,14 @@ class FileBackend(Backend):
         await self._run(self._sweep_sync)
 
     async def ping(self) -> bool:
-        """True when an entry-sized file can be created and removed in the storage directory."""
+        """True when the entries directory can be listed (reads can be served; a full disk refuses writes only)."""
         try:
-            await self._run(self._probe_sync)
-        except BackendError as exc:
+            await self._run(self._fanout_dirs, self.entries_dir)
+            await self._run(lambda evictions: os.listdir(self.entries_dir))
+        except (BackendError, OSError) as exc:
             log.warning("%s", exc)
             return False
         return True
-
-    def _probe_sync(self, evictions: Evictions) -> None:
-        os.makedirs(self.entries_dir, DIR_MODE, exist_ok=True)
-        probe = _temp_name(self.entries_dir, "ping")
-        try:
-            fd = os.open(probe, _OPEN_NEW, FILE_MODE)
-        except OSError as exc:
-            raise disk_error("write", probe, exc) from None
-        try:
-            os.write(fd, MAGIC)
-        except OSError as exc:
-            raise disk_error("write", probe, exc) from None
-        finally:
-            os.close(fd)
-            os.unlink(probe)
 
     # ----------------------------------------------------------- reads
 
@@ -514,8 +544,8 @@ class FileBackend(Backend):
     # ----------------------------------------------------------- size and sweeps
 
     async def memory_usage(self) -> int:
-        """Total length of the entry files (counted at start and by sweeps, plus this process's changes)."""
-        return self._total_bytes
+        """Total length of the entry files of every sidecar sharing the directory."""
+        return await self._run(lambda evictions: self._total.change())
 
     def _sweep_sync(self, evictions: Evictions) -> None:
         for directory in (self.entries_dir, self.locks_dir):

@@ -4,7 +4,9 @@ Invariants: get/set are O(1) (an ``OrderedDict`` in recency order);
 ``len(items) <= max_items`` and the accounted bytes stay ``<= max_bytes`` after
 every set (least recently used entries are evicted first, reason ``lru``);
 expired entries are never returned and are removed lazily on access and by a
-sweep every ``cleanup_interval`` seconds (reason ``expired``).
+sweep every ``cleanup_interval`` seconds (reason ``expired``). At most
+``max_locks`` locks are held: when full, every expired lock is dropped, then
+the oldest until a tenth of the room is free (amortised O(1) per lock).
 """
 
 from __future__ import annotations
@@ -27,9 +29,16 @@ def _entry_size(key: str, entry: Entry) -> int:
 class MemoryBackend(Backend):
     name = "memory"
 
-    def __init__(self, max_items: int = 10000, max_bytes: int = 256 * 1024 * 1024, cleanup_interval: float = 300):
+    def __init__(
+        self,
+        max_items: int = 10000,
+        max_bytes: int = 256 * 1024 * 1024,
+        cleanup_interval: float = 300,
+        max_locks: int = 10000,
+    ):
         super().__init__()
         self.max_items = max_items
+        self.max_locks = max_locks
         self.max_bytes = max_bytes
         self.cleanup_interval = cleanup_interval
         self._items: OrderedDict[str, Entry] = OrderedDict()
@@ -113,8 +122,17 @@ class MemoryBackend(Backend):
         held = self._locks.get(key)
         if held is not None and held[1] > now:
             return False
+        if held is None and len(self._locks) >= self.max_locks:
+            self._make_room_for_lock(now)
         self._locks[key] = (token, now + ttl)
         return True
+
+    def _make_room_for_lock(self, now: float) -> None:
+        for key in [k for k, (_, until) in self._locks.items() if until <= now]:
+            del self._locks[key]
+        target = self.max_locks - max(1, self.max_locks // 10)
+        while len(self._locks) > target:
+            del self._locks[next(iter(self._locks))]
 
     async def release_lock(self, key: str, token: str) -> bool:
         held = self._locks.get(key)

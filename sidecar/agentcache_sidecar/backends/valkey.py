@@ -10,9 +10,10 @@ Invariants:
   one ``MGET`` and concurrent ``set`` calls into one pipeline (at most
   ``cache.pipeline_size`` per round trip). There are no timers in that path: a
   lone request is sent on the next loop iteration.
-- Lock keys live in their own namespace, ``LOCK_NAMESPACE + key`` (``key`` already
-  carries the tenant's ``key_prefix``), and scans skip that namespace, so data
-  listings, ``delete_pattern`` and ``key_count`` never see or remove a lock.
+- Lock keys are given by the caller (``CacheService.lock_key``: inside the
+  tenant's prefix, in a form no data pattern matches), stored as plain strings.
+- Every exchange has a deadline (``deadline``, valkey-py's own retries
+  included); missing it is a ``BackendTimeout``.
 - ``delete_pattern`` and ``clear`` are a full ``SCAN`` cursor loop with ``UNLINK``
   on what the glob matched: never ``KEYS``, never ``FLUSHDB``.
 - At most ``max_connections`` exchanges run at once (a semaphore in front of the
@@ -48,11 +49,9 @@ from valkey.exceptions import TimeoutError as ValkeyTimeoutError
 
 from ..config import CacheSettings, ConfigError, ValkeySettings
 from . import record
-from .base import Backend, BackendError, Entry
+from .base import Backend, BackendError, BackendTimeout, Entry
 
 log = logging.getLogger("agentcache.sidecar")
-LOCK_NAMESPACE = "agentcache-lock:"
-_LOCK_NAMESPACE_BYTES = LOCK_NAMESPACE.encode()
 MEMORY_CACHE_SECONDS = 2.0
 CLIENT_NAME = "agentcache-sidecar"
 _RELEASE_LOCK_LUA = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
@@ -162,6 +161,7 @@ def pool_kwargs(settings: ValkeySettings) -> dict:
     """Connection options shared by the standalone pool and the cluster client."""
     kwargs = {
         "password": settings.effective_password(),
+        **({"username": settings.username} if settings.username else {}),
         "retry_on_timeout": settings.retry_on_timeout,
         "socket_timeout": settings.socket_timeout,
         "socket_connect_timeout": settings.socket_connect_timeout,
@@ -193,8 +193,9 @@ class ValkeyBackend(Backend):
 
     name = "valkey"
 
-    def __init__(self, valkey: ValkeySettings, cache: CacheSettings):
+    def __init__(self, valkey: ValkeySettings, cache: CacheSettings, deadline: float = 0.25):
         super().__init__()
+        self._deadline = deadline
         self._settings = valkey
         self._batch = cache.pipeline_size
         self._compress_threshold = cache.compression_threshold if cache.compression else None
@@ -244,12 +245,13 @@ class ValkeyBackend(Backend):
         if isinstance(exc, _UNREACHABLE):
             self.up = False
         reason = str(exc) or type(exc).__name__
-        return BackendError(f"valkey {op} failed: {reason[:_REASON_LIMIT]}")
+        kind = BackendTimeout if isinstance(exc, (TimeoutError, ValkeyTimeoutError)) else BackendError
+        return kind(f"valkey {op} failed: {reason[:_REASON_LIMIT]}")
 
     async def _call(self, op: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run one Valkey exchange, mapping every failure to ``BackendError``."""
         try:
-            async with self._slots:
+            async with asyncio.timeout(self._deadline), self._slots:
                 result = await call()
         except _FAILURES as exc:
             raise self._failure(op, exc) from None
@@ -381,14 +383,13 @@ class ValkeyBackend(Backend):
                     "scan", lambda: self._client.scan(cursor, match=pattern, count=batch, target_nodes=node)
                 )
                 cursor = cursors[node.name]
-            keys = [key for key in keys if not key.startswith(_LOCK_NAMESPACE_BYTES)]
             if keys:
                 yield keys
             if cursor == 0:
                 return
 
     async def _scan_raw(self, pattern: str, batch: int) -> AsyncIterator[list[bytes]]:
-        """Full SCAN cursor loops (one per cluster primary); keys as stored, lock namespace excluded."""
+        """Full SCAN cursor loops (one per cluster primary); keys as stored."""
         nodes: list[Any]
         if not self._settings.cluster:
             nodes = [None]
@@ -436,7 +437,7 @@ class ValkeyBackend(Backend):
 
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
         px = max(1, math.ceil(ttl * 1000))
-        return bool(await self._call("lock", lambda: self._client.set(LOCK_NAMESPACE + key, token, nx=True, px=px)))
+        return bool(await self._call("lock", lambda: self._client.set(key, token, nx=True, px=px)))
 
     async def _release(self, lock_key: str, token: str) -> int:
         """EVALSHA of the compare-and-delete script; EVAL (which caches it) when the server lacks it."""
@@ -446,4 +447,4 @@ class ValkeyBackend(Backend):
             return await self._client.eval(_RELEASE_LOCK_LUA, 1, lock_key, token)
 
     async def release_lock(self, key: str, token: str) -> bool:
-        return bool(await self._call("unlock", lambda: self._release(LOCK_NAMESPACE + key, token)))
+        return bool(await self._call("unlock", lambda: self._release(key, token)))
