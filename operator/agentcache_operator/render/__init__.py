@@ -6,6 +6,7 @@ from typing import Any
 
 from .common import Cache, SpecError
 from .sidecar_config import endpoint, render_config_map
+from .sentinel import render_sentinels
 from .valkey import render_managed_valkey
 
 __all__ = ["Cache", "SpecError", "endpoint", "render_children"]
@@ -23,4 +24,6 @@ def render_children(cache: Cache, password: str | None = None) -> list[dict[str,
         if not password:
             raise ValueError("a managed Valkey needs its password")
         children += render_managed_valkey(cache, password)
+        if cache.valkey["topology"] == "replicated":
+            children += render_sentinels(cache, password)
     return children

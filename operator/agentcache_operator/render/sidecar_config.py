@@ -11,6 +11,7 @@ from agentcache import protocol
 
 from .. import names
 from .common import Cache, SpecError, config_hash, metadata, quantity_bytes
+from .valkey import sentinel_addresses
 
 FILE_STORAGE_DIR = "/var/cache/agentcache"
 PASSWORD_FROM_ENV = f"${{{protocol.ENV_VALKEY_PASSWORD}:}}"
@@ -95,6 +96,8 @@ def agent_config(cache: Cache) -> dict[str, Any]:
         }
         if valkey["topology"] == "cluster":
             config["cluster"] = True
+        if managed and valkey["topology"] == "replicated":
+            config["sentinel"] = {"master_name": cache.name, "addresses": sentinel_addresses(cache)}
         document["services"] = {"valkey": {"type": "cache", "config": config}}
     document["sidecar"] = {
         "socket_path": protocol.SOCKET_PATH,
