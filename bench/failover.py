@@ -63,8 +63,11 @@ def cluster_rounds(root: Path, rounds: int) -> list[float]:
             cluster.wait_healthy(TIMEOUT)
             served = max(at for at in load.errors if at >= killed) - killed
             times.append(time.monotonic() - killed)
-            print(f"cluster round {n + 1}: node-{victim}'s slots served again after ~{served:.1f}s, the new node a "
-                  f"ready replica after {times[-1]:.1f}s ({load.errors_since(killed)} client errors)", flush=True)
+            print(
+                f"cluster round {n + 1}: node-{victim}'s slots served again after ~{served:.1f}s, the new node a "
+                f"ready replica after {times[-1]:.1f}s ({load.errors_since(killed)} client errors)",
+                flush=True,
+            )
     return times
 
 
@@ -81,8 +84,11 @@ def rolling_rounds(root: Path, rounds: int) -> list[float]:
                 pods.append(time.monotonic() - stopped)
             cluster.wait_healthy(TIMEOUT)
             times.append(time.monotonic() - started)
-            print(f"rolling round {n + 1}: {times[-1]:.1f}s for 6 pods (each to ready: "
-                  f"{', '.join(f'{t:.1f}s' for t in pods)}; {load.errors_since(started)} client errors)", flush=True)
+            print(
+                f"rolling round {n + 1}: {times[-1]:.1f}s for 6 pods (each to ready: "
+                f"{', '.join(f'{t:.1f}s' for t in pods)}; {load.errors_since(started)} client errors)",
+                flush=True,
+            )
     return times
 
 
@@ -111,7 +117,8 @@ async def sentinel_rounds(root: Path, rounds: int) -> list[float]:
                 killed = time.monotonic()
                 await asyncio.to_thread(group.restart_empty, victim)
                 while group.primary_port() == group.ports[victim] or not [
-                        at for at, degraded in writes[-50:] if at > killed and not degraded]:
+                    at for at, degraded in writes[-50:] if at > killed and not degraded
+                ]:
                     assert time.monotonic() - killed < TIMEOUT, "writes never resumed"
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(1)
@@ -119,8 +126,12 @@ async def sentinel_rounds(root: Path, rounds: int) -> list[float]:
                 times.append(min(at for at, degraded in writes if at > last_degraded and not degraded) - killed)
                 print(f"sentinel round {n + 1}: writes resumed {times[-1]:.1f}s after the kill", flush=True)
                 returned = group.nodes[victim]
-                await asyncio.to_thread(returned.wait, lambda: "master_link_status:up" in returned.cli(
-                    "info", "replication"), "the old primary to follow the new one", TIMEOUT)
+                await asyncio.to_thread(
+                    returned.wait,
+                    lambda: "master_link_status:up" in returned.cli("info", "replication"),
+                    "the old primary to follow the new one",
+                    TIMEOUT,
+                )
             stop.set()
             await asyncio.gather(*workers)
     finally:
@@ -143,8 +154,10 @@ def main() -> None:
         if args.only in (None, "sentinel"):
             results["sentinel failover"] = asyncio.run(sentinel_rounds(Path(tmp) / "sentinel", args.rounds))
     for what, times in results.items():
-        print(f"{what}: median {statistics.median(times):.1f}s over {len(times)} rounds "
-              f"(min {min(times):.1f}s, max {max(times):.1f}s)")
+        print(
+            f"{what}: median {statistics.median(times):.1f}s over {len(times)} rounds "
+            f"(min {min(times):.1f}s, max {max(times):.1f}s)"
+        )
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ class ValkeySettings(_Section):
         return {**pool_kwargs, **{k: v for k, v in data.items() if k != "connection_pool_kwargs"}}
 
     @model_validator(mode="after")
-    def _one_topology(self) -> "ValkeySettings":
+    def _one_topology(self) -> ValkeySettings:
         if self.cluster and self.sentinel:
             raise ValueError("sentinel: a Valkey Cluster has no Sentinel; use cluster: true or sentinel:, not both")
         return self

@@ -17,9 +17,9 @@ from valkey.cluster import ClusterNode, ValkeyCluster
 
 from agentcache_operator.render import Cache
 from agentcache_operator.render.valkey import config_data
+from tests.support.process import free_port
 from tests.support.shipped_valkey import ShippedValkey
 from tests.support.tools import require_tool
-from tests.support.process import free_port
 
 PASSWORD = "heal-test-password"
 SLOTS = 16384
@@ -30,8 +30,12 @@ SHARDS = 3
 
 def cluster_data(persistence: bool = False, replicas: int = 1) -> dict[str, str]:
     """The ConfigMap data of a 3-shard cluster with ``replicas`` per shard."""
-    valkey = {"topology": "cluster", "shards": SHARDS, "replicasPerShard": replicas,
-              "persistence": {"enabled": persistence}}
+    valkey = {
+        "topology": "cluster",
+        "shards": SHARDS,
+        "replicasPerShard": replicas,
+        "persistence": {"enabled": persistence},
+    }
     body = {"metadata": {"name": "heal", "namespace": "agents"}, "spec": {"backend": "valkey", "valkey": valkey}}
     return config_data(Cache.from_body(body))
 
@@ -49,11 +53,14 @@ class Cluster:
         self.nodes = [self._node(i) for i in range(size)]
 
     def _node(self, i: int) -> ShippedValkey:
-        env = {"VALKEY_PASSWORD": PASSWORD, "VALKEY_ANNOUNCE_HOSTNAME": f"node-{i}",
-               "VALKEY_PEERS": " ".join(f"127.0.0.1:{port}" for port in self.ports)}
+        env = {
+            "VALKEY_PASSWORD": PASSWORD,
+            "VALKEY_ANNOUNCE_HOSTNAME": f"node-{i}",
+            "VALKEY_PEERS": " ".join(f"127.0.0.1:{port}" for port in self.ports),
+        }
         return ShippedValkey(self.root / f"node{i}-{self.generation[i]}", self.data, env, port=self.ports[i])
 
-    def start(self) -> "Cluster":
+    def start(self) -> Cluster:
         for node in self.nodes:
             node.start()
         for node in self.nodes:
@@ -63,10 +70,18 @@ class Cluster:
     def bootstrap(self) -> None:
         script = self.root / "bootstrap.sh"
         script.write_text(self.data["bootstrap.sh"])
-        env = {**os.environ, "REDISCLI_AUTH": PASSWORD,
-               "PATH": f"{Path(require_tool('valkey-cli')).parent}:{os.environ['PATH']}"}
-        result = subprocess.run(["sh", str(script), str(self.replicas), *(node.address for node in self.nodes)],
-                                capture_output=True, text=True, env=env, timeout=60)
+        env = {
+            **os.environ,
+            "REDISCLI_AUTH": PASSWORD,
+            "PATH": f"{Path(require_tool('valkey-cli')).parent}:{os.environ['PATH']}",
+        }
+        result = subprocess.run(
+            ["sh", str(script), str(self.replicas), *(node.address for node in self.nodes)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
     def restart_empty(self, i: int, graceful: bool = False) -> ShippedValkey:
@@ -86,11 +101,15 @@ class Cluster:
             node.stop()
 
     def healthy(self) -> bool:
-        """Every node: state ok, all slots served, exactly the live nodes known, all ready; 3 primaries of ``replicas``."""
+        """Every node: state ok, all slots served, only live nodes known, all ready; 3 primaries of ``replicas``."""
         for node in self.nodes:
             info = node.cli("cluster", "info")
-            if ("cluster_state:ok" not in info or f"cluster_slots_ok:{SLOTS}" not in info
-                    or f"cluster_known_nodes:{len(self.nodes)}" not in info or not node.probe()):
+            if (
+                "cluster_state:ok" not in info
+                or f"cluster_slots_ok:{SLOTS}" not in info
+                or f"cluster_known_nodes:{len(self.nodes)}" not in info
+                or not node.probe()
+            ):
                 return False
         rows = [line.split() for line in self.nodes[0].cli("cluster", "nodes").splitlines()]
         primaries = [row[0] for row in rows if "master" in row[2]]
@@ -118,7 +137,9 @@ class Cluster:
     def primary(self) -> int:
         """Index of a node that is a primary holding slots."""
         for i, node in enumerate(self.nodes):
-            if any("myself,master" in line and len(line.split()) > 8 for line in node.cli("cluster", "nodes").splitlines()):
+            if any(
+                "myself,master" in line and len(line.split()) > 8 for line in node.cli("cluster", "nodes").splitlines()
+            ):
                 return i
         raise AssertionError("no primary")
 
@@ -158,7 +179,7 @@ class Load:
             i += 1
         client.close()
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for thread in self._threads:
             thread.start()
         return self

@@ -7,8 +7,8 @@ import valkey
 
 from agentcache_operator.render import Cache
 from agentcache_operator.render.valkey import config_data
-from tests.support.shipped_valkey import ShippedValkey
 from tests.support.process import free_port
+from tests.support.shipped_valkey import ShippedValkey
 
 PASSWORD = "sentinel-test-password"
 NAME = "replicated-cache"
@@ -18,29 +18,45 @@ class Replicated:
     """A primary, two replicas and three sentinels, as the operator renders them."""
 
     def __init__(self, root):
-        body = {"metadata": {"name": NAME, "namespace": "agents"},
-                "spec": {"backend": "valkey", "valkey": {"topology": "replicated", "replicas": 2}}}
+        body = {
+            "metadata": {"name": NAME, "namespace": "agents"},
+            "spec": {"backend": "valkey", "valkey": {"topology": "replicated", "replicas": 2}},
+        }
         self.root = root
         self.data = config_data(Cache.from_body(body))
         self.ports = [free_port() for _ in range(3)]
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.generation = 0
         sentinels = " ".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
-        self.env = {"VALKEY_PASSWORD": PASSWORD, "VALKEY_MASTER_NAME": NAME, "VALKEY_SENTINELS": sentinels,
-                    "VALKEY_REPLICA_ANNOUNCE": "127.0.0.1"}
+        self.env = {
+            "VALKEY_PASSWORD": PASSWORD,
+            "VALKEY_MASTER_NAME": NAME,
+            "VALKEY_SENTINELS": sentinels,
+            "VALKEY_REPLICA_ANNOUNCE": "127.0.0.1",
+        }
         self.nodes = [self._node(i) for i in range(3)]
         self.sentinels = [
-            ShippedValkey(root / f"sentinel{i}", self.data, {
-                **self.env, "VALKEY_PRIMARY": f"127.0.0.1:{self.ports[0]}", "SENTINEL_PORT": str(port),
-                "SENTINEL_DIR": str(root / f"sentinel{i}"), "SENTINEL_ANNOUNCE": "127.0.0.1"},
-                port=port, script="sentinel.sh")
-            for i, port in enumerate(self.sentinel_ports)]
+            ShippedValkey(
+                root / f"sentinel{i}",
+                self.data,
+                {
+                    **self.env,
+                    "VALKEY_PRIMARY": f"127.0.0.1:{self.ports[0]}",
+                    "SENTINEL_PORT": str(port),
+                    "SENTINEL_DIR": str(root / f"sentinel{i}"),
+                    "SENTINEL_ANNOUNCE": "127.0.0.1",
+                },
+                port=port,
+                script="sentinel.sh",
+            )
+            for i, port in enumerate(self.sentinel_ports)
+        ]
 
     def _node(self, i: int) -> ShippedValkey:
         env = {**self.env, **({"VALKEY_PRIMARY": f"127.0.0.1:{self.ports[0]}"} if i else {})}
         return ShippedValkey(self.root / f"valkey{i}-{self.generation}", self.data, env, port=self.ports[i])
 
-    def start(self) -> "Replicated":
+    def start(self) -> Replicated:
         for node in self.nodes:
             node.start()
         for node in self.nodes[1:]:
@@ -48,8 +64,9 @@ class Replicated:
         for sentinel in self.sentinels:
             sentinel.start()
         for sentinel in self.sentinels:
-            sentinel.wait(lambda s=sentinel: self._watching(s), "the sentinel to know every replica and sentinel",
-                          timeout=30)
+            sentinel.wait(
+                lambda s=sentinel: self._watching(s), "the sentinel to know every replica and sentinel", timeout=30
+            )
         return self
 
     @staticmethod
@@ -80,8 +97,18 @@ class Replicated:
 def sidecar_config(group: Replicated) -> dict:
     """The operator's sidecar config of a replicated cache, with local addresses."""
     sentinel = {"master_name": NAME, "addresses": [f"127.0.0.1:{port}" for port in group.sentinel_ports]}
-    return {"cache": {"backend": "valkey", "key_prefix": "s:"},
-            "services": {"valkey": {"config": {"url": f"valkey://127.0.0.1:{group.ports[0]}", "password": PASSWORD,
-                                               "socket_timeout": 0.5, "socket_connect_timeout": 0.3,
-                                               "sentinel": sentinel}}},
-            "sidecar": {"fallback": "memory"}}
+    return {
+        "cache": {"backend": "valkey", "key_prefix": "s:"},
+        "services": {
+            "valkey": {
+                "config": {
+                    "url": f"valkey://127.0.0.1:{group.ports[0]}",
+                    "password": PASSWORD,
+                    "socket_timeout": 0.5,
+                    "socket_connect_timeout": 0.3,
+                    "sentinel": sentinel,
+                }
+            }
+        },
+        "sidecar": {"fallback": "memory"},
+    }

@@ -329,7 +329,9 @@ def test_claims_go_with_the_cache_but_survive_a_scale_down():
         assert claiming
         for obj in claiming:
             assert obj["spec"]["persistentVolumeClaimRetentionPolicy"] == {
-                "whenDeleted": "Delete", "whenScaled": "Retain"}, obj["metadata"]["name"]
+                "whenDeleted": "Delete",
+                "whenScaled": "Retain",
+            }, obj["metadata"]["name"]
 
 
 def test_valkey_volumes_are_not_chowned_on_every_start():
@@ -348,9 +350,14 @@ def test_replicated_runs_three_sentinels_that_the_sidecar_and_the_valkey_pods_as
     assert container["command"] == ["sh", "/etc/valkey/sentinel.sh"]
     addresses = [f"replicated-cache-sentinel-{i}.replicated-cache-sentinel.agents.svc:26379" for i in range(3)]
     assert agent_config(example("replicated"))["services"]["valkey"]["config"]["sentinel"] == {
-        "master_name": "replicated-cache", "addresses": addresses}
+        "master_name": "replicated-cache",
+        "addresses": addresses,
+    }
     for name in ["replicated-cache-valkey", "replicated-cache-valkey-replica"]:
-        env = {e["name"]: e.get("value") for e in objects[("StatefulSet", name)]["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = {
+            e["name"]: e.get("value")
+            for e in objects[("StatefulSet", name)]["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
         assert env["VALKEY_SENTINELS"].split() == addresses and env["VALKEY_MASTER_NAME"] == "replicated-cache"
     pdb = objects[("PodDisruptionBudget", "replicated-cache-valkey")]["spec"]["selector"]["matchLabels"]
     assert pdb.items() <= sentinels["spec"]["template"]["metadata"]["labels"].items()

@@ -55,13 +55,19 @@ async def test_primary_killed_under_load_a_replica_is_promoted_and_no_client_see
     new_primary = group.client(new_port)
     assert b"on-the-new-primary" in new_primary.get("s:after"), "the sidecar wrote to the promoted replica"
     assert new_primary.get("s:before") == b"kept", "the empty old primary wiped nothing"
-    await asyncio.to_thread(returned.wait, lambda: "master_link_status:up" in returned.cli("info", "replication"),
-                            "the returned node to replicate the new primary", 30)
+    await asyncio.to_thread(
+        returned.wait,
+        lambda: "master_link_status:up" in returned.cli("info", "replication"),
+        "the returned node to replicate the new primary",
+        30,
+    )
     assert returned.cli("get", "s:before") == "kept"
     degraded = [at for at, d in writes if d]
     recovered = min(at for at, d in writes if at > degraded[-1] and not d) - killed
-    print(f"writes resumed on the promoted replica {recovered:.1f}s after the kill; {len(degraded)} degraded writes; "
-          f"statuses {dict(statuses)}")
+    print(
+        f"writes resumed on the promoted replica {recovered:.1f}s after the kill; {len(degraded)} degraded writes; "
+        f"statuses {dict(statuses)}"
+    )
     assert sum(statuses.values()) > 200
     assert not [status for status in statuses if status >= 500], statuses
 
@@ -73,8 +79,11 @@ def test_an_empty_primary_with_no_replica_up_starts_at_once(replicated):
     for node in group.nodes[1:]:
         node.stop()
     sentinel = group.sentinels[0]
-    sentinel.wait(lambda: sentinel.cli("sentinel", "replicas", NAME).count("s_down") == 2,
-                  "the sentinels to see both replicas down", timeout=30)
+    sentinel.wait(
+        lambda: sentinel.cli("sentinel", "replicas", NAME).count("s_down") == 2,
+        "the sentinels to see both replicas down",
+        timeout=30,
+    )
     node = group.restart_empty(0)
     node.wait(lambda: node.cli("role").startswith("master"), "the empty primary to serve", timeout=10)
     assert group.primary_port() == group.ports[0]

@@ -28,8 +28,9 @@ def replicated_pair(tmp_path):
         primary = ShippedValkey(tmp_path / "primary", data, {"VALKEY_PASSWORD": PASSWORD}).start()
         started.append(primary)
         primary.wait(lambda: primary.cli("ping") == "PONG", "the primary")
-        replica = ShippedValkey(tmp_path / "replica", data, {"VALKEY_PASSWORD": PASSWORD,
-                                                              "VALKEY_PRIMARY": f"127.0.0.1:{primary.port}"}).start()
+        replica = ShippedValkey(
+            tmp_path / "replica", data, {"VALKEY_PASSWORD": PASSWORD, "VALKEY_PRIMARY": f"127.0.0.1:{primary.port}"}
+        ).start()
         started.append(replica)
         yield primary, replica
     finally:

@@ -166,13 +166,22 @@ def test_sentinel_section_names_the_primary_and_the_sentinels():
     assert sentinel.password is None, "the Valkey password is used unless one is given"
 
 
-@pytest.mark.parametrize("raw, fragment", [
-    (sentinel_config(master_name="p", addresses=["no-port"]), "sentinel.addresses: .*'no-port' is not host:port"),
-    (sentinel_config(master_name="p", addresses=[]), "sentinel.addresses"),
-    (sentinel_config(addresses=["s:26379"]), "sentinel.master_name"),
-    ({"services": {"valkey": {"config": {"cluster": True, "sentinel": {"master_name": "p", "addresses": ["s:1"]}}}}},
-     "a Valkey Cluster has no Sentinel"),
-])
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        (sentinel_config(master_name="p", addresses=["no-port"]), "sentinel.addresses: .*'no-port' is not host:port"),
+        (sentinel_config(master_name="p", addresses=[]), "sentinel.addresses"),
+        (sentinel_config(addresses=["s:26379"]), "sentinel.master_name"),
+        (
+            {
+                "services": {
+                    "valkey": {"config": {"cluster": True, "sentinel": {"master_name": "p", "addresses": ["s:1"]}}}
+                }
+            },
+            "a Valkey Cluster has no Sentinel",
+        ),
+    ],
+)
 def test_a_wrong_sentinel_section_is_a_clear_error(raw, fragment):
     with pytest.raises(ConfigError, match=fragment):
         parse_settings(raw)

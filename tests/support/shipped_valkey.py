@@ -23,7 +23,12 @@ COMMAND_TIMEOUT = 30
 
 class ShippedValkey(Launched):
     def __init__(
-        self, workdir: Path, data: dict[str, str], env: dict[str, str], port: int | None = None, script: str = "start.sh"
+        self,
+        workdir: Path,
+        data: dict[str, str],
+        env: dict[str, str],
+        port: int | None = None,
+        script: str = "start.sh",
     ):
         super().__init__(script, workdir / "log")
         self.port = port or free_port()
@@ -32,11 +37,15 @@ class ShippedValkey(Launched):
         self.data = data
         self.env = env
 
-    def start(self) -> "ShippedValkey":
+    def start(self) -> ShippedValkey:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        local = {"port": f"port {self.port}", "bind": "bind 127.0.0.1", "dir": f"dir {self.workdir}",
-                 "cluster-config-file": f"cluster-config-file {self.workdir}/nodes.conf",
-                 "cluster-preferred-endpoint-type": "cluster-preferred-endpoint-type ip"}
+        local = {
+            "port": f"port {self.port}",
+            "bind": "bind 127.0.0.1",
+            "dir": f"dir {self.workdir}",
+            "cluster-config-file": f"cluster-config-file {self.workdir}/nodes.conf",
+            "cluster-preferred-endpoint-type": "cluster-preferred-endpoint-type ip",
+        }
         lines = [local.get(line.split()[0], line) for line in self.data["valkey.conf"].splitlines()]
         if "cluster-enabled yes" in lines:
             lines.append(f"cluster-port {free_port()}")
@@ -60,8 +69,13 @@ class ShippedValkey(Launched):
 
     def cli(self, *args: str, auth: bool = True) -> str:
         env = {**os.environ, **({"REDISCLI_AUTH": self.password} if auth else {})}
-        result = subprocess.run([require_tool("valkey-cli"), "-p", str(self.port), *args], capture_output=True,
-                                text=True, env=env, timeout=COMMAND_TIMEOUT)
+        result = subprocess.run(
+            [require_tool("valkey-cli"), "-p", str(self.port), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=COMMAND_TIMEOUT,
+        )
         return result.stdout.strip()
 
     def probe(self, script: str = "ready.sh") -> bool:
@@ -70,8 +84,12 @@ class ShippedValkey(Launched):
         server_dir = str(Path(require_tool("valkey-cli")).parent)
         env = {**os.environ, "PATH": f"{server_dir}:{os.environ['PATH']}", "VALKEY_PORT": str(self.port), **self.env}
         try:
-            return subprocess.run(["sh", str(self.workdir / script)], env=env, capture_output=True,
-                                  timeout=COMMAND_TIMEOUT).returncode == 0
+            return (
+                subprocess.run(
+                    ["sh", str(self.workdir / script)], env=env, capture_output=True, timeout=COMMAND_TIMEOUT
+                ).returncode
+                == 0
+            )
         except subprocess.TimeoutExpired:
             return False
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .common import Cache, SpecError
-from .sidecar_config import endpoint, render_config_map
 from .sentinel import render_sentinels
+from .sidecar_config import endpoint, render_config_map
 from .valkey import render_managed_valkey
 
 __all__ = ["Cache", "SpecError", "endpoint", "render_children"]

@@ -13,10 +13,30 @@ from __future__ import annotations
 from typing import Any
 
 from .. import names
-from .common import Cache, config_hash, container_security_context, labels, metadata, pod_security_context, selector_labels
+from .common import (
+    Cache,
+    config_hash,
+    container_security_context,
+    labels,
+    metadata,
+    pod_security_context,
+    selector_labels,
+)
 from .valkey import (
-    COMPONENT, CONFIG_DIR, PASSWORD_ENV, ROLE_LABEL, SENTINEL_PORT, SENTINELS, VALKEY_UID, _password_env, config_data,
-    config_name, headless_name, image, sentinel_addresses, sentinel_name,
+    COMPONENT,
+    CONFIG_DIR,
+    PASSWORD_ENV,
+    ROLE_LABEL,
+    SENTINEL_PORT,
+    SENTINELS,
+    VALKEY_UID,
+    _password_env,
+    config_data,
+    config_name,
+    headless_name,
+    image,
+    sentinel_addresses,
+    sentinel_name,
 )
 
 ROLE = "sentinel"
@@ -24,10 +44,18 @@ ROLE = "sentinel"
 
 def _service(cache: Cache) -> dict[str, Any]:
     ports = [{"name": "sentinel", "port": SENTINEL_PORT, "targetPort": "sentinel", "protocol": "TCP"}]
-    spec = {"clusterIP": "None", "publishNotReadyAddresses": True, "ports": ports,
-            "selector": {**selector_labels(cache, COMPONENT), ROLE_LABEL: ROLE}}
-    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata(cache, sentinel_name(cache.name), COMPONENT),
-            "spec": spec}
+    spec = {
+        "clusterIP": "None",
+        "publishNotReadyAddresses": True,
+        "ports": ports,
+        "selector": {**selector_labels(cache, COMPONENT), ROLE_LABEL: ROLE},
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(cache, sentinel_name(cache.name), COMPONENT),
+        "spec": spec,
+    }
 
 
 def _statefulset(cache: Cache, password: str) -> dict[str, Any]:
@@ -53,8 +81,10 @@ def _statefulset(cache: Cache, password: str) -> dict[str, Any]:
         "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 10},
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
         "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                         {"name": "data", "mountPath": "/data"}],
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "data", "mountPath": "/data"},
+        ],
     }
     selector = {**selector_labels(cache, COMPONENT), ROLE_LABEL: ROLE}
     return {

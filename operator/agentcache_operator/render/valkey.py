@@ -251,17 +251,27 @@ def render_statefulsets(cache: Cache, password: str) -> list[dict[str, Any]]:
     if topology == "standalone":
         return [_statefulset(cache, base, "primary", 1, [], password)]
     if topology == "replicated":
-        replica_env = [{"name": "VALKEY_PRIMARY", "value": f"{base}.{cache.namespace}.svc:{names.VALKEY_PORT}"}]
-        sentinel_env = [  # follow.sh: the role comes from the sentinels
+        replica_env: list[dict[str, Any]] = [
+            {"name": "VALKEY_PRIMARY", "value": f"{base}.{cache.namespace}.svc:{names.VALKEY_PORT}"}
+        ]
+        sentinel_env: list[dict[str, Any]] = [  # follow.sh: the role comes from the sentinels
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "VALKEY_REPLICA_ANNOUNCE", "value": f"$(POD_NAME).{headless_name(cache.name)}.{cache.namespace}.svc"},
+            {
+                "name": "VALKEY_REPLICA_ANNOUNCE",
+                "value": f"$(POD_NAME).{headless_name(cache.name)}.{cache.namespace}.svc",
+            },
             {"name": "VALKEY_SENTINELS", "value": " ".join(sentinel_addresses(cache))},
             {"name": "VALKEY_MASTER_NAME", "value": cache.name},
         ]
         return [
             _statefulset(cache, base, "primary", 1, sentinel_env, password),
             _statefulset(
-                cache, replica_name(cache.name), "replica", cache.valkey["replicas"], [*replica_env, *sentinel_env], password
+                cache,
+                replica_name(cache.name),
+                "replica",
+                cache.valkey["replicas"],
+                [*replica_env, *sentinel_env],
+                password,
             ),
         ]
     announce: list[dict[str, Any]] = [

@@ -18,8 +18,13 @@ def primary_clients(sentinel: SentinelSettings, settings: ValkeySettings, pool_k
     """The client of the primary (at most ``max_connections``) and a probe client with a pool of its own."""
     sentinels = [(host, int(port)) for host, _, port in (a.rpartition(":") for a in sentinel.addresses)]
     timeout = settings.socket_connect_timeout
-    sentinel_kwargs = {"password": sentinel.password or pool_kwargs["password"],
-                       "socket_timeout": timeout, "socket_connect_timeout": timeout}
+    sentinel_kwargs = {
+        "password": sentinel.password or pool_kwargs["password"],
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+    }
     manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, db=settings.db, **pool_kwargs)
-    return (manager.master_for(sentinel.master_name, max_connections=settings.max_connections),
-            manager.master_for(sentinel.master_name))
+    return (
+        manager.master_for(sentinel.master_name, max_connections=settings.max_connections),
+        manager.master_for(sentinel.master_name),
+    )

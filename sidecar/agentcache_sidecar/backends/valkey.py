@@ -208,7 +208,7 @@ class ValkeyBackend(Backend):
         if valkey.cluster:
             self._client, self._probe = self._cluster_client(valkey), None
         elif valkey.sentinel:
-            self._client, self._probe = primary_clients(valkey.sentinel, valkey, _pool_kwargs(valkey))
+            self._client, self._probe = primary_clients(valkey.sentinel, valkey, pool_kwargs(valkey))
         else:
             self._client = valkey_asyncio.Valkey.from_pool(
                 valkey_asyncio.ConnectionPool.from_url(
