@@ -107,6 +107,23 @@ class CacheSettings(_Section):
         return value
 
 
+class SentinelSettings(_Section):
+    """``services.valkey.config.sentinel``: find the primary through Valkey Sentinel and follow its failovers."""
+
+    master_name: str = Field(min_length=1, description="the name the sentinels monitor the primary under")
+    addresses: list[str] = Field(min_length=1, description="host:port of each sentinel")
+    password: str | None = Field(None, description="the sentinels' password; default: the Valkey password")
+
+    @field_validator("addresses")
+    @classmethod
+    def _host_port(cls, value: list[str]) -> list[str]:
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port")
+        return value
+
+
 class ValkeySettings(_Section):
     url: str = "valkey://localhost:6379"
     db: int = Field(0, ge=0, le=15)
@@ -121,6 +138,7 @@ class ValkeySettings(_Section):
         0.0, ge=0, description="0: off (valkey-py recurses with it on when a server wants a password it was not given)"
     )
     cluster: bool = False
+    sentinel: SentinelSettings | None = None
 
     @field_validator("url")
     @classmethod
@@ -151,6 +169,12 @@ class ValkeySettings(_Section):
         if unknown:
             raise ValueError(f"connection_pool_kwargs: unsupported keys {unknown}; allowed: {sorted(POOL_KWARGS)}")
         return {**pool_kwargs, **{k: v for k, v in data.items() if k != "connection_pool_kwargs"}}
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> ValkeySettings:
+        if self.cluster and self.sentinel:
+            raise ValueError("sentinel: a Valkey Cluster has no Sentinel; use cluster: true or sentinel:, not both")
+        return self
 
     def effective_password(self) -> str | None:
         """Password from the URL, else ``password``, else ``$AGENTCACHE_VALKEY_PASSWORD``."""

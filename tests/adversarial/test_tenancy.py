@@ -21,7 +21,7 @@ from agentcache_sidecar.backends import record
 from agentcache_sidecar.backends.base import Entry
 from agentcache_sidecar.store import KEY_MARK
 from tests.operator.examples import EXAMPLE_FILES, agent_cache
-from tests.operator.test_valkey_start import SIDECAR_PASSWORD, StartedValkey
+from tests.support.shipped_valkey import SIDECAR_PASSWORD, ShippedValkey
 
 from .conftest import connect, raw_request, read_answer
 
@@ -74,7 +74,7 @@ def test_the_acl_user_confines_a_sidecar_configured_with_another_tenants_prefix(
     rendered config, and one with the same credentials but another tenant's prefix."""
     (path,) = [p for p in EXAMPLE_FILES if p.stem == "managed-standalone"]
     cache = Cache.from_body(agent_cache(path))
-    server = StartedValkey(tmp_path / "valkey", config_data(cache), {})
+    server = ShippedValkey(tmp_path / "valkey", config_data(cache), {"VALKEY_PASSWORD": "start-test-password"}).start()
     try:
         server.wait(lambda: server.cli("ping") == "PONG", "valkey")
         url = f"valkey://127.0.0.1:{server.port}"

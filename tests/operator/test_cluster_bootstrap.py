@@ -102,33 +102,6 @@ def wait_state_ok(cli_path: str, nodes: list[ValkeyProcess], timeout: float = 20
     raise AssertionError("the cluster never reached cluster_state:ok on every node")
 
 
-@pytest.mark.e2e
-def readiness_probe(port: int) -> list[str]:
-    """The shipped readiness probe of a managed cluster's Valkey pods, aimed at one local node."""
-    from agentcache_operator.render import Cache, render_children
-
-    from .examples import EXAMPLES_DIR, agent_cache
-
-    cache = Cache.from_body(agent_cache(EXAMPLES_DIR / "cluster.yaml"))
-    (statefulset,) = [o for o in render_children(cache, PASSWORD) if o["kind"] == "StatefulSet"]
-    command = statefulset["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"]
-    return [part.replace("-p 6379", f"-p {port}") for part in command]
-
-
-def probe_ready(cli_path: str, node: ValkeyProcess) -> bool:
-    env = {**os.environ, "VALKEY_PASSWORD": PASSWORD, "PATH": f"{Path(cli_path).parent}:{os.environ['PATH']}"}
-    return subprocess.run(readiness_probe(node.port), env=env, capture_output=True, timeout=10).returncode == 0
-
-
-def test_cluster_pods_are_ready_only_while_the_cluster_is_healthy(cluster_nodes, tmp_path):
-    """The operator reads readyReplicas; for a cluster the probe makes that the cluster state."""
-    cli_path, nodes = cluster_nodes
-    assert not any(probe_ready(cli_path, node) for node in nodes), "not ready before the cluster exists"
-    assert run_bootstrap(cli_path, nodes, tmp_path).returncode == 0
-    wait_state_ok(cli_path, nodes)
-    assert all(probe_ready(cli_path, node) for node in nodes)
-
-
 def test_bootstrap_forms_the_cluster_once_and_then_changes_nothing(cluster_nodes, tmp_path):
     cli_path, nodes = cluster_nodes
     assert "cluster_known_nodes:1" in cli(cli_path, nodes[0], "cluster", "info")

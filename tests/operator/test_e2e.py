@@ -170,7 +170,12 @@ def expected_children(stem: str, name: str) -> list[tuple[str, str]]:
             ("NetworkPolicy", base),
         ]
     if stem == "replicated":
-        children += [("StatefulSet", f"{name}-valkey-replica"), ("Service", f"{name}-valkey-replicas")]
+        children += [
+            ("StatefulSet", f"{name}-valkey-replica"),
+            ("Service", f"{name}-valkey-replicas"),
+            ("StatefulSet", f"{name}-sentinel"),
+            ("Service", f"{name}-sentinel"),
+        ]
     if stem == "cluster":
         children.append(("Job", f"{name}-valkey-bootstrap"))
     return children

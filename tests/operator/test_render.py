@@ -66,7 +66,7 @@ def test_expected_children_per_example():
     assert kinds["memory"] == kinds["file"] == kinds["external"] == ["ConfigMap"]
     common = ["ConfigMap", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service", "Service"]
     assert kinds["managed-standalone"] == sorted([*common, "StatefulSet"])
-    assert kinds["replicated"] == sorted([*common, "Service", "StatefulSet", "StatefulSet"])
+    assert kinds["replicated"] == sorted([*common, "Service", "StatefulSet", "StatefulSet", "Service", "StatefulSet"])
     assert kinds["cluster"] == sorted([*common, "StatefulSet", "Job"])
 
 
@@ -186,6 +186,12 @@ def test_cluster_runs_shards_times_one_plus_replicas_and_a_bootstrap_job():
     assert command[:3] == ["sh", "/etc/valkey/bootstrap.sh", "2"] and len(command) == 3 + 12
     assert command[3] == "c1-valkey-0.c1-valkey-headless.agents.svc:6379"
     assert objects[("Service", "c1-valkey-headless")]["spec"]["clusterIP"] == "None"
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["VALKEY_PEERS"].split() == command[3:], "heal.sh looks for peers among every pod"
+    assert container["readinessProbe"]["exec"]["command"] == ["sh", "/etc/valkey/ready.sh"]
+    assert {"heal.sh", "ready.sh", "start.sh", "handover.sh"} <= set(objects[("ConfigMap", "c1-valkey-config")]["data"])
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sh", "/etc/valkey/handover.sh"]
 
 
 def test_every_pod_runs_locked_down():
@@ -314,3 +320,48 @@ def test_the_longest_name_the_crd_allows_names_every_child_and_its_pods(path):
         assert len(obj["metadata"]["name"]) <= limit, (obj["kind"], obj["metadata"]["name"])
         for value in (obj["metadata"].get("labels") or {}).values():
             assert len(value) <= 63
+
+
+def test_claims_go_with_the_cache_but_survive_a_scale_down():
+    for stem in ["replicated", "cluster"]:
+        cache = example(stem)
+        cache.valkey["persistence"]["enabled"] = True
+        claiming = [o for o in render_children(cache, PASSWORD) if "volumeClaimTemplates" in o.get("spec", {})]
+        assert claiming
+        for obj in claiming:
+            assert obj["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+                "whenDeleted": "Delete",
+                "whenScaled": "Retain",
+            }, obj["metadata"]["name"]
+
+
+def test_valkey_volumes_are_not_chowned_on_every_start():
+    for stem in ["managed-standalone", "replicated", "cluster"]:
+        for obj in render_children(example(stem), PASSWORD):
+            if obj["kind"] == "StatefulSet":
+                assert obj["spec"]["template"]["spec"]["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+
+
+def test_replicated_runs_three_sentinels_that_the_sidecar_and_the_valkey_pods_ask_for_the_primary():
+    objects = rendered(example("replicated"))
+    sentinels = objects[("StatefulSet", "replicated-cache-sentinel")]
+    assert sentinels["spec"]["replicas"] == 3 and sentinels["spec"]["serviceName"] == "replicated-cache-sentinel"
+    assert objects[("Service", "replicated-cache-sentinel")]["spec"]["clusterIP"] == "None"
+    (container,) = sentinels["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["sh", "/etc/valkey/sentinel.sh"]
+    addresses = [f"replicated-cache-sentinel-{i}.replicated-cache-sentinel.agents.svc:26379" for i in range(3)]
+    assert agent_config(example("replicated"))["services"]["valkey"]["config"]["sentinel"] == {
+        "master_name": "replicated-cache",
+        "addresses": addresses,
+    }
+    for name in ["replicated-cache-valkey", "replicated-cache-valkey-replica"]:
+        env = {
+            e["name"]: e.get("value")
+            for e in objects[("StatefulSet", name)]["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["VALKEY_SENTINELS"].split() == addresses and env["VALKEY_MASTER_NAME"] == "replicated-cache"
+    pdb = objects[("PodDisruptionBudget", "replicated-cache-valkey")]["spec"]["selector"]["matchLabels"]
+    assert pdb.items() <= sentinels["spec"]["template"]["metadata"]["labels"].items()
+    policy = objects[("NetworkPolicy", "replicated-cache-valkey")]
+    assert {"protocol": "TCP", "port": 26379} in policy["spec"]["ingress"][0]["ports"], "agents reach the sentinels"
+    assert "sentinel" not in agent_config(example("managed-standalone"))["services"]["valkey"]["config"]

@@ -152,3 +152,36 @@ def test_non_utf8_config_file_is_a_clear_error(tmp_path):
     path.write_bytes(b"\xff\xfe")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(path, environ={})
+
+
+def sentinel_config(**sentinel) -> dict:
+    return {"cache": {"backend": "valkey"}, "services": {"valkey": {"config": {"sentinel": sentinel}}}}
+
+
+def test_sentinel_section_names_the_primary_and_the_sentinels():
+    loaded = parse_settings(sentinel_config(master_name="primary", addresses=["s-0.s.ns.svc:26379", "10.0.0.1:26379"]))
+    assert loaded.warnings == []
+    sentinel = loaded.settings.valkey.sentinel
+    assert sentinel.master_name == "primary" and sentinel.addresses[1] == "10.0.0.1:26379"
+    assert sentinel.password is None, "the Valkey password is used unless one is given"
+
+
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        (sentinel_config(master_name="p", addresses=["no-port"]), "sentinel.addresses: .*'no-port' is not host:port"),
+        (sentinel_config(master_name="p", addresses=[]), "sentinel.addresses"),
+        (sentinel_config(addresses=["s:26379"]), "sentinel.master_name"),
+        (
+            {
+                "services": {
+                    "valkey": {"config": {"cluster": True, "sentinel": {"master_name": "p", "addresses": ["s:1"]}}}
+                }
+            },
+            "a Valkey Cluster has no Sentinel",
+        ),
+    ],
+)
+def test_a_wrong_sentinel_section_is_a_clear_error(raw, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        parse_settings(raw)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import time
 from collections import Counter
 
 import pytest
 
 from agentcache_sidecar.store import KEY_MARK
+from tests.support.sidecar import mixed_load
 
 
 def valkey_config(url: str, fallback: str) -> dict:
@@ -19,24 +19,6 @@ def valkey_config(url: str, fallback: str) -> dict:
         "services": {"valkey": {"config": {"url": url, "socket_timeout": 0.5, "socket_connect_timeout": 0.3}}},
         "sidecar": {"fallback": fallback},
     }
-
-
-async def mixed_load(http, stop: asyncio.Event, statuses: Counter) -> None:
-    rng = random.Random(7)
-    while not stop.is_set():
-        key = f"k{rng.randrange(50)}"
-        choice = rng.random()
-        if choice < 0.5:
-            request = http.get(f"/v1/keys/{key}")
-        elif choice < 0.8:
-            request = http.put(f"/v1/keys/{key}", data=b"v" * rng.randrange(1, 2000))
-        elif choice < 0.9:
-            request = http.post("/v1/batch/get", json={"keys": [key, "k1", "k2"]})
-        else:
-            request = http.delete(f"/v1/keys/{key}")
-        async with request as resp:
-            await resp.read()
-            statuses[resp.status] += 1
 
 
 async def wait_for(predicate, timeout: float = 10.0) -> None:

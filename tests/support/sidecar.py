@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import socket
 import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -59,6 +63,30 @@ class SidecarProcess(Launched):
     def session(self) -> ClientSession:
         """An aiohttp session over the socket; URLs are ``http://sidecar/...``."""
         return ClientSession(connector=UnixConnector(path=self.socket_path), base_url="http://sidecar")
+
+
+async def mixed_load(http, stop: asyncio.Event, statuses: Counter, writes: list | None = None, seed: int = 7) -> None:
+    """One client of an agent: reads, writes, batch reads and deletes until ``stop``.
+
+    Counts every answer's status; with ``writes``, records each write as (time, degraded).
+    """
+    rng = random.Random(seed)
+    while not stop.is_set():
+        key = f"k{rng.randrange(50)}"
+        choice = rng.random()
+        if choice < 0.5:
+            request = http.get(f"/v1/keys/{key}")
+        elif choice < 0.8:
+            request = http.put(f"/v1/keys/{key}", data=b"v" * rng.randrange(1, 2000))
+        elif choice < 0.9:
+            request = http.post("/v1/batch/get", json={"keys": [key, "k1", "k2"]})
+        else:
+            request = http.delete(f"/v1/keys/{key}")
+        async with request as resp:
+            await resp.read()
+            statuses[resp.status] += 1
+            if writes is not None and resp.method == "PUT":
+                writes.append((time.monotonic(), "X-Cache-Degraded" in resp.headers))
 
 
 @pytest.fixture

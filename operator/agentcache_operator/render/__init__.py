@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .common import Cache, SpecError
+from .sentinel import render_sentinels
 from .sidecar_config import endpoint, render_config_map
 from .valkey import render_managed_valkey
 
@@ -23,4 +24,6 @@ def render_children(cache: Cache, password: str | None = None) -> list[dict[str,
         if not password:
             raise ValueError("a managed Valkey needs its password")
         children += render_managed_valkey(cache, password)
+        if cache.valkey["topology"] == "replicated":
+            children += render_sentinels(cache, password)
     return children

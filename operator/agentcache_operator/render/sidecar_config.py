@@ -12,6 +12,7 @@ from agentcache import protocol
 from .. import names
 from .common import Cache, SpecError, config_hash, metadata, quantity_bytes
 from .tenancy import acl_user
+from .valkey import sentinel_addresses
 
 FILE_STORAGE_DIR = "/var/cache/agentcache"
 PASSWORD_FROM_ENV = f"${{{protocol.ENV_VALKEY_PASSWORD}:}}"
@@ -100,6 +101,8 @@ def agent_config(cache: Cache) -> dict[str, Any]:
             config["username"] = valkey["username"]
         if valkey["topology"] == "cluster":
             config["cluster"] = True
+        if managed and valkey["topology"] == "replicated":
+            config["sentinel"] = {"master_name": cache.name, "addresses": sentinel_addresses(cache)}
         document["services"] = {"valkey": {"type": "cache", "config": config}}
     document["sidecar"] = {
         "socket_path": protocol.SOCKET_PATH,

@@ -4,9 +4,12 @@ Topologies:
 - standalone: StatefulSet ``<cache>-valkey`` of one pod.
 - replicated: that primary plus StatefulSet ``<cache>-valkey-replica`` of ``replicas`` pods
   started with ``replicaof``; Service ``<cache>-valkey`` selects the primary and
-  ``<cache>-valkey-replicas`` the replicas.
+  ``<cache>-valkey-replicas`` the replicas. Three sentinels (sentinel.py) fail the primary over;
+  every pod takes its role from them when they answer (follow.sh), and so does the sidecar.
+  The primary Service follows the first pod's label, not a failover.
 - cluster: StatefulSet ``<cache>-valkey`` of ``shards * (1 + replicasPerShard)`` pods with
-  ``cluster-enabled`` and Job ``<cache>-valkey-bootstrap`` that forms the cluster once.
+  ``cluster-enabled`` and Job ``<cache>-valkey-bootstrap`` that forms the cluster once; then
+  every pod keeps it whole itself (heal.sh on start, handover.sh in preStop).
 Every topology also gets the headless Service ``<cache>-valkey-headless`` (stable pod DNS).
 """
 
@@ -48,6 +51,13 @@ SIDECAR_PASSWORD_KEY = names.VALKEY_SIDECAR_PASSWORD_KEY
 SIDECAR_ACL_FILE = "sidecar.acl"
 
 START_SCRIPT = script("start.sh")
+HEAL_SCRIPT = script("heal.sh")
+HANDOVER_SCRIPT = script("handover.sh")
+READY_SCRIPT = script("ready.sh")
+FOLLOW_SCRIPT = script("follow.sh")
+SENTINEL_SCRIPT = script("sentinel.sh")
+SENTINEL_PORT = 26379
+SENTINELS = 3
 
 
 def config_name(cache: str) -> str:
@@ -68,6 +78,17 @@ def replica_name(cache: str) -> str:
 def replicas_service_name(cache: str) -> str:
     """Service of the read replicas (topology replicated)."""
     return f"{cache}-valkey-replicas"
+
+
+def sentinel_name(cache: str) -> str:
+    """StatefulSet and headless Service of the three sentinels (topology replicated)."""
+    return f"{cache}-sentinel"
+
+
+def sentinel_addresses(cache: Cache) -> list[str]:
+    """``host:port`` of every sentinel, by its stable DNS name; they monitor the primary as ``cache.name``."""
+    service = sentinel_name(cache.name)
+    return [f"{service}-{i}.{service}.{cache.namespace}.svc:{SENTINEL_PORT}" for i in range(SENTINELS)]
 
 
 def bootstrap_name(cache: str) -> str:
@@ -96,12 +117,14 @@ def valkey_conf(cache: Cache) -> str:
         f"maxmemory-policy {valkey['maxMemoryPolicy']}",
         f"appendonly {'yes' if persistent else 'no'}",
         'save ""',
+        "repl-diskless-sync-delay 0",  # a replaced replica copies its primary at once, not after 5 s
     ]
     if valkey["topology"] == "cluster":
         lines += [
             "cluster-enabled yes",
             f"cluster-config-file {DATA_DIR}/nodes.conf",
             "cluster-node-timeout 5000",
+            "cluster-replica-validity-factor 0",  # a cache prefers a promoted replica to slots that stay down
             "cluster-preferred-endpoint-type hostname",
         ]
     return "\n".join(lines) + "\n"
@@ -116,10 +139,16 @@ def config_data(cache: Cache) -> dict[str, str]:
     data = {
         "valkey.conf": valkey_conf(cache),
         "start.sh": START_SCRIPT,
+        "ready.sh": READY_SCRIPT,
         SIDECAR_ACL_FILE: f"{acl_user(cache)} {acl_rule(cache.key_prefix)}\n",
     }
     if cache.valkey["topology"] == "cluster":
         data["bootstrap.sh"] = BOOTSTRAP_SCRIPT
+        data["heal.sh"] = HEAL_SCRIPT
+        data["handover.sh"] = HANDOVER_SCRIPT
+    if cache.valkey["topology"] == "replicated":
+        data["follow.sh"] = FOLLOW_SCRIPT
+        data["sentinel.sh"] = SENTINEL_SCRIPT
     return data
 
 
@@ -175,14 +204,9 @@ def _statefulset(
     ports = [{"name": "valkey", "containerPort": names.VALKEY_PORT, "protocol": "TCP"}]
     if valkey["topology"] == "cluster":
         ports.append({"name": "cluster-bus", "containerPort": CLUSTER_BUS_PORT, "protocol": "TCP"})
-    ping = 'REDISCLI_AUTH="$VALKEY_PASSWORD" valkey-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG'
-    if valkey["topology"] == "cluster":
-        # A node is ready only while the cluster it belongs to is healthy, so the StatefulSet's readyReplicas
-        # (what the operator reads) follows the cluster state; the headless Service publishes unready pods,
-        # which the bootstrap Job needs to reach them before the cluster exists.
-        ping = (
-            'REDISCLI_AUTH="$VALKEY_PASSWORD" valkey-cli -h 127.0.0.1 -p 6379 cluster info | grep -q "cluster_state:ok"'
-        )
+    # ready.sh: the node serves (a cluster node: its slots, or its link to its primary). The headless Service
+    # publishes unready pods, which the bootstrap Job and joining nodes need to reach.
+    ready = ["sh", f"{CONFIG_DIR}/ready.sh"]
     container = {
         "name": "valkey",
         "image": image(cache),
@@ -194,7 +218,7 @@ def _statefulset(
             *extra_env,
         ],
         "ports": ports,
-        "readinessProbe": {"exec": {"command": ["sh", "-c", ping]}, "periodSeconds": 5, "timeoutSeconds": 3},
+        "readinessProbe": {"exec": {"command": ready}, "periodSeconds": 5, "timeoutSeconds": 3},
         "livenessProbe": {"tcpSocket": {"port": "valkey"}, "initialDelaySeconds": 10, "periodSeconds": 10},
         "resources": resources(cache),
         "securityContext": container_security_context(),
@@ -218,13 +242,16 @@ def _statefulset(
             "spec": {
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
-                "securityContext": pod_security_context(VALKEY_UID),
+                # OnRootMismatch: a big volume is not chowned file by file on every start.
+                "securityContext": {**pod_security_context(VALKEY_UID), "fsGroupChangePolicy": "OnRootMismatch"},
                 "terminationGracePeriodSeconds": 30,
                 "containers": [container],
                 "volumes": volumes,
             },
         },
     }
+    if valkey["topology"] == "cluster":  # a primary that is asked to stop first hands its slots to a replica
+        container["lifecycle"] = {"preStop": {"exec": {"command": ["sh", f"{CONFIG_DIR}/handover.sh"]}}}
     if persistence["enabled"]:
         claim_spec: dict[str, Any] = {
             "accessModes": ["ReadWriteOnce"],
@@ -233,6 +260,8 @@ def _statefulset(
         if persistence.get("storageClassName"):
             claim_spec["storageClassName"] = persistence["storageClassName"]
         spec["volumeClaimTemplates"] = [{"metadata": {"name": "data"}, "spec": claim_spec}]
+        # The data goes with the cache, but survives a scale-down (a later scale-up finds it again).
+        spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Delete", "whenScaled": "Retain"}
     else:
         volumes.append({"name": "data", "emptyDir": {}})
     return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": metadata(cache, name, COMPONENT), "spec": spec}
@@ -245,14 +274,33 @@ def render_statefulsets(cache: Cache, password: str) -> list[dict[str, Any]]:
     if topology == "standalone":
         return [_statefulset(cache, base, "primary", 1, [], password)]
     if topology == "replicated":
-        replica_env = [{"name": "VALKEY_PRIMARY", "value": f"{base}.{cache.namespace}.svc:{names.VALKEY_PORT}"}]
+        replica_env: list[dict[str, Any]] = [
+            {"name": "VALKEY_PRIMARY", "value": f"{base}.{cache.namespace}.svc:{names.VALKEY_PORT}"}
+        ]
+        sentinel_env: list[dict[str, Any]] = [  # follow.sh: the role comes from the sentinels
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "VALKEY_REPLICA_ANNOUNCE",
+                "value": f"$(POD_NAME).{headless_name(cache.name)}.{cache.namespace}.svc",
+            },
+            {"name": "VALKEY_SENTINELS", "value": " ".join(sentinel_addresses(cache))},
+            {"name": "VALKEY_MASTER_NAME", "value": cache.name},
+        ]
         return [
-            _statefulset(cache, base, "primary", 1, [], password),
-            _statefulset(cache, replica_name(cache.name), "replica", cache.valkey["replicas"], replica_env, password),
+            _statefulset(cache, base, "primary", 1, sentinel_env, password),
+            _statefulset(
+                cache,
+                replica_name(cache.name),
+                "replica",
+                cache.valkey["replicas"],
+                [*replica_env, *sentinel_env],
+                password,
+            ),
         ]
     announce: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "VALKEY_ANNOUNCE_HOSTNAME", "value": f"$(POD_NAME).{headless_name(cache.name)}.{cache.namespace}.svc"},
+        {"name": "VALKEY_PEERS", "value": " ".join(bootstrap_nodes(cache))},
     ]
     return [_statefulset(cache, base, "node", cluster_size(cache), announce, password)]
 
@@ -331,6 +379,8 @@ def render_network_policy(cache: Cache) -> dict[str, Any]:
     valkey_pods = selector_labels(cache, COMPONENT)
     agents = {names.LABEL_CACHE: cache.name, names.LABEL_INJECTED: "true"}
     client_port = [{"protocol": "TCP", "port": names.VALKEY_PORT}]
+    if cache.valkey["topology"] == "replicated":
+        client_port.append({"protocol": "TCP", "port": SENTINEL_PORT})
     peer_ports = [*client_port, {"protocol": "TCP", "port": CLUSTER_BUS_PORT}]
     peers = [
         {"podSelector": {"matchLabels": valkey_pods}},

@@ -50,6 +50,7 @@ from valkey.exceptions import TimeoutError as ValkeyTimeoutError
 from ..config import CacheSettings, ConfigError, ValkeySettings
 from . import record
 from .base import Backend, BackendError, BackendTimeout, Entry
+from .sentinel import primary_clients
 
 log = logging.getLogger("agentcache.sidecar")
 MEMORY_CACHE_SECONDS = 2.0
@@ -207,6 +208,8 @@ class ValkeyBackend(Backend):
         self._probe: valkey_asyncio.Valkey | None
         if valkey.cluster:
             self._client, self._probe = self._cluster_client(valkey), None
+        elif valkey.sentinel:
+            self._client, self._probe = primary_clients(valkey.sentinel, valkey, pool_kwargs(valkey))
         else:
             self._client = valkey_asyncio.Valkey.from_pool(
                 valkey_asyncio.ConnectionPool.from_url(
