@@ -6,9 +6,10 @@ from __future__ import annotations
 import valkey
 
 from agentcache_operator.render import Cache
+from agentcache_operator.render.tenancy import acl_user
 from agentcache_operator.render.valkey import config_data
 from tests.support.process import free_port
-from tests.support.shipped_valkey import ShippedValkey
+from tests.support.shipped_valkey import SIDECAR_PASSWORD, ShippedValkey
 
 PASSWORD = "sentinel-test-password"
 NAME = "replicated-cache"
@@ -23,7 +24,8 @@ class Replicated:
             "spec": {"backend": "valkey", "valkey": {"topology": "replicated", "replicas": 2}},
         }
         self.root = root
-        self.data = config_data(Cache.from_body(body))
+        self.cache = Cache.from_body(body)
+        self.data = config_data(self.cache)
         self.ports = [free_port() for _ in range(3)]
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.generation = 0
@@ -33,6 +35,7 @@ class Replicated:
             "VALKEY_MASTER_NAME": NAME,
             "VALKEY_SENTINELS": sentinels,
             "VALKEY_REPLICA_ANNOUNCE": "127.0.0.1",
+            "SENTINEL_CLIENT_USER": acl_user(self.cache),
         }
         self.nodes = [self._node(i) for i in range(3)]
         self.sentinels = [
@@ -98,12 +101,13 @@ def sidecar_config(group: Replicated) -> dict:
     """The operator's sidecar config of a replicated cache, with local addresses."""
     sentinel = {"master_name": NAME, "addresses": [f"127.0.0.1:{port}" for port in group.sentinel_ports]}
     return {
-        "cache": {"backend": "valkey", "key_prefix": "s:"},
+        "cache": {"backend": "valkey", "key_prefix": group.cache.key_prefix},
         "services": {
             "valkey": {
-                "config": {
+                "config": {  # as rendered: the sidecars' ACL user, for Valkey and the sentinels alike
                     "url": f"valkey://127.0.0.1:{group.ports[0]}",
-                    "password": PASSWORD,
+                    "username": acl_user(group.cache),
+                    "password": SIDECAR_PASSWORD,
                     "socket_timeout": 0.5,
                     "socket_connect_timeout": 0.3,
                     "sentinel": sentinel,

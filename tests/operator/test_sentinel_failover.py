@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from agentcache.protocol import KEY_MARK
 from tests.support.sidecar import mixed_load
 
 from .replicated_nodes import NAME, Replicated, sidecar_config
@@ -27,8 +28,9 @@ def replicated(tmp_path):
 @pytest.mark.timeout(180)
 async def test_primary_killed_under_load_a_replica_is_promoted_and_no_client_sees_a_5xx(replicated, sidecar_factory):
     group = replicated
+    before, after = (group.cache.key_prefix + KEY_MARK + key for key in ("before", "after"))  # as stored
     old_primary = group.client(group.ports[0])
-    old_primary.set("s:before", "kept")
+    old_primary.set(before, "kept")
     assert old_primary.wait(2, 2000) == 2, "the marker reached both replicas"
     sidecar = sidecar_factory(sidecar_config(group))
     statuses: Counter = Counter()
@@ -53,15 +55,15 @@ async def test_primary_killed_under_load_a_replica_is_promoted_and_no_client_see
     new_port = group.primary_port()
     assert new_port in group.ports[1:], "a replica was promoted"
     new_primary = group.client(new_port)
-    assert b"on-the-new-primary" in new_primary.get("s:after"), "the sidecar wrote to the promoted replica"
-    assert new_primary.get("s:before") == b"kept", "the empty old primary wiped nothing"
+    assert b"on-the-new-primary" in new_primary.get(after), "the sidecar wrote to the promoted replica"
+    assert new_primary.get(before) == b"kept", "the empty old primary wiped nothing"
     await asyncio.to_thread(
         returned.wait,
         lambda: "master_link_status:up" in returned.cli("info", "replication"),
         "the returned node to replicate the new primary",
         30,
     )
-    assert returned.cli("get", "s:before") == "kept"
+    assert returned.cli("get", before) == "kept"
     degraded = [at for at, d in writes if d]
     recovered = min(at for at, d in writes if at > degraded[-1] and not d) - killed
     print(
