@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_CLIENT = Path(__file__).with_name("node") / "client.mjs"
 
 
 def test_node_drives_set_get_batch_and_lock(sidecar):
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed")
+    node = require_tool("node")
     result = subprocess.run([node, str(NODE_CLIENT), sidecar.socket_path], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "node client: set, get, head, batch, lock: ok" in result.stdout
@@ -29,9 +26,7 @@ def readme_curl_lines() -> list[str]:
 
 
 def test_the_readmes_curl_examples_run(sidecar, tmp_path):
-    curl = shutil.which("curl")
-    if curl is None:
-        pytest.skip("curl is not installed")
+    require_tool("curl")
     lines = readme_curl_lines()
     assert len(lines) == 3, lines
     (tmp_path / "agentcache.sock").symlink_to(sidecar.socket_path)

