@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 
 from agentcache import AsyncCache, Cache
-from tests.support.sidecar import SidecarProcess
-from tests.support.valkey import ValkeyProcess
+from tests.support.sidecar import sidecar_on
 
 BACKENDS = ["memory", "valkey"]
 
@@ -18,17 +17,8 @@ BACKENDS = ["memory", "valkey"]
 @pytest.fixture(scope="module", params=BACKENDS)
 def sidecar(request, tmp_path_factory):
     """One real sidecar per module and backend (key_prefix ``sdk:``)."""
-    workdir = tmp_path_factory.mktemp(f"sdk-{request.param}")
-    config = {"cache": {"backend": request.param, "key_prefix": "sdk:"}}
-    valkey = None
-    if request.param == "valkey":
-        valkey = ValkeyProcess(workdir / "valkey").start()
-        config["services"] = {"valkey": {"config": {"url": valkey.url}}}
-    process = SidecarProcess(workdir / "sidecar", config).start()
-    yield process
-    process.stop()
-    if valkey:
-        valkey.stop()
+    with sidecar_on(request.param, tmp_path_factory.mktemp(f"sdk-{request.param}"), "sdk:") as process:
+        yield process
 
 
 @pytest.fixture

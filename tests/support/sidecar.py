@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,25 @@ async def mixed_load(http, stop: asyncio.Event, statuses: Counter, writes: list 
             statuses[resp.status] += 1
             if writes is not None and resp.method == "PUT":
                 writes.append((time.monotonic(), "X-Cache-Degraded" in resp.headers))
+
+
+@contextlib.contextmanager
+def sidecar_on(backend: str, workdir: Path, key_prefix: str) -> Iterator[SidecarProcess]:
+    """A real sidecar on ``backend`` (memory, or valkey with a valkey-server of its own), stopped after."""
+    from .valkey import ValkeyProcess
+
+    config: dict = {"cache": {"backend": backend, "key_prefix": key_prefix}}
+    valkey = None
+    if backend == "valkey":
+        valkey = ValkeyProcess(workdir / "valkey").start()
+        config["services"] = {"valkey": {"config": {"url": valkey.url}}}
+    process = SidecarProcess(workdir / "sidecar", config).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        if valkey:
+            valkey.stop()
 
 
 @pytest.fixture
