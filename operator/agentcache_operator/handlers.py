@@ -137,8 +137,8 @@ async def _resync_forever() -> None:
     while True:
         keys = list(state.known)
         random.shuffle(keys)
-        if not keys:
-            await asyncio.sleep(RESYNC_SECONDS)
+        if not keys:  # none seen yet (the operator is starting): look again soon, not a whole period later
+            await asyncio.sleep(min(RESYNC_SECONDS, 5.0))
         for key in keys:
             await asyncio.sleep(RESYNC_SECONDS / len(keys) * random.uniform(0.5, 1.5))
             if state.reconciler is not None and key in state.known:
