@@ -23,13 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.injector.helpers import review as admission_review
 from tests.support.process import free_port
 
 SERVICE, NAMESPACE = "agentcache-injector", "agentcache"
@@ -73,18 +73,7 @@ def review() -> dict:
             ],
         },
     }
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "agents",
-            "operation": "CREATE",
-            "object": pod,
-        },
-    }
+    return admission_review(pod, "agents")
 
 
 def serve_baseline(port: int, tls_dir: str) -> None:
