@@ -89,12 +89,17 @@ take_over() {
     done
 }
 
-# Prints the id of the healthy primary with the fewest healthy replicas (ties: lowest id).
-fewest_replicas() {
+# Prints "count id" of every healthy primary with slots, fewest healthy replicas first (ties: lowest id).
+replica_counts() {
   local_cli cluster nodes | awk '
     $3 ~ /master/ && $3 !~ /fail/ && NF >= 9 { replicas[$1] += 0 }
     $3 ~ /slave/ && $3 !~ /fail/ { replicas[$4]++ }
-    END { for (id in replicas) print replicas[id], id }' | sort -k1,1n -k2,2 | awk 'NR == 1 { print $2 }'
+    END { for (id in replicas) print replicas[id], id }' | sort -k1,1n -k2,2
+}
+
+# Prints the id of the healthy primary with the fewest healthy replicas.
+fewest_replicas() {
+  replica_counts | awk 'NR == 1 { print $2 }'
 }
 
 until local_cli ping | grep -q PONG; do pause; done
@@ -151,3 +156,16 @@ until [ -n "$primary" ] && local_cli cluster replicate "$primary" | grep -q OK; 
   primary="$(fewest_replicas)"
 done
 echo "heal: $me replicates $primary"
+# Nodes restarting one after another can each pick the same primary and leave another with
+# none: for a minute, move to a primary without replicas while ours keeps another.
+tries=0
+while [ "$tries" -lt 30 ]; do
+  tries=$((tries + 1))
+  pause 2
+  first="$(replica_counts | head -n 1)"
+  ours="$(replica_counts | awk -v p="$primary" '$2 == p { print $1 }')"
+  if [ "${first% *}" = 0 ] && [ "${ours:-0}" -ge 2 ] && local_cli cluster replicate "${first#* }" | grep -q OK; then
+    primary="${first#* }"
+    echo "heal: $me moves to $primary, which had no replica"
+  fi
+done
