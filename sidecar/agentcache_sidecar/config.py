@@ -193,6 +193,21 @@ class Services(_Section):
     valkey: ValkeyService | None = None
 
 
+class NearCacheSettings(_Section):
+    """``sidecar.near_cache``: recently read Valkey entries kept in the sidecar, invalidated by Valkey's
+    client-side caching (``CLIENT TRACKING``); the valkey backend only."""
+
+    enabled: bool = True
+    max_items: int = Field(10000, ge=1, le=10_000_000)
+    max_bytes: int = Field(32 * MiB, ge=1024, description="bytes (or 32Mi): values held, at most")
+    max_value_bytes: int = Field(64 * 1024, ge=1, description="larger values are not kept near")
+
+    @field_validator("max_bytes", "max_value_bytes", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> Any:
+        return parse_quantity(value) if isinstance(value, str) else value
+
+
 class SidecarSettings(_Section):
     socket_path: str = LOCAL_SOCKET_PATH
     socket_mode: int = 0o660
@@ -230,6 +245,7 @@ class SidecarSettings(_Section):
     breaker_threshold: int = Field(3, ge=1, le=1000, description="consecutive backend timeouts that open the circuit")
     max_lock_ttl: float = Field(600.0, gt=0, le=86400, description="seconds; longer lock requests are shortened")
     max_locks: int = Field(10000, ge=1, le=10_000_000, description="locks held by the memory store at once")
+    near_cache: NearCacheSettings = Field(default_factory=NearCacheSettings)
 
     @field_validator("max_memory", "max_batch_bytes", mode="before")
     @classmethod
