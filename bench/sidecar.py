@@ -1,13 +1,16 @@
 """Sidecar benchmark: GET latency and throughput against direct valkey-py, in one run.
 
-Starts a valkey-server (Unix socket) and three sidecars (memory, valkey, file)
-as separate processes, then measures, for 100 B and 100 KB values:
+Starts a valkey-server (Unix socket) and four sidecars (memory, valkey with its
+near cache, valkey without, file) as separate processes, then measures, for 100 B
+and 100 KB values:
   - serial GET latency p50/p99 (one client, one request at a time),
   - throughput with 1 and 32 concurrent clients,
 for (a) valkey-py straight to valkey-server, (b) sidecar/memory, (c)
-sidecar/valkey, (d) sidecar/file (b-d through the SDK's ``AsyncCache``, as an
-agent would call them), and prints the ratios b/a, c/a, d/a; plus
-get_many of 1,000 keys against one MGET. Each figure is the median of
+sidecar/valkey with its near cache (the default), (d) sidecar/valkey with
+``near_cache.enabled: false``, (e) sidecar/file (b-e through the SDK's
+``AsyncCache``, as an agent would call them), and prints each ratio to (a); plus
+get_many of 1,000 keys against one MGET, and the near cache's invalidation
+delay: from a write through (d) returning to (c) reading the new value. Each figure is the median of
 ``--rounds`` rounds, the systems measured in turn within each round, so that
 machine noise hits them alike.
 
@@ -67,10 +70,16 @@ def start_valkey(workdir: Path) -> tuple[subprocess.Popen, str]:
 
 
 def start_sidecar(workdir: Path, name: str, cache: dict, services: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """``valkey-far``: the valkey backend with its near cache off."""
     sock = str(workdir / f"sidecar-{name}.sock")
     config = {
         "cache": {"key_prefix": "bench:", "max_size": 100000, **cache},
-        "sidecar": {"socket_path": sock, "metrics_port": 0, "log_level": "warning"},
+        "sidecar": {
+            "socket_path": sock,
+            "metrics_port": 0,
+            "log_level": "warning",
+            "near_cache": {"enabled": name != "valkey-far"},
+        },
     }
     if services:
         config["services"] = services
@@ -159,6 +168,21 @@ async def many_latency(target, keys: list[str], n: int) -> float:
     return statistics.median(samples)
 
 
+async def invalidation_delays(writer: Sidecar, reader: Sidecar, n: int) -> list[float]:
+    """Seconds from a write through ``writer`` returning to ``reader`` (near cache) reading its value,
+    the key being held in ``reader``'s near cache before each write."""
+    delays = []
+    for i in range(n):
+        value = f"v{i}".encode()
+        await reader.cache.get("inval")
+        await writer.set("inval", value)
+        written = time.perf_counter()
+        while await reader.cache.get("inval") != value:
+            pass
+        delays.append(time.perf_counter() - written)
+    return delays
+
+
 async def run(args) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="agentcache-bench-"))
     procs = []
@@ -173,6 +197,11 @@ async def run(args) -> None:
                 {"backend": "valkey"},
                 {"valkey": {"config": {"url": f"unix://{valkey_sock}", "max_connections": 64}}},
             ),
+            (
+                "valkey-far",
+                {"backend": "valkey"},
+                {"valkey": {"config": {"url": f"unix://{valkey_sock}", "max_connections": 64}}},
+            ),
             ("file", {"backend": "file", "storage_dir": str(workdir / "files"), "max_file_size": 1 << 20}, None),
         ]:
             proc, sock = start_sidecar(workdir, name, cache, services)
@@ -181,8 +210,9 @@ async def run(args) -> None:
         targets = [
             Direct(valkey_sock),
             Sidecar("b sidecar/memory", sidecars["memory"]),
-            Sidecar("c sidecar/valkey", sidecars["valkey"]),
-            Sidecar("d sidecar/file", sidecars["file"]),
+            Sidecar("c sidecar/valkey+near", sidecars["valkey"]),
+            Sidecar("d sidecar/valkey", sidecars["valkey-far"]),
+            Sidecar("e sidecar/file", sidecars["file"]),
         ]
         many_keys = [f"many:{i}" for i in range(MANY)]
         for target in targets:
@@ -208,6 +238,9 @@ async def run(args) -> None:
                 results.setdefault((target.label, "many", "p50"), []).append(
                     await many_latency(target, many_keys, max(5, args.requests // 200))
                 )
+            delays = await invalidation_delays(targets[3], targets[2], max(20, args.requests // 10))
+            results.setdefault(("near", "inval", "p50"), []).append(statistics.median(delays))
+            results.setdefault(("near", "inval", "max"), []).append(max(delays))
         for target in targets:
             await target.close()
         report(results, targets, args)
@@ -248,6 +281,11 @@ def report(results, targets, args) -> None:
     for target in targets:
         value = med[(target.label, "many", "p50")]
         print(f"  {target.label:20} p50 {value * 1e3:7.2f} ms   x a {value / med[(base, 'many', 'p50')]:5.2f}")
+    print(
+        f"\nnear cache invalidation: a write through d returned -> c reads the new value: "
+        f"median {med[('near', 'inval', 'p50')] * 1e6:.0f} µs, worst (median of the rounds' worst) "
+        f"{med[('near', 'inval', 'max')] * 1e6:.0f} µs"
+    )
     print(
         "\nLatency ratios: lower is better (b/a <= 1.0 is the target); throughput ratios: higher is better "
         "(c/a at 32 clients >= 1.0 is the target)."

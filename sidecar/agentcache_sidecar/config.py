@@ -199,8 +199,10 @@ class NearCacheSettings(_Section):
 
     enabled: bool = True
     max_items: int = Field(10000, ge=1, le=10_000_000)
-    max_bytes: int = Field(32 * MiB, ge=1024, description="bytes (or 32Mi): values held, at most")
-    max_value_bytes: int = Field(64 * 1024, ge=1, description="larger values are not kept near")
+    max_bytes: int = Field(
+        32 * MiB, ge=1024, description="bytes (or 32Mi) of keys and values held, at most (and within max_memory)"
+    )
+    max_value_bytes: int = Field(MiB, ge=1, description="larger values are not kept near")
 
     @field_validator("max_bytes", "max_value_bytes", mode="before")
     @classmethod

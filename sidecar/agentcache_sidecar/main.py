@@ -24,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from agentcache.protocol import ENV_LOG_LEVEL, ERR_BUSY, HEALTH_PATH, METRICS_PATH, READY_PATH
+from agentcache.protocol import ENV_LOG_LEVEL, ERR_BUSY, HEALTH_PATH, KEY_MARK, METRICS_PATH, READY_PATH
 
 from .app import SERVICE, create_server
 from .backends.base import Backend
@@ -53,7 +53,16 @@ def build_backend(settings: Settings) -> Backend:
         return FileBackend(cache)
     from .backends.valkey import ValkeyBackend
 
-    return ValkeyBackend(settings.valkey, cache, deadline=settings.sidecar.backend_timeout)
+    return ValkeyBackend(
+        settings.valkey,
+        cache,
+        deadline=settings.sidecar.backend_timeout,
+        near=settings.sidecar.near_cache,
+        tracked_prefix=cache.key_prefix + KEY_MARK,
+        # the memory fallback's share too: the near cache is emptied when Valkey cannot be heard,
+        # which is when the fallback fills
+        near_budget=Budget.of(settings).store_bytes,
+    )
 
 
 def build_service(settings: Settings, metrics: SidecarMetrics) -> CacheService:

@@ -6,9 +6,12 @@ process (tests) without clashing.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 disable_created_metrics()
 
@@ -26,6 +29,13 @@ BACKEND_UP = "agentcache_backend_up"
 BACKEND_ERRORS_TOTAL = "agentcache_backend_errors_total"
 VALUE_BYTES = "agentcache_value_bytes"
 REJECTIONS_TOTAL = "agentcache_rejections_total"
+NEAR_HITS_TOTAL = "agentcache_near_cache_hits_total"
+NEAR_MISSES_TOTAL = "agentcache_near_cache_misses_total"
+NEAR_INVALIDATIONS_TOTAL = "agentcache_near_cache_invalidations_total"
+NEAR_RESETS_TOTAL = "agentcache_near_cache_resets_total"
+NEAR_ENTRIES = "agentcache_near_cache_entries"
+NEAR_BYTES = "agentcache_near_cache_bytes"
+NEAR_LIVE = "agentcache_near_cache_live"
 
 EVICTION_REASONS = ("lru", "expired", "size", "corrupt")
 BACKEND_OPS = (
@@ -54,12 +64,46 @@ SIDECAR_METRICS = (
     BACKEND_ERRORS_TOTAL,
     VALUE_BYTES,
     REJECTIONS_TOTAL,
+    NEAR_HITS_TOTAL,
+    NEAR_MISSES_TOTAL,
+    NEAR_INVALIDATIONS_TOTAL,
+    NEAR_RESETS_TOTAL,
+    NEAR_ENTRIES,
+    NEAR_BYTES,
+    NEAR_LIVE,
 )
 
 
 def _base(name: str) -> str:
     """prometheus-client appends ``_total`` to counters itself."""
     return name.removesuffix("_total")
+
+
+NearCacheStats = Callable[[], "dict | None"]
+
+
+class NearCacheCollector(Collector):
+    """The near cache's figures (``backends/near.py``), read when scraped; zeros when there is none."""
+
+    def __init__(self) -> None:
+        self.source: NearCacheStats = lambda: None
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.source() or {}
+        for name, key, text in (
+            (NEAR_HITS_TOTAL, "hits", "Reads served from the near cache."),
+            (NEAR_MISSES_TOTAL, "misses", "Reads the near cache did not hold (sent to Valkey)."),
+            (NEAR_INVALIDATIONS_TOTAL, "invalidations", "Invalidation messages received from Valkey."),
+            (NEAR_RESETS_TOTAL, "resets", "Times the near cache was emptied because Valkey could not be heard."),
+        ):
+            yield CounterMetricFamily(_base(name), text, value=stats.get(key, 0))
+        yield GaugeMetricFamily(NEAR_ENTRIES, "Entries held by the near cache.", value=stats.get("entries", 0))
+        yield GaugeMetricFamily(NEAR_BYTES, "Bytes held by the near cache.", value=stats.get("bytes", 0))
+        yield GaugeMetricFamily(
+            NEAR_LIVE,
+            "1 while the near cache serves (Valkey's invalidations heard).",
+            value=1 if stats.get("live") else 0,
+        )
 
 
 @dataclass
@@ -88,11 +132,16 @@ class SidecarMetrics:
             ["reason"],
             registry=r,
         )
+        self.near_cache = NearCacheCollector()
+        r.register(self.near_cache)
         self._request_children: dict[tuple[str, str], tuple] = {}
         for reason in EVICTION_REASONS:  # series exist at 0 from the start, so rate() panels have data
             self.evictions.labels(reason)
         for op in BACKEND_OPS:
             self.backend_errors.labels(op)
+
+    def watch_near_cache(self, source: NearCacheStats) -> None:
+        self.near_cache.source = source
 
     def observe_request(self, op: str, result: str, seconds: float) -> None:
         """Count one API request and its latency (label children cached: this is on every request's path)."""

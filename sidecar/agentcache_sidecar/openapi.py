@@ -240,6 +240,23 @@ SPEC: dict[str, Any] = {
                             key_count={"type": "integer"},
                             memory_usage={"type": "integer"},
                             errors={"type": "integer"},
+                            near_cache={
+                                "description": "the valkey backend's near cache; null when it keeps none",
+                                "oneOf": [
+                                    {"type": "null"},
+                                    _object(
+                                        ["live", "entries", "bytes", "hits", "misses", "invalidations", "resets"],
+                                        live={"type": "boolean"},
+                                        entries={"type": "integer"},
+                                        bytes={"type": "integer"},
+                                        hits={"type": "integer"},
+                                        misses={"type": "integer"},
+                                        hit_rate={"type": "number"},
+                                        invalidations={"type": "integer"},
+                                        resets={"type": "integer"},
+                                    ),
+                                ],
+                            },
                         ),
                         "the sidecar's statistics",
                     ),

@@ -100,6 +100,7 @@ class CacheService:
         self._probe: asyncio.Task | None = None
         self._gauges_sampled_at = float("-inf")
         backend.add_eviction_listener(self._on_evicted)
+        metrics.watch_near_cache(backend.near_cache_stats)
 
     def _on_evicted(self, reason: str, count: int) -> None:
         self.evictions += count
@@ -344,6 +345,7 @@ class CacheService:
             "last_write_error": self.last_write_error,
             "circuit": "closed" if self.primary_up else "open",
             "backend_timeouts": self.timeouts,
+            "near_cache": self.backend.near_cache_stats(),
             "errors": self.errors,
             "time": time.time(),
         }

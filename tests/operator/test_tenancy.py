@@ -59,8 +59,9 @@ def test_acl_rule_confines_keys_and_commands():
     rule = acl_rule("agentcache:agents:llm:")
     assert "~agentcache:agents:llm:*" in rule.split() and "-@all" in rule.split()
     assert rule.split().count("resetkeys") == 1
-    for forbidden in ("keys", "flushall", "flushdb", "config", "debug", "acl"):
-        assert forbidden not in SIDECAR_COMMANDS and f"+{forbidden}" not in rule
+    for forbidden in ("keys", "flushall", "flushdb", "config", "debug", "acl", "publish", "psubscribe", "client"):
+        assert forbidden not in SIDECAR_COMMANDS and f"+{forbidden}" not in rule.split()
+    assert [word for word in rule.split() if word.startswith("&")] == ["&__redis__:invalidate"]
     for unsafe in ("", "a b:", "a*:", "a\\:"):
         with pytest.raises(SpecError):
             acl_rule(unsafe)

@@ -1,6 +1,8 @@
 """A TCP listener on 127.0.0.1 that forwards every connection, byte for byte, to a Unix socket.
 
-For tools that only speak TCP (schemathesis): the sidecar sees their requests unchanged.
+For tools that only speak TCP (schemathesis): the sidecar sees their requests unchanged. ``freeze()``
+holds every byte in both directions without closing anything (a silent network partition) until
+``thaw()``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ class UnixSocketProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self._open: set[socket.socket] = set()
+        self._flowing = threading.Event()
+        self._flowing.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -36,6 +40,7 @@ class UnixSocketProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
             sink.shutdown(socket.SHUT_WR)
         except OSError:
@@ -44,7 +49,14 @@ class UnixSocketProxy:
             for sock in (source, sink):
                 self._open.discard(sock)
 
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     def close(self) -> None:
+        self._flowing.set()
         self.listener.close()
         for sock in list(self._open):
             sock.close()

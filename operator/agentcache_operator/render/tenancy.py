@@ -29,6 +29,9 @@ SIDECAR_COMMANDS = (
     "evalsha",
     "select",
     "client|setname",
+    "client|id",
+    "client|tracking",
+    "subscribe",
     "cluster|slots",
     "cluster|shards",
     "command",
@@ -36,7 +39,11 @@ SIDECAR_COMMANDS = (
     "asking",
 )
 """What the sidecar's Valkey client sends (data, scans, the lock-release script, memory stats, cluster
-discovery); never KEYS, FLUSHALL, FLUSHDB, CONFIG, DEBUG, ACL or any admin command."""
+discovery, the near cache's tracking of its prefix on ``TRACKING_CHANNEL``); never KEYS, FLUSHALL, FLUSHDB, CONFIG, DEBUG, ACL or any admin command."""
+
+
+TRACKING_CHANNEL = "__redis__:invalidate"
+"""The only channel a sidecar may subscribe to: where Valkey sends its near cache's invalidations."""
 
 
 def acl_user(cache: Cache) -> str:
@@ -53,7 +60,7 @@ def acl_rule(prefix: str) -> str:
             "without spaces, quotes or glob characters (* ? [ ] \\)"
         )
     return " ".join(
-        ["on", "resetkeys", f"~{prefix}*", "resetchannels", "-@all", *(f"+{command}" for command in SIDECAR_COMMANDS)]
+        ["on", "resetkeys", f"~{prefix}*", "resetchannels", f"&{TRACKING_CHANNEL}", "-@all", *(f"+{command}" for command in SIDECAR_COMMANDS)]
     )
 
 

@@ -194,3 +194,7 @@ class Backend(abc.ABC):
     async def ping(self) -> bool:
         """True when the backend can serve requests."""
         return True
+
+    def near_cache_stats(self) -> dict | None:
+        """The near cache's figures (``near.py``) when this backend keeps one, else None."""
+        return None

@@ -38,7 +38,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import valkey.asyncio as valkey_asyncio
@@ -47,9 +47,10 @@ from valkey.exceptions import ClusterError, NoScriptError, ValkeyClusterExceptio
 from valkey.exceptions import ConnectionError as ValkeyConnectionError
 from valkey.exceptions import TimeoutError as ValkeyTimeoutError
 
-from ..config import CacheSettings, ConfigError, ValkeySettings
+from ..config import CacheSettings, ConfigError, NearCacheSettings, ValkeySettings
 from . import record
 from .base import Backend, BackendError, BackendTimeout, Entry
+from .near import InvalidationListener, NearCache
 from .sentinel import primary_clients
 
 log = logging.getLogger("agentcache.sidecar")
@@ -194,7 +195,18 @@ class ValkeyBackend(Backend):
 
     name = "valkey"
 
-    def __init__(self, valkey: ValkeySettings, cache: CacheSettings, deadline: float = 0.25):
+    def __init__(
+        self,
+        valkey: ValkeySettings,
+        cache: CacheSettings,
+        deadline: float = 0.25,
+        near: NearCacheSettings | None = None,
+        tracked_prefix: str = "",
+        near_budget: int | None = None,
+    ):
+        """``near`` (enabled) keeps recently read entries in this process, at most ``near_budget`` bytes,
+        invalidated by Valkey's tracking of the keys under ``tracked_prefix`` (``near.py``); a Valkey
+        Cluster has none yet."""
         super().__init__()
         self._deadline = deadline
         self._settings = valkey
@@ -221,6 +233,12 @@ class ValkeyBackend(Backend):
                     valkey.url, db=valkey.db, max_connections=1, **pool_kwargs(valkey)
                 )
             )
+        self.near: NearCache | None = None
+        self._listener: InvalidationListener | None = None
+        if near is not None and near.enabled and tracked_prefix and not valkey.cluster:
+            max_bytes = min(near.max_bytes, near_budget or near.max_bytes)
+            self.near = NearCache(near.max_items, max_bytes, near.max_value_bytes)
+            self._listener = InvalidationListener(self._tracking_connection, tracked_prefix.encode(), self.near)
         self._gets: _Coalescer[str, bytes | None] = _Coalescer(self._fetch, self._batch)
         self._sets: _Coalescer[tuple[str, bytes, int | None], None] = _Coalescer(self._store, self._batch)
 
@@ -261,10 +279,25 @@ class ValkeyBackend(Backend):
         self.up = True
         return result
 
+    async def _tracking_connection(self) -> Any:
+        """A connection of its own (never a pool's) to the server the data goes to, for invalidations."""
+        pool = (self._probe or self._client).connection_pool
+        conn = pool.connection_class(**{**pool.connection_kwargs, "health_check_interval": 0})
+        async with asyncio.timeout(self._ping_timeout):
+            await conn.connect()
+        return conn
+
+    def near_cache_stats(self) -> dict | None:
+        return None if self.near is None or self._listener is None or self._listener.refused else self.near.stats()
+
     async def start(self) -> None:
         await self.ping()
+        if self._listener is not None:
+            self._listener.start()
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         await self._gets.close()
         await self._sets.close()
         for client in (self._client, self._probe):
@@ -306,6 +339,22 @@ class ValkeyBackend(Backend):
             await self._unlink(keys)
 
     async def get(self, key: str) -> Entry | None:
+        near = self.near
+        if near is None:
+            return await self._get(key)
+        entry = near.get(key)
+        if entry is not None:
+            return entry
+        ticket = near.begin(key)
+        try:
+            entry = await self._get(key)
+        except BaseException:
+            near.abandon(key, ticket)
+            raise
+        near.fill(key, ticket, entry)
+        return entry
+
+    async def _get(self, key: str) -> Entry | None:
         blob = await self._gets.run(key)
         if blob is None:
             return None
@@ -317,6 +366,27 @@ class ValkeyBackend(Backend):
         return None if entry.is_expired() else entry
 
     async def get_many(self, keys: list[str]) -> list[Entry | None]:
+        near = self.near
+        if near is None or not keys:
+            return await self._get_many(keys)
+        found = [near.get(key) for key in keys]
+        missing = [i for i, entry in enumerate(found) if entry is None]
+        if not missing:
+            return found
+        wanted = [keys[i] for i in missing]
+        tickets = [near.begin(key) for key in wanted]
+        try:
+            fetched = await self._get_many(wanted)
+        except BaseException:
+            for key, ticket in zip(wanted, tickets):
+                near.abandon(key, ticket)
+            raise
+        for i, key, ticket, entry in zip(missing, wanted, tickets, fetched):
+            near.fill(key, ticket, entry)
+            found[i] = entry
+        return found
+
+    async def _get_many(self, keys: list[str]) -> list[Entry | None]:
         if not keys:
             return []
         entries: list[Entry | None] = []
@@ -353,16 +423,41 @@ class ValkeyBackend(Backend):
     def _item(self, key: str, entry: Entry) -> tuple[str, bytes, int | None]:
         return key, record.encode(entry, self._compress_threshold), _px(entry)
 
+    @contextlib.contextmanager
+    def _changing(self, keys: Iterable[str] | None) -> Iterator[None]:
+        """This sidecar changes ``keys`` (None: any key): not near before the change is sent, nor after
+        it returned, so it reads its own writes without waiting for Valkey's invalidation."""
+        near = self.near
+        if near is None:
+            yield
+            return
+        changed = None if keys is None else list(keys)
+
+        def forget() -> None:
+            if changed is None:
+                near.invalidate_all()
+            else:
+                near.invalidate(changed)
+
+        forget()
+        try:
+            yield
+        finally:
+            forget()
+
     async def set(self, key: str, entry: Entry) -> None:
-        await self._sets.run(self._item(key, entry))
+        with self._changing((key,)):
+            await self._sets.run(self._item(key, entry))
 
     async def set_many(self, items: Iterable[tuple[str, Entry]]) -> None:
         prepared = [self._item(key, entry) for key, entry in items]
-        for start in range(0, len(prepared), self._batch):
-            await self._store(prepared[start : start + self._batch])
+        with self._changing(item[0] for item in prepared):
+            for start in range(0, len(prepared), self._batch):
+                await self._store(prepared[start : start + self._batch])
 
     async def delete(self, key: str) -> bool:
-        return bool(await self._call("delete", lambda: self._client.unlink(key)))
+        with self._changing((key,)):
+            return bool(await self._call("delete", lambda: self._client.unlink(key)))
 
     async def _unlink(self, keys: list) -> int:
         deleted = 0
@@ -372,7 +467,8 @@ class ValkeyBackend(Backend):
         return deleted
 
     async def delete_many(self, keys: list[str]) -> int:
-        return await self._unlink(keys)
+        with self._changing(keys):
+            return await self._unlink(keys)
 
     # -- scans ----------------------------------------------------------------
 
@@ -409,8 +505,9 @@ class ValkeyBackend(Backend):
 
     async def delete_pattern(self, pattern: str) -> int:
         deleted = 0
-        async for keys in self._scan_raw(pattern, 500):
-            deleted += await self._unlink(keys)
+        with self._changing(None):
+            async for keys in self._scan_raw(pattern, 500):
+                deleted += await self._unlink(keys)
         return deleted
 
     async def key_count(self, pattern: str) -> int:
