@@ -39,7 +39,8 @@ SIDECAR_COMMANDS = (
     "asking",
 )
 """What the sidecar's Valkey client sends (data, scans, the lock-release script, memory stats, cluster
-discovery, the near cache's tracking of its prefix on ``TRACKING_CHANNEL``); never KEYS, FLUSHALL, FLUSHDB, CONFIG, DEBUG, ACL or any admin command."""
+discovery, the near cache's tracking of its prefix on ``TRACKING_CHANNEL``); never KEYS, FLUSHALL,
+FLUSHDB, CONFIG, DEBUG, ACL or any admin command."""
 
 
 TRACKING_CHANNEL = "__redis__:invalidate"
@@ -60,7 +61,15 @@ def acl_rule(prefix: str) -> str:
             "without spaces, quotes or glob characters (* ? [ ] \\)"
         )
     return " ".join(
-        ["on", "resetkeys", f"~{prefix}*", "resetchannels", f"&{TRACKING_CHANNEL}", "-@all", *(f"+{command}" for command in SIDECAR_COMMANDS)]
+        [
+            "on",
+            "resetkeys",
+            f"~{prefix}*",
+            "resetchannels",
+            f"&{TRACKING_CHANNEL}",
+            "-@all",
+            *(f"+{command}" for command in SIDECAR_COMMANDS),
+        ]
     )
 
 
