@@ -23,6 +23,7 @@ from agentcache.protocol import (
 
 MAX_TTL = 10 * 365 * 24 * 3600
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 class ApiError(Exception):
@@ -99,7 +100,7 @@ def parse_limit(raw: str | None, default: int, maximum: int) -> int:
 
 def is_safe_content_type(value: object) -> TypeGuard[str]:
     """Printable ASCII, 1..255 characters: safe to send as a header."""
-    return isinstance(value, str) and 0 < len(value) <= 255 and all(0x20 <= ord(c) <= 0x7E for c in value)
+    return isinstance(value, str) and _PRINTABLE_ASCII.fullmatch(value) is not None
 
 
 def check_content_type(value: object, key: str) -> str:

@@ -490,9 +490,12 @@ class HttpProtocol(asyncio.Protocol):
             head = _encode(
                 response.status, response.headers, b"", close=not keep_alive, head=True, length=len(response.body)
             )
-        self.transport.write(head)
-        if request.method != "HEAD" and response.status != 204 and response.body:
-            self.transport.write(response.body)
+        body = response.body if request.method != "HEAD" and response.status != 204 else b""
+        if len(body) <= SMALL_ANSWER:
+            self.transport.write(head + body)  # one write, one packet: most answers are small
+        else:
+            self.transport.write(head)
+            self.transport.write(body)
 
 
 def _busy_answer() -> Response:

@@ -6,7 +6,7 @@ Invariants:
   agent's key (control characters), so a tenant's keys, patterns and locks never
   match another tenant's, even when one prefix nests the other (``a:`` and
   ``a:b:``); keys handed back are the agent's keys, without prefix and mark;
-- every backend call has a deadline (``sidecar.backend_timeout``, retries
+- every call of a backend that waits on I/O has a deadline (``sidecar.backend_timeout``, retries
   included); scans and batches are bounded per exchange by the backend instead;
 - a backend failure on a read is a miss, on a write is a dropped write or a
   write to the memory fallback; nothing here raises ``BackendError`` upwards;
@@ -183,7 +183,7 @@ class CacheService:
         else ``degraded``. ``bounded=False``: scans, whose backend bounds each exchange instead."""
         if self.primary_up:
             try:
-                if not bounded:
+                if not bounded or self.backend.in_process:
                     result = await primary(self.backend)
                 else:
                     try:

@@ -100,6 +100,8 @@ class Backend(abc.ABC):
     """
 
     name: str = "abstract"
+    in_process: bool = False
+    """Every call completes without waiting on I/O (the memory backend): no deadline is needed."""
 
     def __init__(self) -> None:
         self._eviction_listeners: list[EvictionListener] = []

@@ -28,6 +28,7 @@ def _entry_size(key: str, entry: Entry) -> int:
 
 class MemoryBackend(Backend):
     name = "memory"
+    in_process = True
 
     def __init__(
         self,
