@@ -38,8 +38,10 @@ test: install tools k8s
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # ruff (lint and format), mypy, the import contracts of pyproject.toml, shellcheck on every shell script;
-# gofmt and go vet on tools/dashlint; then what we ship: the dashboards through dashlint (the rules of
-# Grafana's dashboard-linter, exceptions in dashboards/.lint) and the alert rules through promtool.
+# gofmt and go vet on tools/dashlint; then what we ship: kube-score on manifests/install.yaml, the chart's
+# renders and the operator's children (exceptions with reasons in scripts/kube-score.sh), the dashboards
+# through dashlint (the rules of Grafana's dashboard-linter, exceptions in dashboards/.lint) and the alert
+# rules through promtool. kube-linter, dashboard-linter and pint: not served by the Go module proxy here.
 lint: install tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -48,6 +50,7 @@ lint: install tools
 	.tools/bin/shellcheck scripts/*.sh .ci/run operator/agentcache_operator/scripts/*.sh
 	test -z "$$(gofmt -l tools/dashlint)" || { gofmt -l tools/dashlint; exit 1; }
 	cd tools/dashlint && go vet ./...
+	bash scripts/kube-score.sh
 	.tools/bin/dashlint -strict charts/agentcache/dashboards/*.json
 	.tools/bin/promtool check rules --lint=all --lint-fatal charts/agentcache/alerts/*.yaml
 
