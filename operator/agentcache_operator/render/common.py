@@ -95,6 +95,16 @@ def metadata(cache: Cache, name: str, component: str, annotations: dict[str, str
     return meta
 
 
+def spread_over_nodes(selector: dict[str, str]) -> dict[str, Any]:
+    """Prefer one pod matching ``selector`` per node (only preferred: a small cluster still schedules them)."""
+    term = {"labelSelector": {"matchLabels": selector}, "topologyKey": "kubernetes.io/hostname"}
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]
+        }
+    }
+
+
 def pod_security_context(uid: int) -> dict[str, Any]:
     return {
         "runAsNonRoot": True,

@@ -21,6 +21,7 @@ from .common import (
     metadata,
     pod_security_context,
     selector_labels,
+    spread_over_nodes,
 )
 from .tenancy import acl_user
 from .valkey import (
@@ -111,6 +112,8 @@ def _statefulset(cache: Cache, password: str) -> dict[str, Any]:
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": {**pod_security_context(VALKEY_UID), "fsGroupChangePolicy": "OnRootMismatch"},
+                    # a quorum that one node's loss cannot take
+                    "affinity": spread_over_nodes(selector),
                     "containers": [container],
                     "volumes": [
                         {"name": "config", "configMap": {"name": config_name(cache.name), "defaultMode": 0o444}},

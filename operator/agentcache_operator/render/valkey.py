@@ -34,6 +34,7 @@ from .common import (
     quantity_bytes,
     script,
     selector_labels,
+    spread_over_nodes,
 )
 from .tenancy import acl_rule, acl_user
 
@@ -244,6 +245,8 @@ def _statefulset(
                 "enableServiceLinks": False,
                 # OnRootMismatch: a big volume is not chowned file by file on every start.
                 "securityContext": {**pod_security_context(VALKEY_UID), "fsGroupChangePolicy": "OnRootMismatch"},
+                # A primary and its replicas (or a cluster's nodes) on different nodes, so one node's loss keeps a copy.
+                "affinity": spread_over_nodes(selector_labels(cache, COMPONENT)),
                 "terminationGracePeriodSeconds": 30,
                 "containers": [container],
                 "volumes": volumes,
