@@ -230,7 +230,10 @@ class CacheService:
         """``count=False`` for metadata reads (exists, ttl) that must not move the hit rate."""
         entry = None
         if self.enabled:
-            entry = await self._run("get", lambda b: b.get(self.full_key(key)), None)
+            full = self.full_key(key)
+            entry = self.backend.held(full) if self.primary_up else None
+            if entry is None:
+                entry = await self._run("get", lambda b: b.get(full), None)
             if entry is not None and not allow_stale and not entry.is_fresh():
                 entry = None
         if count:

@@ -143,6 +143,11 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Stop background work and release resources."""
 
+    def held(self, key: str) -> Entry | None:
+        """The entry of ``key`` when this process holds it and can answer without I/O (the valkey
+        backend's near cache), else None: then ``get`` asks the store."""
+        return None
+
     @abc.abstractmethod
     async def get(self, key: str) -> Entry | None: ...
 

@@ -338,13 +338,14 @@ class ValkeyBackend(Backend):
         with contextlib.suppress(BackendError):
             await self._unlink(keys)
 
+    def held(self, key: str) -> Entry | None:
+        return None if self.near is None else self.near.get(key)
+
     async def get(self, key: str) -> Entry | None:
+        """From Valkey (``held`` is the near cache's answer); kept near when no invalidation intervened."""
         near = self.near
         if near is None:
             return await self._get(key)
-        entry = near.get(key)
-        if entry is not None:
-            return entry
         ticket = near.begin(key)
         try:
             entry = await self._get(key)
