@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import msgpack
+
 from . import protocol, wire
 from .breaker import breaker_for
 from .errors import CacheUnavailable, InvalidRequest, SerializationError, error_from_response
@@ -67,6 +69,7 @@ class Call:
     body: bytes | None = None
     content_type: str | None = None
     slow: bool = False
+    accept: str | None = None
 
 
 @dataclass(slots=True)
@@ -261,34 +264,61 @@ class _Operations:
         )
 
     def get_many_plan(self, keys: Iterable[str], default: Any) -> Plan:
-        """Batch gets: JSON values arrive as themselves, others as ``{"$base64", "content_type"}``."""
+        """Batch gets, answered in ``BATCH_MSGPACK_TYPE`` (values as stored, with their Content-Type); a sidecar
+        that answers JSON instead sends JSON values as themselves, others as ``{"$base64", "content_type"}``."""
         local = list(dict.fromkeys(keys))
         full = [self._full(k) for k in local]
         chunks = [full[i : i + BATCH_CHUNK] for i in range(0, len(full), BATCH_CHUNK)]
 
-        def parse(reply: Reply) -> dict:
-            return json.loads(reply.body)["values"] if reply.status == 200 else _fail(reply)
+        def parse(reply: Reply) -> dict[str, Any]:
+            """``{full key: value or MISS}``."""
+            if reply.status != 200:
+                return _fail(reply)
+            if reply.headers.get("Content-Type", "").startswith(protocol.BATCH_MSGPACK_TYPE):
+                return self._stored_values(reply.body)
+            return {k: self._json_value(v, k) for k, v in json.loads(reply.body)["values"].items()}
 
-        def decode(value: Any, full_key: str) -> Any:
-            if value is None:
-                return default
-            if is_envelope(value):
-                try:
-                    data, content_type = protocol.open_envelope(value)
-                except ValueError:
-                    raise SerializationError(f"the sidecar sent an unreadable value for {full_key!r}") from None
-                value = self.codec.decode(data, content_type, full_key)
-            return default if value is MISS else value
-
-        def combine(answers: list[dict]) -> dict:
-            values = {k: v for answer in answers for k, v in answer.items()}
-            return {local_key: decode(values.get(full_key), full_key) for local_key, full_key in zip(local, full)}
+        def combine(answers: list[dict[str, Any]]) -> dict:
+            values = answers[0] if len(answers) == 1 else {k: v for answer in answers for k, v in answer.items()}
+            found = [values.get(full_key, MISS) for full_key in full]
+            return {local_key: default if value is MISS else value for local_key, value in zip(local, found)}
 
         calls = [
-            Call("POST", protocol.BATCH_GET_PATH, parse, _json_body({"keys": chunk}), JSON_TYPE, slow=True)
+            Call(
+                "POST",
+                protocol.BATCH_GET_PATH,
+                parse,
+                _json_body({"keys": chunk}),
+                JSON_TYPE,
+                slow=True,
+                accept=protocol.BATCH_MSGPACK_TYPE,
+            )
             for chunk in chunks
         ]
         return Plan(calls, combine)
+
+    def _stored_values(self, body: bytes) -> dict[str, Any]:
+        """A ``BATCH_MSGPACK_TYPE`` answer: ``{key: [stored bytes, Content-Type] or nil}``, decoded."""
+        decode = self.codec.decode_fast
+        try:
+            return {
+                key: MISS if found is None else decode(found[0], found[1], key)
+                for key, found in msgpack.unpackb(body)["values"].items()
+            }
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError, msgpack.UnpackException) as exc:
+            raise SerializationError(f"the sidecar sent an unreadable batch answer: {exc!r}") from None
+
+    def _json_value(self, value: Any, full_key: str) -> Any:
+        """A value of a JSON batch answer: itself, or the bytes of an envelope decoded by their Content-Type."""
+        if value is None:
+            return MISS
+        if is_envelope(value):
+            try:
+                data, content_type = protocol.open_envelope(value)
+            except ValueError:
+                raise SerializationError(f"the sidecar sent an unreadable value for {full_key!r}") from None
+            return self.codec.decode(data, content_type, full_key)
+        return value
 
     def set_many_plan(self, mapping: Mapping[str, Any], ttl: float | None, stale_ttl: float | None) -> Plan:
         """Every value travels in batches: JSON as itself, anything else as ``{"$base64", "content_type"}``."""
@@ -404,7 +434,7 @@ class _AsyncTransport:
         deadline = self.guard.deadline(call)
         pool = self._pool_for(asyncio.get_running_loop())
         try:
-            answer = await pool.request(call.method, call.path, call.body, call.content_type, deadline)
+            answer = await pool.request(call.method, call.path, call.body, call.content_type, deadline, call.accept)
         except (wire.ConnectionFailed, OSError, TimeoutError) as exc:
             raise self.guard.failed(exc) from None
         return call.parse(Reply(answer.status, answer.headers, answer.body))
@@ -443,7 +473,9 @@ class _SyncTransport:
     def send(self, call: Call) -> Any:
         deadline = self.guard.deadline(call)
         try:
-            answer = self._connection().request(call.method, call.path, call.body, call.content_type, deadline)
+            answer = self._connection().request(
+                call.method, call.path, call.body, call.content_type, deadline, call.accept
+            )
         except wire.ConnectionFailed as exc:
             raise self.guard.failed(exc) from None
         return call.parse(Reply(answer.status, answer.headers, answer.body))

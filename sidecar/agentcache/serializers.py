@@ -161,6 +161,17 @@ class Codec:
             return bytes(value), BYTES_TYPE
         return self.writer.dumps(value, key), self.writer.content_type
 
+    def decode_fast(self, data: bytes, content_type: str, key: str) -> Any:
+        """``decode``, with the two Content-Types written by default (raw bytes, JSON) taken first."""
+        if content_type == BYTES_TYPE:
+            return data
+        if content_type == JSON_TYPE:
+            try:
+                return json.loads(data)
+            except Exception:
+                pass
+        return self.decode(data, content_type, key)
+
     def decode(self, data: bytes, content_type: str | None, key: str) -> Any:
         """The stored value, or ``MISS`` (with a warning) when it must not or cannot be read."""
         media = (content_type or BYTES_TYPE).split(";", 1)[0].strip().lower()

@@ -189,12 +189,32 @@ SPEC: dict[str, Any] = {
         "/v1/batch/get": {
             "post": {
                 "operationId": "get_many",
+                "description": "Answers JSON unless the request's `Accept` names "
+                f"`{protocol.BATCH_MSGPACK_TYPE}`: then a msgpack map of the same shape whose values are "
+                "nil for a miss or `[value (bin), content_type (str)]`, the bytes as stored (no envelope).",
                 "requestBody": KEYS_BODY,
                 "responses": {
-                    "200": _json(
-                        _object(["values"], values={"type": "object", "additionalProperties": JSON_VALUE}),
-                        "every key's value, null for a miss",
-                    ),
+                    "200": {
+                        "description": "every key's value, null (nil) for a miss",
+                        "content": {
+                            "application/json": {
+                                "schema": _object(
+                                    ["values"], values={"type": "object", "additionalProperties": JSON_VALUE}
+                                )
+                            },
+                            protocol.BATCH_MSGPACK_TYPE: {
+                                "schema": _object(
+                                    ["values"],
+                                    values={
+                                        "type": "object",
+                                        "additionalProperties": {
+                                            "description": "nil, or [value (msgpack bin), content_type (str)]"
+                                        },
+                                    },
+                                )
+                            },
+                        },
+                    },
                     **_errors(),
                 },
             }

@@ -49,7 +49,7 @@ from valkey.exceptions import TimeoutError as ValkeyTimeoutError
 
 from ..config import CacheSettings, ConfigError, ValkeySettings
 from . import record
-from .base import Backend, BackendError, BackendTimeout, Entry
+from .base import Backend, BackendError, BackendTimeout, Entry, Fresh
 from .sentinel import primary_clients
 
 log = logging.getLogger("agentcache.sidecar")
@@ -333,6 +333,14 @@ class ValkeyBackend(Backend):
         if corrupt:
             await self._drop_corrupt(corrupt)
         return entries
+
+    async def get_many_fresh(self, keys: list[str]) -> list[Fresh | None]:
+        if not keys:
+            return []
+        values, corrupt = record.fresh_values(await self._fetch(keys), time.time())
+        if corrupt:
+            await self._drop_corrupt([keys[i] for i in corrupt])
+        return values
 
     # -- writes ---------------------------------------------------------------
 
