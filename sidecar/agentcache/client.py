@@ -263,49 +263,60 @@ class _Operations:
             "GET", protocol.STATS_PATH, lambda r: json.loads(r.body) if r.status == 200 else _fail(r), slow=True
         )
 
+    def _full_many(self, keys: list[Any]) -> list[str]:
+        """``_full`` of each key; checked together in a few passes in C when all are valid (the usual case)."""
+        if keys and set(map(type, keys)) == {str} and min(map(len, keys)) > 0:
+            try:
+                "".join(keys).encode("utf-8")
+            except UnicodeEncodeError:
+                pass
+            else:
+                prefix = self._key_prefix
+                return [prefix + key for key in keys] if prefix else keys
+        return [self._full(key) for key in keys]
+
     def get_many_plan(self, keys: Iterable[str], default: Any) -> Plan:
         """Batch gets, answered in ``BATCH_MSGPACK_TYPE`` (values as stored, with their Content-Type); a sidecar
         that answers JSON instead sends JSON values as themselves, others as ``{"$base64", "content_type"}``."""
         local = list(dict.fromkeys(keys))
-        full = [self._full(k) for k in local]
-        chunks = [full[i : i + BATCH_CHUNK] for i in range(0, len(full), BATCH_CHUNK)]
+        full = self._full_many(local)
 
-        def parse(reply: Reply) -> dict[str, Any]:
-            """``{full key: value or MISS}``."""
-            if reply.status != 200:
-                return _fail(reply)
-            if reply.headers.get("Content-Type", "").startswith(protocol.BATCH_MSGPACK_TYPE):
-                return self._stored_values(reply.body)
-            return {k: self._json_value(v, k) for k, v in json.loads(reply.body)["values"].items()}
+        def call(chunk: list[str]) -> Call:
+            def parse(reply: Reply) -> list[Any]:
+                """The value of each key of ``chunk`` (``MISS`` for a miss)."""
+                if reply.status != 200:
+                    return _fail(reply)
+                if reply.headers.get("Content-Type", "").startswith(protocol.BATCH_MSGPACK_TYPE):
+                    return self._stored_values(reply.body, chunk)
+                values = json.loads(reply.body)["values"]
+                return [self._json_value(values.get(key), key) for key in chunk]
 
-        def combine(answers: list[dict[str, Any]]) -> dict:
-            values = answers[0] if len(answers) == 1 else {k: v for answer in answers for k, v in answer.items()}
-            found = [values.get(full_key, MISS) for full_key in full]
+            body = _json_body({"keys": chunk})
+            return Call("POST", protocol.BATCH_GET_PATH, parse, body, JSON_TYPE, True, protocol.BATCH_MSGPACK_TYPE)
+
+        def combine(answers: list[list[Any]]) -> dict:
+            found = answers[0] if len(answers) == 1 else [value for answer in answers for value in answer]
             return {local_key: default if value is MISS else value for local_key, value in zip(local, found)}
 
-        calls = [
-            Call(
-                "POST",
-                protocol.BATCH_GET_PATH,
-                parse,
-                _json_body({"keys": chunk}),
-                JSON_TYPE,
-                slow=True,
-                accept=protocol.BATCH_MSGPACK_TYPE,
-            )
-            for chunk in chunks
-        ]
-        return Plan(calls, combine)
+        return Plan([call(full[i : i + BATCH_CHUNK]) for i in range(0, len(full), BATCH_CHUNK)], combine)
 
-    def _stored_values(self, body: bytes) -> dict[str, Any]:
-        """A ``BATCH_MSGPACK_TYPE`` answer: ``{key: [stored bytes, Content-Type] or nil}``, decoded."""
-        decode = self.codec.decode_fast
+    def _stored_values(self, body: bytes, keys: list[str]) -> list[Any]:
+        """A ``BATCH_MSGPACK_TYPE`` answer to ``keys``: each value decoded by its Content-Type, ``MISS`` for a miss."""
         try:
-            return {
-                key: MISS if found is None else decode(found[0], found[1], key)
-                for key, found in msgpack.unpackb(body)["values"].items()
-            }
-        except (ValueError, KeyError, TypeError, IndexError, AttributeError, msgpack.UnpackException) as exc:
+            answer = msgpack.unpackb(body)
+            values = answer[protocol.BATCH_VALUES_FIELD]
+            types = answer[protocol.BATCH_TYPES_FIELD]
+            names = answer[protocol.BATCH_CONTENT_TYPES_FIELD]
+            if len(values) != len(keys) or len(types) != len(keys):
+                raise ValueError(f"{len(values)} values for {len(keys)} keys")
+            if names == [protocol.BYTES_TYPE]:  # raw bytes only: nothing to decode
+                return [MISS if value is None else value for value in values]
+            decode = self.codec.decode_fast
+            return [
+                MISS if value is None else decode(value, names[kind], key)
+                for value, kind, key in zip(values, types, keys)
+            ]
+        except (ValueError, KeyError, TypeError, IndexError, msgpack.UnpackException) as exc:
             raise SerializationError(f"the sidecar sent an unreadable batch answer: {exc!r}") from None
 
     def _json_value(self, value: Any, full_key: str) -> Any:

@@ -52,8 +52,13 @@ JSON_TYPE = "application/json"
 BYTES_TYPE = "application/octet-stream"  # a value stored without a Content-Type
 BATCH_MSGPACK_TYPE = "application/vnd.agentcache.batch+msgpack"
 """The binary answer of ``POST /v1/batch/get``, sent when the request's ``Accept`` names it (the SDK's
-choice; JSON stays the default): a msgpack map ``{"values": {key: nil | [value (bin), content_type (str)]}}``.
-Values travel as stored, with no envelope: the reader decodes them by their Content-Type."""
+choice; JSON stays the default). A msgpack map, positional: ``values`` holds one item per key asked, in
+the order asked: nil for a miss, else the value's bytes as stored (bin, no envelope); ``types`` holds, at
+the same position, the index in ``content_types`` of that value's Content-Type (a bin of one byte per key
+while there are at most 256 types, else an array of ints; 0 for a miss)."""
+BATCH_VALUES_FIELD = "values"
+BATCH_TYPES_FIELD = "types"
+BATCH_CONTENT_TYPES_FIELD = "content_types"
 
 # --- error codes: the "error" of a JSON error body {"error": code, "message": text} -----------------
 

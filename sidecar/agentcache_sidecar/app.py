@@ -300,11 +300,10 @@ class KeyApi:
                 f"these values hold {size} bytes; a batch answer holds at most "
                 f"{self.batch_bytes}: ask for fewer keys at a time",
             )
-        answer = dict(zip(keys, values))  # a key asked twice is answered once
         _observe(self.metrics, "get_many", "ok", started)
         if _accepts(request, BATCH_MSGPACK_TYPE):
-            return Response(200, msgpack.packb({"values": answer}), {"Content-Type": BATCH_MSGPACK_TYPE})
-        return Response(200, _json_values(answer), JSON_ANSWER_HEADERS)
+            return Response(200, _msgpack_values(values), MSGPACK_ANSWER_HEADERS)
+        return Response(200, _json_values(dict(zip(keys, values))), JSON_ANSWER_HEADERS)  # a key asked twice: once
 
     async def batch_set(self, request: Request) -> Response:
         async with self._batch_slot(request):
@@ -353,6 +352,31 @@ def _write_response(outcome) -> Response:
 
 
 JSON_ANSWER_HEADERS = {"Content-Type": f"{JSON_TYPE}; charset=utf-8"}
+MSGPACK_ANSWER_HEADERS = {"Content-Type": BATCH_MSGPACK_TYPE}
+
+
+def _msgpack_values(values: list[Fresh | None]) -> bytes:
+    """The ``BATCH_MSGPACK_TYPE`` answer (``protocol``): the stored bytes as they are, in the order asked."""
+    indexes: dict[str, int] = {}
+    data: list[bytes | None] = []
+    types: list[int] = []
+    for found in values:
+        if found is None:
+            data.append(None)
+            types.append(0)
+        else:
+            data.append(found[0])
+            index = indexes.get(found[1])
+            if index is None:
+                index = indexes[found[1]] = len(indexes)
+            types.append(index)
+    return msgpack.packb(
+        {
+            protocol.BATCH_VALUES_FIELD: data,
+            protocol.BATCH_TYPES_FIELD: bytes(types) if len(indexes) <= 256 else types,
+            protocol.BATCH_CONTENT_TYPES_FIELD: list(indexes),
+        }
+    )
 
 
 def _accepts(request: Request, media_type: str) -> bool:
@@ -381,7 +405,7 @@ def _json_value(found: Fresh | None) -> bytes:
     data, content_type = found
     if _is_json_type(content_type):
         try:
-            value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+            value = _STRICT_JSON.decode(data.decode("utf-8"))
         except (ValueError, RecursionError):  # not JSON after all (or too deep to read): send the bytes
             pass
         else:
@@ -409,6 +433,10 @@ def _json_values(answer: dict[str, Fresh | None]) -> bytes:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+"""JSON and nothing more (no NaN, Infinity): made once, as ``json.loads`` with an argument makes one per call."""
 
 
 def _from_json_value(key: str, value: Any) -> tuple[bytes, str]:
