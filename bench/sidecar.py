@@ -7,7 +7,8 @@ as separate processes, then measures, for 100 B and 100 KB values:
 for (a) valkey-py straight to valkey-server, (b) sidecar/memory, (c)
 sidecar/valkey, (d) sidecar/file (b-d through the SDK's ``AsyncCache``, as an
 agent would call them), and prints the ratios b/a, c/a, d/a; plus
-get_many of 1,000 keys against one MGET. Each figure is the median of
+get_many of 1,000 keys against one MGET and set_many of 1,000 keys against one
+pipeline of SETs. Each figure is the median of
 ``--rounds`` rounds, the systems measured in turn within each round, so that
 machine noise hits them alike.
 
@@ -102,6 +103,12 @@ class Direct:
     async def get_many(self, keys: list[str]) -> list:
         return await self.client.mget(["bench:" + k for k in keys])
 
+    async def set_many(self, items: dict[str, bytes]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key, value in items.items():
+            pipe.set("bench:" + key, value)
+        await pipe.execute()
+
     async def close(self) -> None:
         await self.client.aclose()
 
@@ -123,6 +130,9 @@ class Sidecar:
 
     async def get_many(self, keys: list[str]) -> dict:
         return await self.cache.get_many(keys)
+
+    async def set_many(self, items: dict[str, bytes]) -> None:
+        assert await self.cache.set_many(items, ttl=0)
 
     async def close(self) -> None:
         await self.cache.close()
@@ -155,6 +165,15 @@ async def many_latency(target, keys: list[str], n: int) -> float:
     for _ in range(n):
         started = time.perf_counter()
         await target.get_many(keys)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+async def many_set_latency(target, items: dict[str, bytes], n: int) -> float:
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        await target.set_many(items)
         samples.append(time.perf_counter() - started)
     return statistics.median(samples)
 
@@ -208,6 +227,11 @@ async def run(args) -> None:
                 results.setdefault((target.label, "many", "p50"), []).append(
                     await many_latency(target, many_keys, max(5, args.requests // 200))
                 )
+            many_items = {key: b"v" * 100 for key in many_keys}
+            for target in targets:
+                results.setdefault((target.label, "set_many", "p50"), []).append(
+                    await many_set_latency(target, many_items, max(5, args.requests // 200))
+                )
         for target in targets:
             await target.close()
         report(results, targets, args)
@@ -244,10 +268,14 @@ def report(results, targets, args) -> None:
                 f"{r1:11.0f} {r1 / med[(base, size_name, 'rps1')]:6.2f} {r32:13.0f} "
                 f"{r32 / med[(base, size_name, 'rps32')]:6.2f}"
             )
-    print(f"\nget_many of {MANY} keys (100 B values) vs one MGET:")
+    print(f"\nget_many of {MANY} keys (100 B values; the SDK's AsyncCache.get_many) vs one MGET (valkey-py):")
     for target in targets:
         value = med[(target.label, "many", "p50")]
         print(f"  {target.label:20} p50 {value * 1e3:7.2f} ms   x a {value / med[(base, 'many', 'p50')]:5.2f}")
+    print(f"\nset_many of {MANY} keys (100 B values; AsyncCache.set_many) vs one pipeline of SETs (valkey-py):")
+    for target in targets:
+        value = med[(target.label, "set_many", "p50")]
+        print(f"  {target.label:20} p50 {value * 1e3:7.2f} ms   x a {value / med[(base, 'set_many', 'p50')]:5.2f}")
     print(
         "\nLatency ratios: lower is better (b/a <= 1.0 is the target); throughput ratios: higher is better "
         "(c/a at 32 clients >= 1.0 is the target)."

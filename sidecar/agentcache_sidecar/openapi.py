@@ -190,8 +190,9 @@ SPEC: dict[str, Any] = {
             "post": {
                 "operationId": "get_many",
                 "description": "Answers JSON unless the request's `Accept` names "
-                f"`{protocol.BATCH_MSGPACK_TYPE}`: then a msgpack map of the same shape whose values are "
-                "nil for a miss or `[value (bin), content_type (str)]`, the bytes as stored (no envelope).",
+                f"`{protocol.BATCH_MSGPACK_TYPE}`: then a msgpack map, positional: `values` holds, in the order "
+                "asked, nil for a miss or the value's bytes as stored (bin, no envelope); `types` the index in "
+                "`content_types` of each value's Content-Type (a bin of one byte each, or an array of ints).",
                 "requestBody": KEYS_BODY,
                 "responses": {
                     "200": {
@@ -204,13 +205,10 @@ SPEC: dict[str, Any] = {
                             },
                             protocol.BATCH_MSGPACK_TYPE: {
                                 "schema": _object(
-                                    ["values"],
-                                    values={
-                                        "type": "object",
-                                        "additionalProperties": {
-                                            "description": "nil, or [value (msgpack bin), content_type (str)]"
-                                        },
-                                    },
+                                    ["values", "types", "content_types"],
+                                    values={"type": "array", "description": "nil or bin, one per key asked"},
+                                    types={"description": "bin (a byte per key) or an array of integers"},
+                                    content_types={"type": "array", "items": {"type": "string"}},
                                 )
                             },
                         },
