@@ -10,7 +10,8 @@ sidecar/valkey with its near cache (the default), (d) sidecar/valkey with
 ``near_cache.enabled: false``, (e) sidecar/file (b-e through the SDK's
 ``AsyncCache``, as an agent would call them), and prints each ratio to (a); plus
 get_many of 1,000 keys against one MGET, and the near cache's invalidation
-delay: from a write through (d) returning to (c) reading the new value. Each figure is the median of
+delay: from a write through (d) returning to (c) reading the new value; set_many of
+1,000 keys against one pipeline of SETs. Each figure is the median of
 ``--rounds`` rounds, the systems measured in turn within each round, so that
 machine noise hits them alike.
 
@@ -111,6 +112,12 @@ class Direct:
     async def get_many(self, keys: list[str]) -> list:
         return await self.client.mget(["bench:" + k for k in keys])
 
+    async def set_many(self, items: dict[str, bytes]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key, value in items.items():
+            pipe.set("bench:" + key, value)
+        await pipe.execute()
+
     async def close(self) -> None:
         await self.client.aclose()
 
@@ -132,6 +139,9 @@ class Sidecar:
 
     async def get_many(self, keys: list[str]) -> dict:
         return await self.cache.get_many(keys)
+
+    async def set_many(self, items: dict[str, bytes]) -> None:
+        assert await self.cache.set_many(items, ttl=0)
 
     async def close(self) -> None:
         await self.cache.close()
@@ -181,6 +191,15 @@ async def invalidation_delays(writer: Sidecar, reader: Sidecar, n: int) -> list[
             pass
         delays.append(time.perf_counter() - written)
     return delays
+
+
+async def many_set_latency(target, items: dict[str, bytes], n: int) -> float:
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        await target.set_many(items)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
 
 
 async def run(args) -> None:
@@ -241,6 +260,11 @@ async def run(args) -> None:
             delays = await invalidation_delays(targets[3], targets[2], max(20, args.requests // 10))
             results.setdefault(("near", "inval", "p50"), []).append(statistics.median(delays))
             results.setdefault(("near", "inval", "max"), []).append(max(delays))
+            many_items = {key: b"v" * 100 for key in many_keys}
+            for target in targets:
+                results.setdefault((target.label, "set_many", "p50"), []).append(
+                    await many_set_latency(target, many_items, max(5, args.requests // 200))
+                )
         for target in targets:
             await target.close()
         report(results, targets, args)
@@ -277,10 +301,14 @@ def report(results, targets, args) -> None:
                 f"{r1:11.0f} {r1 / med[(base, size_name, 'rps1')]:6.2f} {r32:13.0f} "
                 f"{r32 / med[(base, size_name, 'rps32')]:6.2f}"
             )
-    print(f"\nget_many of {MANY} keys (100 B values) vs one MGET:")
+    print(f"\nget_many of {MANY} keys (100 B values; the SDK's AsyncCache.get_many) vs one MGET (valkey-py):")
     for target in targets:
         value = med[(target.label, "many", "p50")]
         print(f"  {target.label:20} p50 {value * 1e3:7.2f} ms   x a {value / med[(base, 'many', 'p50')]:5.2f}")
+    print(f"\nset_many of {MANY} keys (100 B values; AsyncCache.set_many) vs one pipeline of SETs (valkey-py):")
+    for target in targets:
+        value = med[(target.label, "set_many", "p50")]
+        print(f"  {target.label:20} p50 {value * 1e3:7.2f} ms   x a {value / med[(base, 'set_many', 'p50')]:5.2f}")
     print(
         f"\nnear cache invalidation: a write through d returned -> c reads the new value: "
         f"median {med[('near', 'inval', 'p50')] * 1e6:.0f} µs, worst (median of the rounds' worst) "

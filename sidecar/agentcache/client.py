@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import msgpack
+
 from . import protocol, wire
 from .breaker import breaker_for
 from .errors import CacheUnavailable, InvalidRequest, SerializationError, error_from_response
@@ -67,6 +69,7 @@ class Call:
     body: bytes | None = None
     content_type: str | None = None
     slow: bool = False
+    accept: str | None = None
 
 
 @dataclass(slots=True)
@@ -260,35 +263,73 @@ class _Operations:
             "GET", protocol.STATS_PATH, lambda r: json.loads(r.body) if r.status == 200 else _fail(r), slow=True
         )
 
+    def _full_many(self, keys: list[Any]) -> list[str]:
+        """``_full`` of each key; checked together in a few passes in C when all are valid (the usual case)."""
+        if keys and set(map(type, keys)) == {str} and min(map(len, keys)) > 0:
+            try:
+                "".join(keys).encode("utf-8")
+            except UnicodeEncodeError:
+                pass
+            else:
+                prefix = self._key_prefix
+                return [prefix + key for key in keys] if prefix else keys
+        return [self._full(key) for key in keys]
+
     def get_many_plan(self, keys: Iterable[str], default: Any) -> Plan:
-        """Batch gets: JSON values arrive as themselves, others as ``{"$base64", "content_type"}``."""
+        """Batch gets, answered in ``BATCH_MSGPACK_TYPE`` (values as stored, with their Content-Type); a sidecar
+        that answers JSON instead sends JSON values as themselves, others as ``{"$base64", "content_type"}``."""
         local = list(dict.fromkeys(keys))
-        full = [self._full(k) for k in local]
-        chunks = [full[i : i + BATCH_CHUNK] for i in range(0, len(full), BATCH_CHUNK)]
+        full = self._full_many(local)
 
-        def parse(reply: Reply) -> dict:
-            return json.loads(reply.body)["values"] if reply.status == 200 else _fail(reply)
+        def call(chunk: list[str]) -> Call:
+            def parse(reply: Reply) -> list[Any]:
+                """The value of each key of ``chunk`` (``MISS`` for a miss)."""
+                if reply.status != 200:
+                    return _fail(reply)
+                if reply.headers.get("Content-Type", "").startswith(protocol.BATCH_MSGPACK_TYPE):
+                    return self._stored_values(reply.body, chunk)
+                values = json.loads(reply.body)["values"]
+                return [self._json_value(values.get(key), key) for key in chunk]
 
-        def decode(value: Any, full_key: str) -> Any:
-            if value is None:
-                return default
-            if is_envelope(value):
-                try:
-                    data, content_type = protocol.open_envelope(value)
-                except ValueError:
-                    raise SerializationError(f"the sidecar sent an unreadable value for {full_key!r}") from None
-                value = self.codec.decode(data, content_type, full_key)
-            return default if value is MISS else value
+            body = _json_body({"keys": chunk})
+            return Call("POST", protocol.BATCH_GET_PATH, parse, body, JSON_TYPE, True, protocol.BATCH_MSGPACK_TYPE)
 
-        def combine(answers: list[dict]) -> dict:
-            values = {k: v for answer in answers for k, v in answer.items()}
-            return {local_key: decode(values.get(full_key), full_key) for local_key, full_key in zip(local, full)}
+        def combine(answers: list[list[Any]]) -> dict:
+            found = answers[0] if len(answers) == 1 else [value for answer in answers for value in answer]
+            return {local_key: default if value is MISS else value for local_key, value in zip(local, found)}
 
-        calls = [
-            Call("POST", protocol.BATCH_GET_PATH, parse, _json_body({"keys": chunk}), JSON_TYPE, slow=True)
-            for chunk in chunks
-        ]
-        return Plan(calls, combine)
+        return Plan([call(full[i : i + BATCH_CHUNK]) for i in range(0, len(full), BATCH_CHUNK)], combine)
+
+    def _stored_values(self, body: bytes, keys: list[str]) -> list[Any]:
+        """A ``BATCH_MSGPACK_TYPE`` answer to ``keys``: each value decoded by its Content-Type, ``MISS`` for a miss."""
+        try:
+            answer = msgpack.unpackb(body)
+            values = answer[protocol.BATCH_VALUES_FIELD]
+            types = answer[protocol.BATCH_TYPES_FIELD]
+            names = answer[protocol.BATCH_CONTENT_TYPES_FIELD]
+            if len(values) != len(keys) or len(types) != len(keys):
+                raise ValueError(f"{len(values)} values for {len(keys)} keys")
+            if names == [protocol.BYTES_TYPE]:  # raw bytes only: nothing to decode
+                return [MISS if value is None else value for value in values]
+            decode = self.codec.decode_fast
+            return [
+                MISS if value is None else decode(value, names[kind], key)
+                for value, kind, key in zip(values, types, keys)
+            ]
+        except (ValueError, KeyError, TypeError, IndexError, msgpack.UnpackException) as exc:
+            raise SerializationError(f"the sidecar sent an unreadable batch answer: {exc!r}") from None
+
+    def _json_value(self, value: Any, full_key: str) -> Any:
+        """A value of a JSON batch answer: itself, or the bytes of an envelope decoded by their Content-Type."""
+        if value is None:
+            return MISS
+        if is_envelope(value):
+            try:
+                data, content_type = protocol.open_envelope(value)
+            except ValueError:
+                raise SerializationError(f"the sidecar sent an unreadable value for {full_key!r}") from None
+            return self.codec.decode(data, content_type, full_key)
+        return value
 
     def set_many_plan(self, mapping: Mapping[str, Any], ttl: float | None, stale_ttl: float | None) -> Plan:
         """Every value travels in batches: JSON as itself, anything else as ``{"$base64", "content_type"}``."""
@@ -404,7 +445,7 @@ class _AsyncTransport:
         deadline = self.guard.deadline(call)
         pool = self._pool_for(asyncio.get_running_loop())
         try:
-            answer = await pool.request(call.method, call.path, call.body, call.content_type, deadline)
+            answer = await pool.request(call.method, call.path, call.body, call.content_type, deadline, call.accept)
         except (wire.ConnectionFailed, OSError, TimeoutError) as exc:
             raise self.guard.failed(exc) from None
         return call.parse(Reply(answer.status, answer.headers, answer.body))
@@ -443,7 +484,9 @@ class _SyncTransport:
     def send(self, call: Call) -> Any:
         deadline = self.guard.deadline(call)
         try:
-            answer = self._connection().request(call.method, call.path, call.body, call.content_type, deadline)
+            answer = self._connection().request(
+                call.method, call.path, call.body, call.content_type, deadline, call.accept
+            )
         except wire.ConnectionFailed as exc:
             raise self.guard.failed(exc) from None
         return call.parse(Reply(answer.status, answer.headers, answer.body))

@@ -9,6 +9,7 @@ here.
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 # --- environment and paths -------------------------------------------------------------------------
@@ -49,6 +50,15 @@ NOT_STORED = frozenset({DEGRADED_DROPPED, DEGRADED_DISABLED})
 
 JSON_TYPE = "application/json"
 BYTES_TYPE = "application/octet-stream"  # a value stored without a Content-Type
+BATCH_MSGPACK_TYPE = "application/vnd.agentcache.batch+msgpack"
+"""The binary answer of ``POST /v1/batch/get``, sent when the request's ``Accept`` names it (the SDK's
+choice; JSON stays the default). A msgpack map, positional: ``values`` holds one item per key asked, in
+the order asked: nil for a miss, else the value's bytes as stored (bin, no envelope); ``types`` holds, at
+the same position, the index in ``content_types`` of that value's Content-Type (a bin of one byte per key
+while there are at most 256 types, else an array of ints; 0 for a miss)."""
+BATCH_VALUES_FIELD = "values"
+BATCH_TYPES_FIELD = "types"
+BATCH_CONTENT_TYPES_FIELD = "content_types"
 
 # --- error codes: the "error" of a JSON error body {"error": code, "message": text} -----------------
 
@@ -114,6 +124,10 @@ KEY_MARK = "\x1f"  # stored as key_prefix + KEY_MARK + key: nested prefixes ("a:
 LOCK_MARK = "\x1e"  # a lock on a key is key_prefix + LOCK_MARK + key: no data pattern matches it
 
 
+CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""What ``is_control`` tells, for a whole text at once."""
+
+
 def is_control(ch: str) -> bool:
     """C0 controls, DEL and C1 controls: never part of a key, pattern, scope or key prefix."""
     code = ord(ch)
@@ -130,9 +144,9 @@ def text_problem(text: str, what: str = "key", max_bytes: int = MAX_KEY_BYTES) -
         return f"the {what} is empty"
     if size > max_bytes:
         return f"the {what} is {size} bytes; the limit is {max_bytes} bytes"
-    for ch in text:
-        if is_control(ch):
-            return f"the {what} contains the control character U+{ord(ch):04X}"
+    control = CONTROL_CHARS.search(text)
+    if control:
+        return f"the {what} contains the control character U+{ord(control.group()):04X}"
     return None
 
 

@@ -48,8 +48,12 @@ class ConnectionFailed(Exception):
         self.timed_out = timed_out
 
 
-def encode_request(method: str, path: str, body: bytes | None, content_type: str | None) -> bytes:
+def encode_request(
+    method: str, path: str, body: bytes | None, content_type: str | None, accept: str | None = None
+) -> bytes:
     head = [f"{method} {path} HTTP/1.1", "Host: agentcache"]
+    if accept:
+        head.append(f"Accept: {accept}")
     if body is not None:
         head.append(f"Content-Length: {len(body)}")
     elif method in ("PUT", "POST"):
@@ -170,10 +174,16 @@ class AsyncPool:
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
 
     async def request(
-        self, method: str, path: str, body: bytes | None, content_type: str | None, timeout: float | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        content_type: str | None,
+        timeout: float | None = None,
+        accept: str | None = None,
     ) -> Answer:
         """One exchange within ``timeout`` (default: the pool's), waiting for a free slot included."""
-        data = encode_request(method, path, body, content_type)
+        data = encode_request(method, path, body, content_type, accept)
         async with asyncio.timeout(timeout or self.timeout), self._slots:
             while self._idle:
                 conn = self._idle.pop()
@@ -228,10 +238,16 @@ class SyncConnection:
         self._answer = answer
 
     def request(
-        self, method: str, path: str, body: bytes | None, content_type: str | None, timeout: float | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        content_type: str | None,
+        timeout: float | None = None,
+        accept: str | None = None,
     ) -> Answer:
         """One exchange; ``timeout`` (default: the connection's) bounds each wait for the sidecar."""
-        data = encode_request(method, path, body, content_type)
+        data = encode_request(method, path, body, content_type, accept)
         reused = self.sock is not None
         head = method == "HEAD"
         timeout = timeout or self.timeout

@@ -11,18 +11,22 @@ literal ``/`` separates the key from a sub-resource (``/ttl``, ``/lock``).
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import json
 import logging
 import secrets
 import time
 from collections.abc import Awaitable
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
+import msgpack
 from aiohttp import web
 
 from agentcache import protocol
 from agentcache.protocol import (
+    BATCH_MSGPACK_TYPE,
     BYTES_TYPE,
     ERR_BAD_JSON,
     ERR_BAD_TOKEN,
@@ -42,13 +46,14 @@ from agentcache.protocol import (
     is_envelope,
 )
 
-from .backends.base import Entry, ValueTooLarge
+from .backends.base import Entry, Fresh, ValueTooLarge
 from .budget import Budget
 from .config import Settings
 from .keys import (
     ApiError,
     check_content_type,
     check_key,
+    check_keys,
     check_pattern,
     check_seconds,
     decode_path_key,
@@ -285,9 +290,9 @@ class KeyApi:
     async def batch_get(self, request: Request) -> Response:
         started = time.perf_counter()
         _, keys = await self._json_body(request, "keys", list)
-        keys = [check_key(k, self.max_key) for k in keys]
-        entries = await self.service.get_many(keys)
-        size = sum(len(e.value) for e in entries if e is not None)
+        keys = check_keys(keys, self.max_key)
+        values = await self.service.get_many(keys)
+        size = sum(len(found[0]) for found in values if found is not None)
         if size > self.batch_bytes:
             raise ApiError(
                 413,
@@ -296,7 +301,9 @@ class KeyApi:
                 f"{self.batch_bytes}: ask for fewer keys at a time",
             )
         _observe(self.metrics, "get_many", "ok", started)
-        return json_response({"values": {k: _as_json_value(e) for k, e in zip(keys, entries)}})
+        if _accepts(request, BATCH_MSGPACK_TYPE):
+            return Response(200, _msgpack_values(values), MSGPACK_ANSWER_HEADERS)
+        return Response(200, _json_values(dict(zip(keys, values))), JSON_ANSWER_HEADERS)  # a key asked twice: once
 
     async def batch_set(self, request: Request) -> Response:
         async with self._batch_slot(request):
@@ -325,7 +332,7 @@ class KeyApi:
     async def batch_delete(self, request: Request) -> Response:
         started = time.perf_counter()
         _, keys = await self._json_body(request, "keys", list)
-        deleted = await self.service.delete_many([check_key(k, self.max_key) for k in keys])
+        deleted = await self.service.delete_many(check_keys(keys, self.max_key))
         _observe(self.metrics, "delete_many", "ok", started)
         return json_response({"deleted": deleted})
 
@@ -344,26 +351,92 @@ def _write_response(outcome) -> Response:
     return Response(204, b"", headers)
 
 
-def _as_json_value(entry: Entry | None) -> Any:
-    """JSON values come back as themselves; anything else as ``{"$base64": ..., "content_type": ...}``.
+JSON_ANSWER_HEADERS = {"Content-Type": f"{JSON_TYPE}; charset=utf-8"}
+MSGPACK_ANSWER_HEADERS = {"Content-Type": BATCH_MSGPACK_TYPE}
+
+
+def _msgpack_values(values: list[Fresh | None]) -> bytes:
+    """The ``BATCH_MSGPACK_TYPE`` answer (``protocol``): the stored bytes as they are, in the order asked."""
+    indexes: dict[str, int] = {}
+    data: list[bytes | None] = []
+    types: list[int] = []
+    for found in values:
+        if found is None:
+            data.append(None)
+            types.append(0)
+        else:
+            data.append(found[0])
+            index = indexes.get(found[1])
+            if index is None:
+                index = indexes[found[1]] = len(indexes)
+            types.append(index)
+    return msgpack.packb(
+        {
+            protocol.BATCH_VALUES_FIELD: data,
+            protocol.BATCH_TYPES_FIELD: bytes(types) if len(indexes) <= 256 else types,
+            protocol.BATCH_CONTENT_TYPES_FIELD: list(indexes),
+        }
+    )
+
+
+def _accepts(request: Request, media_type: str) -> bool:
+    """Whether the request's ``Accept`` names ``media_type`` (exactly; parameters and weights aside)."""
+    accept = request.headers.get("Accept", "")
+    return any(part.split(";", 1)[0].strip().lower() == media_type for part in accept.split(",")) if accept else False
+
+
+def _is_json_type(content_type: str, known: dict[str, bool] = {}) -> bool:  # noqa: B006 (a memo)
+    is_json = known.get(content_type)
+    if is_json is None:
+        is_json = content_type.split(";")[0].strip() == JSON_TYPE
+        if len(known) < 1024:
+            known[content_type] = is_json
+    return is_json
+
+
+def _json_value(found: Fresh | None) -> bytes:
+    """A stored JSON value as itself (its bytes, once checked to be strict JSON in UTF-8); anything else as
+    ``{"$base64": ..., "content_type": ...}``.
 
     A stored JSON object that itself looks like that wrapper is wrapped too, so a reader is never misled.
     """
-    if entry is None:
-        return None
-    if entry.content_type.split(";")[0].strip() == JSON_TYPE:
+    if found is None:
+        return b"null"
+    data, content_type = found
+    if _is_json_type(content_type):
         try:
-            value = json.loads(entry.value)
-        except (ValueError, RecursionError):  # not JSON after all, or too deep to re-encode: send the bytes
-            value = None
+            value = _STRICT_JSON.decode(data.decode("utf-8"))
+        except (ValueError, RecursionError):  # not JSON after all (or too deep to read): send the bytes
+            pass
         else:
             if not is_envelope(value):
-                return value
-    return protocol.envelope(entry.value, entry.content_type)
+                return data
+    return b"".join(
+        (
+            b'{"' + protocol.BASE64_FIELD.encode() + b'":"',
+            binascii.b2a_base64(data, newline=False),
+            b'","' + protocol.CONTENT_TYPE_FIELD.encode() + b'":',
+            encode_basestring_ascii(content_type).encode("ascii"),
+            b"}",
+        )
+    )
+
+
+def _json_values(answer: dict[str, Fresh | None]) -> bytes:
+    """``{"values": {key: value or null}}``, joined from the stored bytes (no value is decoded and encoded
+    again: a batch of 1,000 values costs a few hundred microseconds less)."""
+    members = [
+        encode_basestring_ascii(key).encode("ascii") + b":" + _json_value(found) for key, found in answer.items()
+    ]
+    return b'{"values":{' + b",".join(members) + b"}}"
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+"""JSON and nothing more (no NaN, Infinity): made once, as ``json.loads`` with an argument makes one per call."""
 
 
 def _from_json_value(key: str, value: Any) -> tuple[bytes, str]:

@@ -189,12 +189,30 @@ SPEC: dict[str, Any] = {
         "/v1/batch/get": {
             "post": {
                 "operationId": "get_many",
+                "description": "Answers JSON unless the request's `Accept` names "
+                f"`{protocol.BATCH_MSGPACK_TYPE}`: then a msgpack map, positional: `values` holds, in the order "
+                "asked, nil for a miss or the value's bytes as stored (bin, no envelope); `types` the index in "
+                "`content_types` of each value's Content-Type (a bin of one byte each, or an array of ints).",
                 "requestBody": KEYS_BODY,
                 "responses": {
-                    "200": _json(
-                        _object(["values"], values={"type": "object", "additionalProperties": JSON_VALUE}),
-                        "every key's value, null for a miss",
-                    ),
+                    "200": {
+                        "description": "every key's value, null (nil) for a miss",
+                        "content": {
+                            "application/json": {
+                                "schema": _object(
+                                    ["values"], values={"type": "object", "additionalProperties": JSON_VALUE}
+                                )
+                            },
+                            protocol.BATCH_MSGPACK_TYPE: {
+                                "schema": _object(
+                                    ["values", "types", "content_types"],
+                                    values={"type": "array", "description": "nil or bin, one per key asked"},
+                                    types={"description": "bin (a byte per key) or an array of integers"},
+                                    content_types={"type": "array", "items": {"type": "string"}},
+                                )
+                            },
+                        },
+                    },
                     **_errors(),
                 },
             }

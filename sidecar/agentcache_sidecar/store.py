@@ -39,7 +39,7 @@ from agentcache.protocol import (
     escape_glob,
 )
 
-from .backends.base import Backend, BackendError, BackendTimeout, Entry, WriteRefused
+from .backends.base import Backend, BackendError, BackendTimeout, Entry, Fresh, WriteRefused
 from .backends.memory import MemoryBackend
 from .metrics import SidecarMetrics
 
@@ -240,16 +240,22 @@ class CacheService:
             self._count(entry is not None)
         return entry
 
-    async def get_many(self, keys: list[str]) -> list[Entry | None]:
-        if not self.enabled:
-            entries: list[Entry | None] = [None] * len(keys)
-        else:
-            full = [self.full_key(k) for k in keys]
-            entries = await self._run("get_many", lambda b: b.get_many(full), [None] * len(keys), bounded=False)
-            entries = [e if e is not None and e.is_fresh() else None for e in entries]
-        for entry in entries:
-            self._count(entry is not None)
-        return entries
+    async def get_many(self, keys: list[str]) -> list[Fresh | None]:
+        """``(value, content_type)`` of each key still fresh, None for a miss; counts hits and misses."""
+        values: list[Fresh | None] = [None] * len(keys)
+        if self.enabled:
+            base = self._key_base
+            full = [base + k for k in keys]
+            values = await self._run("get_many", lambda b: b.get_many_fresh(full), values, bounded=False)
+        misses = values.count(None)
+        hits = len(values) - misses
+        self.hits += hits
+        self.misses += misses
+        if hits:
+            self.metrics.hits.inc(hits)
+        if misses:
+            self.metrics.misses.inc(misses)
+        return values
 
     async def _write(self, op: str, action: Callable[[Backend], Awaitable[None]], bounded: bool = True) -> WriteOutcome:
         if not self.enabled:

@@ -188,3 +188,27 @@ async def test_many_keys_scan_completely(backend):
     items = [(f"p:n:{i}", Entry(b"v", "text/plain", now + 60, now + 60)) for i in range(1200)]
     await backend.set_many(items)
     assert len(await collect(backend, "p:n:*")) == 1200
+
+
+async def test_get_many_fresh_is_get_many_of_fresh_entries(backend):
+    """The batch read path (no ``Entry`` objects) tells exactly what ``get_many`` and ``is_fresh`` tell."""
+    now = time.time()
+    await backend.set_many(
+        [
+            ("p:fresh", entry(b"1", content_type="application/json")),
+            ("p:forever", Entry(b"2", "application/octet-stream")),
+            ("p:stale", Entry(b"3", "text/plain", now - 1, now + 60)),
+            ("p:expired", Entry(b"4", "text/plain", now - 2, now - 1)),
+        ]
+    )
+    keys = ["p:fresh", "p:missing", "p:forever", "p:stale", "p:expired", "p:fresh"]
+    assert await backend.get_many_fresh(keys) == [
+        (b"1", "application/json"),
+        None,
+        (b"2", "application/octet-stream"),
+        None,
+        None,
+        (b"1", "application/json"),
+    ]
+    assert await backend.get_many_fresh([]) == []
+    assert (await backend.get("p:stale")).value == b"3", "a stale entry stays for stale reads"

@@ -513,3 +513,21 @@ async def test_cluster_outage_raises_backend_errors_then_recovers(valkey_cluster
         assert await store.ping() is True
     finally:
         await store.close()
+
+
+async def test_batch_read_drops_corrupt_records_and_reads_compressed_ones(valkey_server, raw):
+    store = make_backend(valkey_server.url, compression=True, compression_threshold=64)
+    evictions = []
+    store.add_eviction_listener(lambda reason, count: evictions.append((reason, count)))
+    try:
+        await store.set("p:packed", entry(b"z" * 4096))
+        await store.set("p:good", entry(b"fine"))
+        good = await raw.get("p:good")
+        await raw.mset({"p:bad1": b"AC1", "p:bad2": good[:25], "p:bad3": b"garbage" * 10})
+        keys = ["p:bad1", "p:good", "p:packed", "p:bad2", "p:bad3", "p:none"]
+        values = await store.get_many_fresh(keys)
+        assert [v and v[0] for v in values] == [None, b"fine", b"z" * 4096, None, None, None]
+        assert await raw.exists("p:bad1", "p:bad2", "p:bad3") == 0
+        assert evictions == [("corrupt", 3)]
+    finally:
+        await store.close()

@@ -88,6 +88,9 @@ class ValueTooLarge(Exception):
         self.limit = limit
 
 
+Fresh = tuple[bytes, str]
+"""A value still fresh and its Content-Type: what a batch read hands on (no ``Entry`` needed)."""
+
 EvictionListener = Callable[[str, int], None]
 """Called as ``listener(reason, count)`` when entries are evicted (``lru``, ``expired``, ``size``, ``corrupt``)."""
 
@@ -153,6 +156,16 @@ class Backend(abc.ABC):
 
     async def get_many(self, keys: list[str]) -> list[Entry | None]:
         return [await self.get(key) for key in keys]
+
+    async def get_many_fresh(self, keys: list[str]) -> list[Fresh | None]:
+        """``get_many`` for batch reads: ``(value, content_type)`` of each entry still fresh, else None.
+
+        Backends override it when they can skip building ``Entry`` objects; the result must be the same."""
+        now = time.time()
+        return [
+            (entry.value, entry.content_type) if entry is not None and entry.is_fresh(now) else None
+            for entry in await self.get_many(keys)
+        ]
 
     @abc.abstractmethod
     async def set(self, key: str, entry: Entry) -> None: ...

@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 
-from .base import Backend, Entry
+from .base import Backend, Entry, Fresh
 from .glob import compile_glob
 
 ENTRY_OVERHEAD = 120
@@ -90,6 +90,27 @@ class MemoryBackend(Backend):
 
     async def get_many(self, keys: list[str]) -> list[Entry | None]:
         return [await self.get(key) for key in keys]
+
+    async def get_many_fresh(self, keys: list[str]) -> list[Fresh | None]:
+        """As ``get`` for each key (expired entries removed, live ones made most recent), in one loop."""
+        now = time.time()
+        items = self._items
+        found: list[Fresh | None] = []
+        expired = 0
+        for key in keys:
+            entry = items.get(key)
+            if entry is None:
+                found.append(None)
+            elif entry.expires_at is not None and now >= entry.expires_at:
+                self._remove(key)
+                expired += 1
+                found.append(None)
+            else:
+                items.move_to_end(key)
+                fresh = entry.fresh_until is None or now < entry.fresh_until
+                found.append((entry.value, entry.content_type) if fresh else None)
+        self._evicted("expired", expired)
+        return found
 
     async def set(self, key: str, entry: Entry) -> None:
         self._remove(key)
