@@ -43,8 +43,8 @@ PING_INTERVAL = 0.5
 STALE_AFTER = 1.5
 """Seconds without a word from Valkey after which the near cache stops serving and empties."""
 RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
-ENTRY_OVERHEAD = 200
-"""Bytes counted per entry beyond its key and value (dict slot, Entry, list node)."""
+ENTRY_OVERHEAD = 300
+"""Bytes counted per entry beyond its key and value, as the memory backend measures them."""
 
 
 class NearCache:
