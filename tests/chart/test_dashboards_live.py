@@ -1,8 +1,8 @@
 """Every sidecar dashboard query, run by a real Prometheus scraping real sidecars under load, returns data.
 
-Two ``agentcache-sidecar`` processes serve traffic: a memory cache small enough to evict,
-and a Valkey-backed cache (real valkey-server) whose Valkey is killed midway, so backend
-errors and ``backend_up == 0`` are real. Prometheus scrapes them every second; each target
+Three ``agentcache-sidecar`` processes serve traffic: a memory cache small enough to evict,
+a Valkey-backed cache (real valkey-server) whose Valkey is killed midway, so backend
+errors and ``backend_up == 0`` are real, and one whose Valkey stays up, so its near cache serves. Prometheus scrapes them every second; each target
 gets the static labels (namespace, cache, pod) that the chart's PodMonitor adds in a cluster.
 """
 
@@ -28,6 +28,7 @@ RATE_INTERVAL = "5s"  # Grafana's $__rate_interval for a 1 s scrape interval is 
 TARGETS = {
     "memory": {"namespace": "agents", "cache": "memory-cache", "pod": "agent-memory-0"},
     "valkey": {"namespace": "agents", "cache": "llm-cache", "pod": "agent-valkey-0"},
+    "near": {"namespace": "agents", "cache": "near-cache", "pod": "agent-near-0"},
 }
 QUERY_DEADLINE = 30.0
 
@@ -89,6 +90,7 @@ def has_data(reply: dict) -> bool:
 
 def test_every_sidecar_dashboard_query_returns_data_from_real_sidecars(tmp_path, sidecar_factory):
     valkey = ValkeyProcess(tmp_path / "valkey").start()
+    steady = ValkeyProcess(tmp_path / "valkey-steady").start()  # stays up: the near cache keeps serving
     try:
         memory = sidecar_factory(
             {
@@ -111,15 +113,23 @@ def test_every_sidecar_dashboard_query_returns_data_from_real_sidecars(tmp_path,
             },
             name="valkey",
         )
+        near = sidecar_factory(
+            {
+                "cache": {"backend": "valkey", "key_prefix": "agents:near-cache:"},
+                "services": {"valkey": {"config": {"url": steady.url}}},
+            },
+            name="near",
+        )
         prometheus = PrometheusProcess(
             tmp_path / "prometheus",
             [
                 (f"127.0.0.1:{memory.metrics_port}", TARGETS["memory"]),
                 (f"127.0.0.1:{backed.metrics_port}", TARGETS["valkey"]),
+                (f"127.0.0.1:{near.metrics_port}", TARGETS["near"]),
             ],
         ).start()
         try:
-            with Load([memory, backed]) as load:
+            with Load([memory, backed, near]) as load:
                 time.sleep(3)
                 valkey.stop()  # a real outage: the Valkey-backed sidecar counts an error and falls back
                 results = run_until_every_query_has_data(prometheus)
@@ -128,6 +138,7 @@ def test_every_sidecar_dashboard_query_returns_data_from_real_sidecars(tmp_path,
             prometheus.stop()
     finally:
         valkey.stop()
+        steady.stop()
 
     empty = {f"{q.dashboard}/{q.panel}: {expr}": reply for q, expr, reply in results if not has_data(reply)}
     assert not empty, f"{len(empty)} queries returned no data: {empty}"
