@@ -3,7 +3,8 @@
 Three ``agentcache-sidecar`` processes serve traffic: a memory cache small enough to evict,
 a Valkey-backed cache (real valkey-server) whose Valkey is killed midway, so backend
 errors and ``backend_up == 0`` are real, and one whose Valkey stays up, so its near cache
-serves. Prometheus scrapes them every second; each target gets the static labels (namespace, cache, pod) that the chart's PodMonitor adds in a cluster.
+serves. Prometheus scrapes them every second; each target gets the static labels
+(namespace, cache, pod) that the chart's PodMonitor adds in a cluster.
 """
 
 from __future__ import annotations
