@@ -1,7 +1,7 @@
 """The HTTP API of docs/design.md §3, built by ``create_server``; handlers are small and delegate to ``CacheService``.
 
-``server.py`` serves them on the Unix socket; the TCP metrics listener (aiohttp) reuses ``health`` and
-``ready`` through ``main.as_aiohttp``.
+``server.py`` serves them on the Unix socket; the TCP listener of ``probes.py`` (the same server) reuses
+``ready``.
 
 Keys are taken from the *raw* request path so that percent-encoding is decoded
 exactly once and strictly: ``/v1/keys/a%2Fb`` is the key ``a/b``, while a
@@ -18,8 +18,6 @@ import secrets
 import time
 from collections.abc import Awaitable
 from typing import Any
-
-from aiohttp import web
 
 from agentcache import protocol
 from agentcache.protocol import (
@@ -71,8 +69,8 @@ BATCH_OBJECT_COST = 80
 """Bytes a parsed JSON value costs at least (a small int, an empty list); with the count of ``{[,:`` in a batch
 body this bounds the memory and time its parse takes before it starts."""
 
-SERVICE = web.AppKey("service", CacheService)
-"""Where ``health``/``ready``/``stats`` find the service, on the socket server and the aiohttp metrics app alike."""
+SERVICE = "service"
+"""Where ``health``/``ready``/``stats`` find the service in ``request.app``, on the socket and on TCP alike."""
 
 
 def error_response(status: int, code: str, message: str) -> Response:

@@ -517,7 +517,7 @@ class Limits:
 
 
 class CacheServer:
-    """Serves ``route(method, path)``'s handlers on a Unix socket, within ``budget``.
+    """Serves ``route(method, path)``'s handlers on a Unix socket (or TCP: the probes' listener), within ``budget``.
 
     ``body_limit(url)`` is the largest body a request to ``url`` may carry, and what to call it in a 413.
     """
@@ -569,11 +569,20 @@ class CacheServer:
         return await self.route(request.method, request.path)(request)
 
     async def start(self, socket_path: str) -> None:
+        """Serve on the Unix socket ``socket_path``."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(
             lambda: HttpProtocol(self), socket_path, backlog=min(4096, self.budget.connections)
         )
         self._sweeper = loop.create_task(self._sweep_forever(), name="connection-deadlines")
+
+    async def start_tcp(self, host: str, port: int) -> None:
+        """Serve on TCP ``host:port`` (the same protocol, limits and deadlines as on the socket)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: HttpProtocol(self), host, port, backlog=min(4096, self.budget.connections)
+        )
+        self._sweeper = loop.create_task(self._sweep_forever(), name="tcp-connection-deadlines")
 
     async def _sweep_forever(self) -> None:
         """Enforce every connection's deadlines (a timer per connection would cost more than this scan)."""
