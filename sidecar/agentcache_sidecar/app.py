@@ -11,10 +11,11 @@ literal ``/`` separates the key from a sub-resource (``/ttl``, ``/lock``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
-import secrets
+import os
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -206,7 +207,7 @@ class KeyApi:
         ttl = parse_seconds(request.query.get("ttl"), "ttl", DEFAULT_LOCK_TTL)
         if ttl <= 0:
             raise ApiError(400, protocol.ERR_BAD_TTL, "a lock needs a ttl greater than 0")
-        token = secrets.token_urlsafe(18)
+        token = base64.urlsafe_b64encode(os.urandom(18)).decode("ascii")  # secrets.token_urlsafe(18), lighter
         ttl = min(ttl, self.service.max_lock_ttl)
         taken = await self.service.acquire_lock(key, token, ttl)
         if taken is False:

@@ -1,6 +1,6 @@
 """Configuration: the ``agent_config.yaml`` shape of AgentUp's cache documentation.
 
-Loaded once at the edge into typed, validated ``Settings`` (dataclasses checked by a small validator
+Loaded once at the edge into typed, validated ``Settings`` (plain typed classes checked by a small validator
 here: no pydantic, and PyYAML only when a file is read). ``${VAR}`` and
 ``${VAR:default}`` are substituted from the environment in every string before
 validation. Wrong values raise ``ConfigError`` naming the key, the value and
@@ -15,7 +15,6 @@ import re
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
@@ -73,10 +72,10 @@ class ConfigError(ValueError):
     """A configuration problem a user must fix; ``str()`` is the full explanation."""
 
 
-# --- the validator: typed dataclasses, checked by their annotations and each field's rule ----------------------------
+# --- the validator: typed sections, checked by their annotations and each field's rule --------------------------------
 #
 # pydantic cost the sidecar 15-25 ms of start and several MB of memory for a dozen sections read once; these
-# sections are dataclasses, and ``_Section.parse`` checks a mapping against their annotations (bool, int, float,
+# sections are plain classes, and ``_Section.parse`` checks a mapping against their annotations (bool, int, float,
 # str, Literal[...], list[str], dict, X | None, a nested section) and each field's ``rule``: ranges, a conversion
 # before the check (quantities, octal modes) and a check after it. Strings are converted as pydantic's lax mode
 # did (``${VAR}`` substitution makes every substituted value a string): "5" is 5, "true"/"no" are booleans.
@@ -86,23 +85,42 @@ class _Invalid(ValueError):
     """One field's value is not allowed; the message says what is."""
 
 
-@dataclass(frozen=True)
 class _Rule:
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    min_length: int | None = None
-    before: Callable[[Any], Any] | None = None
-    check: Callable[[Any], Any] | None = None
+    """What a field allows beyond its type: bounds, a conversion before the check, a check after it."""
+
+    __slots__ = ("ge", "gt", "le", "min_length", "before", "check")
+
+    def __init__(
+        self,
+        ge: float | None = None,
+        gt: float | None = None,
+        le: float | None = None,
+        min_length: int | None = None,
+        before: Callable[[Any], Any] | None = None,
+        check: Callable[[Any], Any] | None = None,
+    ):
+        self.ge, self.gt, self.le, self.min_length, self.before, self.check = ge, gt, le, min_length, before, check
 
 
-def rule(default: Any = MISSING, *, factory: Any = MISSING, secret: bool = False, **checks: Any) -> Any:
-    """A dataclass field with its ``_Rule``; no default and no factory: the key is required; a ``secret`` is left
-    out of the section's repr."""
-    meta = {"rule": _Rule(**checks)}
-    if factory is not MISSING:
-        return field(default_factory=factory, metadata=meta, repr=not secret)
-    return field(default=default, metadata=meta, repr=not secret)
+_NO_RULE = _Rule()
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
+"""No default: the key is required."""
+
+
+class _Field:
+    __slots__ = ("default", "factory", "rule", "secret")
+
+    def __init__(self, default: Any, factory: Any, rule: _Rule, secret: bool):
+        self.default, self.factory, self.rule, self.secret = default, factory, rule, secret
+
+    def make_default(self) -> Any:
+        return self.factory() if self.factory is not None else self.default
+
+
+def rule(default: Any = MISSING, *, factory: Any = None, secret: bool = False, **checks: Any) -> Any:
+    """A field's default (or ``factory``) and ``_Rule``; neither: the key is required; a ``secret`` is left out of
+    the section's repr."""
+    return _Field(default, factory, _Rule(**checks), secret)
 
 
 _TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
@@ -163,28 +181,60 @@ def _bounds(spec: _Rule) -> str:
 
 
 class _Section:
-    """A section of the configuration: a dataclass whose annotations and rules ``parse`` checks."""
+    """A section of the configuration: its annotated class attributes are its fields (a plain value or ``rule()``
+    as the default); ``parse`` checks a mapping against them. Plain classes, not dataclasses: generating a
+    dataclass's methods costs more start time than the whole check."""
 
-    _hints: ClassVar[dict[str, Any]]
+    _spec: ClassVar[dict[str, _Field]]
+    _hints: ClassVar[dict[str, Any] | None]
 
-    @classmethod
-    def _fields(cls) -> dict[str, Any]:
-        if "_hints" not in cls.__dict__:
-            hints = typing.get_type_hints(cls)
-            cls._hints = {item.name: hints[item.name] for item in fields(cls)}  # type: ignore[arg-type]
-        return cls._hints
+    def __init_subclass__(cls) -> None:
+        cls._spec, cls._hints = {}, None
+        for name in cls.__dict__.get("__annotations__", {}):
+            if name.startswith("_"):
+                continue
+            value = cls.__dict__.get(name, MISSING)
+            cls._spec[name] = value if isinstance(value, _Field) else _Field(value, None, _NO_RULE, False)
+            if isinstance(value, _Field):
+                delattr(cls, name)
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any):
         """Built directly (``CacheSettings(storage_dir=...)``): the same checks as from YAML."""
+        spec = type(self)._spec
+        unexpected = sorted(set(values) - set(spec))
+        if unexpected:
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(unexpected)}")
         errors: list[str] = []
-        checked = type(self)._check_fields(dict(vars(self)), "", errors, [], built=True)
+        checked = type(self)._check_fields(values, "", errors, [], built=True)
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-        vars(self).update(checked)
+        self._fill(checked)
         try:
             self._check()
         except _Invalid as exc:
             raise ConfigError(f"invalid configuration: {exc}") from None
+
+    def _fill(self, values: dict[str, Any]) -> None:
+        for name, item in type(self)._spec.items():
+            setattr(self, name, values[name] if name in values else item.make_default())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name, item in type(self)._spec.items() if not item.secret
+        )
+        return f"{type(self).__name__}({shown})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @classmethod
+    def _types(cls) -> dict[str, Any]:
+        if cls._hints is None:
+            hints = typing.get_type_hints(cls)
+            cls._hints = {name: hints[name] for name in cls._spec}
+        return cls._hints
 
     @classmethod
     def parse(cls, data: Any, path: str, errors: list[str], unknown: list[str]) -> Any:
@@ -195,15 +245,14 @@ class _Section:
             errors.append(f"{path.rstrip('.')}: {data!r} is not valid: must be a mapping")
             return None
         data = cls._prepare(data, path, errors)
-        known = cls._fields()
+        known = cls._spec
         unknown.extend(f"{path}{key}" for key in data if key not in known)
         before = len(errors)
         values = cls._check_fields({k: v for k, v in data.items() if k in known}, path, errors, unknown)
         if len(errors) > before:
             return None
         instance = cls.__new__(cls)
-        vars(instance).update({item.name: _default(item) for item in fields(cls) if item.name not in values})  # type: ignore[arg-type]
-        vars(instance).update(values)
+        instance._fill(values)
         try:
             instance._check()
         except _Invalid as exc:
@@ -221,32 +270,22 @@ class _Section:
 
     @classmethod
     def _check_fields(cls, data: dict, path: str, errors: list[str], unknown: list[str], built: bool = False) -> dict:
-        hints = cls._fields()
-        rules = {item.name: item.metadata.get("rule", _Rule()) for item in fields(cls)}  # type: ignore[arg-type]
-        required = [item.name for item in fields(cls) if _default(item) is MISSING]  # type: ignore[arg-type]
+        hints = cls._types()
         out = {}
-        for name in required:
-            if name not in data:
+        for name, item in cls._spec.items():
+            if item.default is MISSING and item.factory is None and name not in data:
                 errors.append(f"{path}{name}: is required")
         for name, value in data.items():
             if built and isinstance(value, _Section):
                 out[name] = value
                 continue
             try:
-                out[name] = _convert(value, hints[name], rules[name], f"{path}{name}", errors, unknown)
+                out[name] = _convert(value, hints[name], cls._spec[name].rule, f"{path}{name}", errors, unknown)
             except _Skip:
                 continue
             except _Invalid as exc:
                 errors.append(f"{path}{name}: {value!r} is not valid: {exc}")
         return out
-
-
-def _default(item: Any) -> Any:
-    if item.default is not MISSING:
-        return item.default
-    if item.default_factory is not MISSING:
-        return item.default_factory()
-    return MISSING
 
 
 def _convert(value: Any, hint: Any, spec: _Rule, path: str, errors: list[str], unknown: list[str]) -> Any:
@@ -362,7 +401,6 @@ def _lower(value: Any) -> Any:
 # --- the sections ----------------------------------------------------------------------------------------------------
 
 
-@dataclass
 class CacheSettings(_Section):
     backend: Literal["memory", "file", "valkey"] = "memory"
     enabled: bool = True
@@ -381,7 +419,6 @@ class CacheSettings(_Section):
     pipeline_size: int = rule(100, ge=1, le=10000)
 
 
-@dataclass
 class SentinelSettings(_Section):
     """``services.valkey.config.sentinel``: find the primary through Valkey Sentinel and follow its failovers."""
 
@@ -390,7 +427,6 @@ class SentinelSettings(_Section):
     password: str | None = rule(None, secret=True)  # the sentinels' password; default: the Valkey password
 
 
-@dataclass
 class ValkeySettings(_Section):
     url: str = rule("valkey://localhost:6379", check=_valkey_url)
     db: int = rule(0, ge=0, le=15)
@@ -433,18 +469,15 @@ class ValkeySettings(_Section):
         return self.password or os.environ.get(ENV_VALKEY_PASSWORD) or None
 
 
-@dataclass
 class ValkeyService(_Section):
     type: str = "cache"
     config: ValkeySettings = rule(factory=ValkeySettings)
 
 
-@dataclass
 class Services(_Section):
     valkey: ValkeyService | None = None
 
 
-@dataclass
 class NearCacheSettings(_Section):
     """``sidecar.near_cache``: recently read Valkey entries kept in the sidecar, invalidated by Valkey's
     client-side caching (``CLIENT TRACKING``); the valkey backend only."""
@@ -455,7 +488,6 @@ class NearCacheSettings(_Section):
     max_value_bytes: int = rule(64 * 1024, ge=1, before=_quantity)  # larger values are not kept near
 
 
-@dataclass
 class SidecarSettings(_Section):
     socket_path: str = LOCAL_SOCKET_PATH
     socket_mode: int = rule(0o660, before=_octal_mode)
@@ -485,7 +517,6 @@ class SidecarSettings(_Section):
     near_cache: NearCacheSettings = rule(factory=NearCacheSettings)
 
 
-@dataclass
 class Settings(_Section):
     cache: CacheSettings = rule(factory=CacheSettings)
     services: Services = rule(factory=Services)
@@ -498,11 +529,13 @@ class Settings(_Section):
         return self.services.valkey.config if self.services.valkey else ValkeySettings()
 
 
-@dataclass
 class LoadedConfig:
-    settings: Settings
-    warnings: list[str]
-    source: str
+    """Valid settings, the warnings about them (unknown keys) and where they were read."""
+
+    __slots__ = ("settings", "warnings", "source")
+
+    def __init__(self, settings: Settings, warnings: list[str], source: str):
+        self.settings, self.warnings, self.source = settings, warnings, source
 
 
 def substitute_env(node: Any, environ: Mapping[str, str] | None = None, path: str = "") -> Any:

@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -516,6 +517,17 @@ class Limits:
     max_pipeline: int = 16
 
 
+def _ip_family(host: str) -> socket.AddressFamily | None:
+    """The family of an IP address, None for a host name."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return None
+
+
 class CacheServer:
     """Serves ``route(method, path)``'s handlers on a Unix socket (or TCP: the probes' listener), within ``budget``.
 
@@ -577,11 +589,19 @@ class CacheServer:
         self._sweeper = loop.create_task(self._sweep_forever(), name="connection-deadlines")
 
     async def start_tcp(self, host: str, port: int) -> None:
-        """Serve on TCP ``host:port`` (the same protocol, limits and deadlines as on the socket)."""
+        """Serve on TCP ``host:port`` (the same protocol, limits and deadlines as on the socket).
+
+        An IP address is bound here, without the resolver: uvloop resolves on libuv's thread pool, which would
+        start four threads that the sidecar never needs again.
+        """
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: HttpProtocol(self), host, port, backlog=min(4096, self.budget.connections)
-        )
+        backlog = min(4096, self.budget.connections)
+        family = _ip_family(host)
+        if family is None:
+            self._server = await loop.create_server(lambda: HttpProtocol(self), host, port, backlog=backlog)
+        else:
+            sock = socket.create_server((host, port), family=family, backlog=backlog)
+            self._server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=backlog)
         self._sweeper = loop.create_task(self._sweep_forever(), name="tcp-connection-deadlines")
 
     async def _sweep_forever(self) -> None:

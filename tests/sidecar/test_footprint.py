@@ -1,13 +1,20 @@
 """What keeps the sidecar light, pinned without timing (the figures are bench/footprint.py's):
-one HTTP stack (``server.py``) serves both the socket and the TCP listener of probes and metrics."""
+one HTTP stack (``server.py``) serves both the socket and the TCP listener of probes and metrics, and a
+sidecar imports only what its backend needs."""
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
+import textwrap
 
+import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from agentcache_sidecar.metrics import SIDECAR_METRICS
+from tests.support.process import free_port
 
 
 def tcp(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
@@ -53,3 +60,65 @@ def test_the_tcp_listener_answers_other_paths_and_methods_with_json_errors(memor
     assert status == "HTTP/1.1 405 Method Not Allowed" and headers["allow"] == "GET, HEAD"
     status, _, body = tcp(port, b"NOT HTTP\r\n\r\n")
     assert status == "HTTP/1.1 400 Bad Request"
+
+
+SERVE_AND_LIST_MODULES = textwrap.dedent(
+    """
+    import json, os, signal, socket, sys, threading, time
+
+    def probe(sock_path, port):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.socket(socket.AF_UNIX) as unix:
+                    unix.connect(sock_path)
+                    unix.sendall(b"GET /healthz HTTP/1.1\\r\\nHost: t\\r\\nConnection: close\\r\\n\\r\\n")
+                    assert unix.recv(64).startswith(b"HTTP/1.1 200")
+                for path in ("/readyz", "/metrics"):
+                    with socket.create_connection(("127.0.0.1", port)) as tcp:
+                        tcp.sendall(f"GET {path} HTTP/1.1\\r\\nHost: t\\r\\nConnection: close\\r\\n\\r\\n".encode())
+                        assert tcp.recv(64).startswith(b"HTTP/1.1 200")
+                break
+            except OSError:
+                time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=probe, args=(sys.argv[1], int(sys.argv[2])), daemon=True).start()
+    from agentcache_sidecar.main import main
+    code = main(sys.argv[3:])
+    print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+    """
+)
+
+
+def modules_of_a_sidecar(tmp_path, *args: str) -> set[str]:
+    """The modules a sidecar process holds after it served the socket, /readyz and /metrics and stopped."""
+    sock, port = str(tmp_path / "s.sock"), free_port()
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE_AND_LIST_MODULES, sock, str(port), "--socket", sock, "--metrics-port", str(port),
+         *args],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["code"] == 0, result.stderr
+    return set(report["modules"])
+
+
+HEAVY = {"aiohttp", "pydantic", "pydantic_core", "valkey", "zstandard", "msgpack", "agentcache.client"}
+
+
+def test_the_embedded_default_imports_no_second_http_stack_no_validator_library_and_no_unused_backend(tmp_path):
+    loaded = modules_of_a_sidecar(tmp_path)
+    assert "prometheus_client" in loaded and "agentcache_sidecar.probes" in loaded
+    assert loaded & (HEAVY | {"yaml"}) == set()
+
+
+@pytest.mark.parametrize("backend", ["memory", "file"])
+def test_a_configured_backend_imports_only_what_it_needs(tmp_path, backend):
+    config = tmp_path / "agent_config.yaml"
+    config.write_text(f"cache:\n  backend: {backend}\n  storage_dir: {tmp_path / 'files'}\n")
+    loaded = modules_of_a_sidecar(tmp_path, "--config", str(config))
+    assert "yaml" in loaded
+    assert loaded & HEAVY == set()
+    assert ("agentcache_sidecar.backends.file" in loaded) == (backend == "file")
