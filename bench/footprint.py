@@ -11,8 +11,9 @@ fixed 200 on a Unix socket and a TCP port, started the same way), prints:
   - RSS and peak RSS (``VmHWM``) after 100k operations (alternate PUT and GET
     of 100 B values over 10,000 keys, raw HTTP/1.1 on the socket, 16
     requests pipelined at a time),
-and the SDK's import time in a fresh interpreter (``import agentcache`` and
-``from agentcache import cached, get_cache``, minus ``python -c pass``) beside
+and the SDK's import time in a fresh interpreter (``import agentcache``,
+``from agentcache import cached, get_cache`` and ``..., AsyncCache``, minus
+``python -c pass``; and what it adds to an agent that imported asyncio) beside
 ``import asyncio`` (the floor: the async client needs it). Each figure is the
 median of ``--rounds`` rounds, the systems measured in turn within a round.
 Dapr's sidecar memory is the figure Dapr publishes (not measured here).
@@ -225,10 +226,16 @@ def import_time(code: str) -> float:
 
 
 IMPORTS = {
-    "floor: import asyncio": "import asyncio",
-    "import agentcache": "import agentcache",
-    "from agentcache import cached, get_cache": "from agentcache import cached, get_cache",
+    "floor: import asyncio": ("import asyncio", "pass"),
+    "import agentcache": ("import agentcache", "pass"),
+    "from agentcache import cached, get_cache": ("from agentcache import cached, get_cache", "pass"),
+    "from agentcache import cached, AsyncCache": ("from agentcache import cached, AsyncCache", "pass"),
+    "the same in an async agent (after asyncio)": (
+        "import asyncio; from agentcache import cached, get_cache",
+        "import asyncio",
+    ),
 }
+"""label: (code, the code whose time is subtracted)"""
 
 
 def compile_packages() -> None:
@@ -272,9 +279,9 @@ def run(args) -> None:
                 for name, value in target.measure(args.ops).items():
                     results.setdefault((target.label, name), []).append(value)
             for _ in range(args.imports):
-                bare = import_time("pass")
-                for label, code in IMPORTS.items():
-                    imports.setdefault(label, []).append(import_time(code) - bare)
+                base = {code: import_time(code) for code in {base for _, base in IMPORTS.values()}}
+                for label, (code, subtracted) in IMPORTS.items():
+                    imports.setdefault(label, []).append(import_time(code) - base[subtracted])
         report(results, imports, [t.label for t in targets], args)
     finally:
         valkey_proc.terminate()
@@ -303,7 +310,10 @@ def report(results, imports, labels, args) -> None:
         )
     print(f"{'Dapr sidecar (published)':22} {'':9} {'':9} {'':7} {DAPR_MB[0]:4.1f}-{DAPR_MB[1]:<3.0f}")
     print(f"  ({DAPR_SOURCE})")
-    print(f"\nSDK import time in a fresh interpreter, minus `python -c pass` (median of {args.rounds * args.imports}):")
+    print(
+        f"\nSDK import time in a fresh interpreter, minus `python -c pass` (the last: minus `import asyncio`), "
+        f"median of {args.rounds * args.imports}:"
+    )
     base = statistics.median(imports["floor: import asyncio"])
     for label, values in imports.items():
         value = statistics.median(values)
