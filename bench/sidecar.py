@@ -32,42 +32,13 @@ from pathlib import Path
 
 import valkey.asyncio as avalkey
 import yaml
+from _common import start_valkey  # bench/ is sys.path[0] when a benchmark runs as a script
 
 from agentcache import AsyncCache
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.support.tools import find_tool  # noqa: E402
 
 SIZES = {"100B": 100, "100KB": 100 * 1024}
 CONCURRENCY = (1, 32)
 MANY = 1000
-
-
-def start_valkey(workdir: Path) -> tuple[subprocess.Popen, str]:
-    sock = str(workdir / "valkey.sock")
-    proc = subprocess.Popen(
-        [
-            find_tool("valkey-server"),
-            "--port",
-            "0",
-            "--unixsocket",
-            sock,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not os.path.exists(sock):
-        if time.monotonic() > deadline:
-            raise RuntimeError("valkey-server did not start")
-        time.sleep(0.02)
-    return proc, sock
 
 
 def start_sidecar(workdir: Path, name: str, cache: dict, services: dict | None = None) -> tuple[subprocess.Popen, str]:

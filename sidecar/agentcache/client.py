@@ -21,7 +21,6 @@ Invariants:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -29,10 +28,8 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
-
-import msgpack
 
 from . import protocol, wire
 from .breaker import breaker_for
@@ -40,6 +37,9 @@ from .errors import CacheUnavailable, InvalidRequest, SerializationError, error_
 from .keys import check_key, check_scope, check_seconds
 from .protocol import JSON_TYPE, escape_glob, is_envelope
 from .serializers import MISS, Codec, Serializer
+
+if TYPE_CHECKING:  # imported by AsyncCache's first call, which runs in an event loop: Cache never loads asyncio
+    import asyncio
 
 DEFAULT_TIMEOUT = 1.0
 SLOW_TIMEOUT = 30.0
@@ -302,6 +302,8 @@ class _Operations:
 
     def _stored_values(self, body: bytes, keys: list[str]) -> list[Any]:
         """A ``BATCH_MSGPACK_TYPE`` answer to ``keys``: each value decoded by its Content-Type, ``MISS`` for a miss."""
+        import msgpack  # with the first batch read: an agent that never reads one does not load it
+
         try:
             answer = msgpack.unpackb(body)
             values = answer[protocol.BATCH_VALUES_FIELD]
@@ -442,6 +444,8 @@ class _AsyncTransport:
         return self._pool
 
     async def send(self, call: Call) -> Any:
+        import asyncio
+
         deadline = self.guard.deadline(call)
         pool = self._pool_for(asyncio.get_running_loop())
         try:
@@ -451,6 +455,8 @@ class _AsyncTransport:
         return call.parse(Reply(answer.status, answer.headers, answer.body))
 
     async def execute(self, plan: Plan) -> Any:
+        import asyncio
+
         results = await asyncio.gather(*(self.send(call) for call in plan.calls))
         outcome = plan.combine(results)
         return await self.execute(outcome) if isinstance(outcome, Plan) else outcome

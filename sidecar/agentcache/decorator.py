@@ -18,18 +18,20 @@ Invariants:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
 import string
 import time
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .client import AsyncCache, Cache, Lookup, get_cache
 from .errors import CacheError, CacheUnavailable, LockUnavailable
 from .keys import UnhashableValue, check_seconds, stable_hash
+
+if TYPE_CHECKING:  # an async cached function imports it when it runs, in its event loop
+    import asyncio
 
 log = logging.getLogger("agentcache")
 
@@ -257,6 +259,8 @@ async def _drive_async(steps: Generator, cache: AsyncCache, compute: Callable) -
                 send = await getattr(cache, step[1])(*step[2], **step[3])
                 held.observe(step, send)
             elif step[0] == _SLEEP:
+                import asyncio
+
                 await asyncio.sleep(step[1])
             else:
                 send = await compute()
@@ -265,6 +269,8 @@ async def _drive_async(steps: Generator, cache: AsyncCache, compute: Callable) -
         except BaseException:  # cancelled: stop the flow and release its lock in the background
             steps.close()
             if held.key_token:
+                import asyncio
+
                 task = asyncio.get_running_loop().create_task(_release_quietly(cache, *held.key_token))
                 _background.add(task)
                 task.add_done_callback(_background.discard)

@@ -10,13 +10,9 @@ or object addresses. As in JSON, dict keys are strings (``{1: x}`` hashes like
 from __future__ import annotations
 
 import base64
-import dataclasses
-import datetime
-import decimal
 import enum
-import hashlib
 import json
-import uuid
+import sys
 from typing import Any
 
 from .errors import InvalidKey, InvalidRequest
@@ -37,11 +33,18 @@ def _canonical(value: Any) -> Any:
         return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, (set, frozenset)):
         return {"$set": sorted(canonical_json(item) for item in value)}
-    if isinstance(value, (datetime.date, datetime.time)):
+    # A value of datetime, decimal, uuid or a dataclass exists only once its module is loaded: looking the
+    # module up keeps ``import agentcache`` from loading them all.
+    datetime = sys.modules.get("datetime")
+    if datetime is not None and isinstance(value, (datetime.date, datetime.time)):
         return value.isoformat()
-    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+    decimal, uuid = sys.modules.get("decimal"), sys.modules.get("uuid")
+    if (decimal is not None and isinstance(value, decimal.Decimal)) or (
+        uuid is not None and isinstance(value, uuid.UUID)
+    ):
         return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    dataclasses = sys.modules.get("dataclasses")
+    if dataclasses is not None and dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             "$type": type(value).__qualname__,
             **{f.name: getattr(value, f.name) for f in dataclasses.fields(value)},
@@ -67,6 +70,8 @@ def canonical_json(value: Any) -> str:
 
 def stable_hash(value: Any) -> str:
     """A 128-bit hex digest of ``value``'s canonical JSON."""
+    import hashlib  # on first use: it loads OpenSSL
+
     return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:HASH_CHARS]
 
 

@@ -12,14 +12,9 @@ and logs a warning.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import pickle
 from typing import Any, Protocol
-
-import msgpack
 
 from .errors import SerializationError
 from .protocol import BYTES_TYPE, JSON_TYPE
@@ -28,7 +23,7 @@ log = logging.getLogger("agentcache")
 
 MSGPACK_TYPE = "application/msgpack"
 PICKLE_TYPE = "application/x-agentcache-pickle+hmac"
-SIGNATURE_BYTES = hashlib.sha256().digest_size
+SIGNATURE_BYTES = 32  # HMAC-SHA256
 _SIGNATURE_CONTEXT = b"agentcache-pickle-v1\0"
 
 
@@ -77,12 +72,16 @@ class MsgpackSerializer:
     content_type = MSGPACK_TYPE
 
     def dumps(self, value: Any, key: str) -> bytes:
+        import msgpack  # here: an agent that never uses msgpack does not load it
+
         try:
             return msgpack.packb(value, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
             raise SerializationError(f"cannot store {type(value).__name__} under {key!r} as msgpack: {exc}") from None
 
     def loads(self, data: bytes, key: str) -> Any:
+        import msgpack
+
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
@@ -103,10 +102,15 @@ class SignedPickleSerializer:
         self._key = signing_key
 
     def _sign(self, payload: bytes, key: str) -> bytes:
+        import hashlib
+        import hmac
+
         message = _SIGNATURE_CONTEXT + key.encode("utf-8") + b"\0" + payload
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
     def dumps(self, value: Any, key: str) -> bytes:
+        import pickle  # pickle and hmac are loaded only by an agent that enabled signed pickles
+
         try:
             payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -117,6 +121,8 @@ class SignedPickleSerializer:
         """The payload when the signature is valid, else None."""
         if len(data) <= SIGNATURE_BYTES:
             return None
+        import hmac
+
         signature, payload = data[:SIGNATURE_BYTES], data[SIGNATURE_BYTES:]
         return payload if hmac.compare_digest(signature, self._sign(payload, key)) else None
 
@@ -124,6 +130,8 @@ class SignedPickleSerializer:
         payload = self.verify(data, key)
         if payload is None:
             return MISS
+        import pickle
+
         return pickle.loads(payload)
 
 

@@ -15,13 +15,16 @@ it), so the reader completes it there and starts a fresh parser.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
+
+if TYPE_CHECKING:  # asyncio is imported where an event loop uses it: a synchronous agent never loads it
+    import asyncio
 
 MAX_CONNECTIONS = 64
 RECV_SIZE = 256 * 1024
@@ -118,7 +121,7 @@ class _AnswerReader:
         return self._keep_alive
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol:  # an asyncio protocol (no base class, so that defining it needs no asyncio)
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.reader = _AnswerReader(self._complete)
@@ -139,6 +142,15 @@ class _Protocol(asyncio.Protocol):
         self.closed = True
         self._fail(ConnectionFailed(str(exc) if exc else "the sidecar closed the connection", self.reader.started))
 
+    def eof_received(self) -> None:
+        """The sidecar ended its side: the transport closes, and ``connection_lost`` follows."""
+
+    def pause_writing(self) -> None:
+        """Requests are small and answered one at a time: nothing to hold back."""
+
+    def resume_writing(self) -> None:
+        pass
+
     def _complete(self, answer: Answer) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(answer)
@@ -149,6 +161,8 @@ class _Protocol(asyncio.Protocol):
 
     async def exchange(self, request: bytes, head: bool) -> Answer:
         assert self.transport is not None, "connection_made runs before any exchange"
+        import asyncio
+
         self.reader.begin(head)
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
@@ -170,8 +184,11 @@ class AsyncPool:
         self.socket_path = socket_path
         self.timeout = timeout
         self.loop = loop
+        import asyncio
+
         self._idle: list[_Protocol] = []
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._deadline = asyncio.timeout
 
     async def request(
         self,
@@ -184,7 +201,7 @@ class AsyncPool:
     ) -> Answer:
         """One exchange within ``timeout`` (default: the pool's), waiting for a free slot included."""
         data = encode_request(method, path, body, content_type, accept)
-        async with asyncio.timeout(timeout or self.timeout), self._slots:
+        async with self._deadline(timeout or self.timeout), self._slots:
             while self._idle:
                 conn = self._idle.pop()
                 if conn.closed:
@@ -199,7 +216,7 @@ class AsyncPool:
 
     async def _connect(self) -> _Protocol:
         try:
-            _, protocol = await self.loop.create_unix_connection(_Protocol, self.socket_path)
+            _, protocol = await self.loop.create_unix_connection(_Protocol, self.socket_path)  # type: ignore[type-var]
         except OSError as exc:
             raise ConnectionFailed(exc.strerror or str(exc), False) from None
         return protocol

@@ -1,7 +1,7 @@
 """The HTTP API of docs/design.md §3, built by ``create_server``; handlers are small and delegate to ``CacheService``.
 
-``server.py`` serves them on the Unix socket; the TCP metrics listener (aiohttp) reuses ``health`` and
-``ready`` through ``main.as_aiohttp``.
+``server.py`` serves them on the Unix socket; the TCP listener of ``probes.py`` (the same server) reuses
+``ready``.
 
 Keys are taken from the *raw* request path so that percent-encoding is decoded
 exactly once and strictly: ``/v1/keys/a%2Fb`` is the key ``a/b``, while a
@@ -11,18 +11,16 @@ literal ``/`` separates the key from a sub-resource (``/ttl``, ``/lock``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import binascii
 import contextlib
 import json
 import logging
-import secrets
+import os
 import time
 from collections.abc import Awaitable
 from json.encoder import encode_basestring_ascii
 from typing import Any
-
-import msgpack
-from aiohttp import web
 
 from agentcache import protocol
 from agentcache.protocol import (
@@ -76,8 +74,8 @@ BATCH_OBJECT_COST = 80
 """Bytes a parsed JSON value costs at least (a small int, an empty list); with the count of ``{[,:`` in a batch
 body this bounds the memory and time its parse takes before it starts."""
 
-SERVICE = web.AppKey("service", CacheService)
-"""Where ``health``/``ready``/``stats`` find the service, on the socket server and the aiohttp metrics app alike."""
+SERVICE = "service"
+"""Where ``health``/``ready``/``stats`` find the service in ``request.app``, on the socket and on TCP alike."""
 
 
 def error_response(status: int, code: str, message: str) -> Response:
@@ -213,7 +211,7 @@ class KeyApi:
         ttl = parse_seconds(request.query.get("ttl"), "ttl", DEFAULT_LOCK_TTL)
         if ttl <= 0:
             raise ApiError(400, protocol.ERR_BAD_TTL, "a lock needs a ttl greater than 0")
-        token = secrets.token_urlsafe(18)
+        token = base64.urlsafe_b64encode(os.urandom(18)).decode("ascii")  # secrets.token_urlsafe(18), lighter
         ttl = min(ttl, self.service.max_lock_ttl)
         taken = await self.service.acquire_lock(key, token, ttl)
         if taken is False:
@@ -357,6 +355,8 @@ MSGPACK_ANSWER_HEADERS = {"Content-Type": BATCH_MSGPACK_TYPE}
 
 def _msgpack_values(values: list[Fresh | None]) -> bytes:
     """The ``BATCH_MSGPACK_TYPE`` answer (``protocol``): the stored bytes as they are, in the order asked."""
+    import msgpack  # with the first batch an SDK asks this way: a sidecar that serves none never loads it
+
     indexes: dict[str, int] = {}
     data: list[bytes | None] = []
     types: list[int] = []

@@ -1,5 +1,8 @@
 """``agentcache-sidecar``: serve the cache API on a Unix socket and metrics on TCP.
 
+Both listeners are ``server.py``'s ``CacheServer`` (``probes.py`` routes the TCP one);
+only what the configured backend needs is imported.
+
 Shutdown on SIGTERM/SIGINT finishes in-flight requests (up to
 ``sidecar.shutdown_timeout``) and removes the socket. A socket file left by a
 crashed run is replaced; a socket that a live sidecar still answers on is not.
@@ -11,28 +14,23 @@ import argparse
 import asyncio
 import contextlib
 import errno
-import json
 import logging
 import os
 import signal
 import socket
 import stat
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from agentcache.protocol import ENV_LOG_LEVEL, KEY_MARK
 
-from agentcache.protocol import ENV_LOG_LEVEL, ERR_BUSY, HEALTH_PATH, KEY_MARK, METRICS_PATH, READY_PATH
-
-from .app import SERVICE, create_server
+from .app import create_server
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .budget import Budget, raise_fd_limit
 from .config import ConfigError, Settings, load_config
 from .metrics import SidecarMetrics
-from .server import Handler
+from .probes import create_probe_server
 from .store import CacheService
 
 log = logging.getLogger("agentcache.sidecar")
@@ -81,76 +79,6 @@ def build_service(settings: Settings, metrics: SidecarMetrics) -> CacheService:
     )
 
 
-def as_aiohttp(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """One of the socket API's handlers, served by aiohttp (the TCP listener for probes).
-
-    Such a handler reads only ``request.app``, which aiohttp's request has as well.
-    """
-
-    async def serve(request: web.Request) -> web.Response:
-        answer = await handler(request)  # type: ignore[arg-type]
-        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
-
-    return serve
-
-
-SOCKET_PROBE_TIMEOUT = 1.0
-
-
-async def socket_serves(socket_path: str) -> bool:
-    """Whether the cache API answers ``GET /healthz`` on its Unix socket within a second.
-
-    A 503 ``busy`` (the socket is at its ``max_connections``) counts as serving: the server answered,
-    and restarting it would drop every connection it holds.
-    """
-    try:
-        async with asyncio.timeout(SOCKET_PROBE_TIMEOUT):
-            reader, writer = await asyncio.open_unix_connection(socket_path)
-            try:
-                writer.write(f"GET {HEALTH_PATH} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n".encode())
-                await writer.drain()
-                status = await reader.readline()
-                if status.startswith(b"HTTP/1.1 503"):
-                    return _error_code((await reader.read()).partition(b"\r\n\r\n")[2]) == ERR_BUSY
-                return status.startswith(b"HTTP/1.1 200")
-            finally:
-                writer.close()
-    except (OSError, TimeoutError):
-        return False
-
-
-def _error_code(body: bytes) -> str | None:
-    """The ``error`` of a JSON error body, None when it is not one."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return None
-    code = payload.get("error") if isinstance(payload, dict) else None
-    return code if isinstance(code, str) else None
-
-
-def create_metrics_app(service: CacheService, metrics: SidecarMetrics, socket_path: str) -> web.Application:
-    """``/metrics`` for Prometheus plus kubelet probes on TCP: ``/healthz`` means the socket serves
-    (whatever the backend's health), ``/readyz`` also reports the backend."""
-    from .app import ready
-
-    async def health(request: web.Request) -> web.Response:
-        if await socket_serves(socket_path):
-            return web.json_response({"status": "ok"})
-        return web.json_response({"status": "the cache socket does not answer", "socket": socket_path}, status=503)
-
-    async def serve_metrics(request: web.Request) -> web.Response:
-        await service.sample_gauges()
-        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app[SERVICE] = service
-    app.router.add_get(METRICS_PATH, serve_metrics)
-    app.router.add_get(HEALTH_PATH, health)
-    app.router.add_get(READY_PATH, as_aiohttp(ready))
-    return app
-
-
 def clear_stale_socket(path: str) -> None:
     """Remove a socket file nobody listens on; refuse to steal one that is live."""
     try:
@@ -180,19 +108,13 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     fd_limit = raise_fd_limit()
     metrics = SidecarMetrics()
     service = build_service(settings, metrics)
-    server = create_server(settings, service, metrics, Budget.of(settings, fd_limit))
-    metrics_runner = None
+    budget = Budget.of(settings, fd_limit)
+    server = create_server(settings, service, metrics, budget)
+    probes = None
     socket_path = str(Path(side.socket_path))
     if side.metrics_port:  # bound first: a busy port must fail before the socket exists
-        metrics_runner = web.AppRunner(
-            create_metrics_app(service, metrics, socket_path), access_log=None, handle_signals=False
-        )
-        await metrics_runner.setup()
-        try:
-            await web.TCPSite(metrics_runner, side.metrics_host, side.metrics_port).start()
-        except OSError:
-            await metrics_runner.cleanup()
-            raise
+        probes = create_probe_server(service, metrics, socket_path, budget)
+        await probes.start_tcp(side.metrics_host, side.metrics_port)
     await service.start()
     Path(socket_path).parent.mkdir(parents=True, exist_ok=True)
     clear_stale_socket(socket_path)
@@ -219,8 +141,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await server.close(side.shutdown_timeout)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
-        if metrics_runner:
-            await metrics_runner.cleanup()
+        if probes:
+            await probes.close(side.shutdown_timeout)
         await service.close()
 
 

@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -519,8 +520,19 @@ class Limits:
     max_pipeline: int = 16
 
 
+def _ip_family(host: str) -> socket.AddressFamily | None:
+    """The family of an IP address, None for a host name."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return None
+
+
 class CacheServer:
-    """Serves ``route(method, path)``'s handlers on a Unix socket, within ``budget``.
+    """Serves ``route(method, path)``'s handlers on a Unix socket (or TCP: the probes' listener), within ``budget``.
 
     ``body_limit(url)`` is the largest body a request to ``url`` may carry, and what to call it in a 413.
     """
@@ -572,11 +584,28 @@ class CacheServer:
         return await self.route(request.method, request.path)(request)
 
     async def start(self, socket_path: str) -> None:
+        """Serve on the Unix socket ``socket_path``."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(
             lambda: HttpProtocol(self), socket_path, backlog=min(4096, self.budget.connections)
         )
         self._sweeper = loop.create_task(self._sweep_forever(), name="connection-deadlines")
+
+    async def start_tcp(self, host: str, port: int) -> None:
+        """Serve on TCP ``host:port`` (the same protocol, limits and deadlines as on the socket).
+
+        An IP address is bound here, without the resolver: uvloop resolves on libuv's thread pool, which would
+        start four threads that the sidecar never needs again.
+        """
+        loop = asyncio.get_running_loop()
+        backlog = min(4096, self.budget.connections)
+        family = _ip_family(host)
+        if family is None:
+            self._server = await loop.create_server(lambda: HttpProtocol(self), host, port, backlog=backlog)
+        else:
+            sock = socket.create_server((host, port), family=family, backlog=backlog)
+            self._server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=backlog)
+        self._sweeper = loop.create_task(self._sweep_forever(), name="tcp-connection-deadlines")
 
     async def _sweep_forever(self) -> None:
         """Enforce every connection's deadlines (a timer per connection would cost more than this scan)."""

@@ -185,3 +185,57 @@ def test_sentinel_section_names_the_primary_and_the_sentinels():
 def test_a_wrong_sentinel_section_is_a_clear_error(raw, fragment):
     with pytest.raises(ConfigError, match=fragment):
         parse_settings(raw)
+
+
+def test_substituted_strings_are_read_as_their_types():
+    """``${VAR}`` makes every substituted value a string: numbers and booleans are read from it, as pydantic's lax
+    mode read them; anything else stays an error."""
+    loaded = parse_settings(
+        {
+            "cache": {"enabled": "${ON}", "max_size": "${SIZE}", "default_ttl": "${TTL}"},
+            "sidecar": {"socket_mode": "0600", "log_level": "DEBUG", "max_memory": "64Mi"},
+        },
+        environ={"ON": "no", "SIZE": "25", "TTL": "2.5"},
+    )
+    cache, side = loaded.settings.cache, loaded.settings.sidecar
+    assert (cache.enabled, cache.max_size, cache.default_ttl) == (False, 25, 2.5)
+    assert (side.socket_mode, side.log_level, side.max_memory) == (0o600, "debug", 64 * 1024 * 1024)
+    for raw, fragment in [
+        ({"cache": {"max_size": "2.5"}}, "cache.max_size: '2.5' is not valid: must be an integer"),
+        ({"cache": {"max_size": True}}, "cache.max_size: True is not valid: must be an integer"),
+        ({"cache": {"default_ttl": "nan"}}, "cache.default_ttl: 'nan' is not valid: must be a finite number"),
+        ({"cache": {"key_prefix": 5}}, "cache.key_prefix: 5 is not valid: must be a string"),
+        ({"sidecar": {"metrics_port": 70000}}, "must be from 0 to 65535"),
+        ({"cache": "memory"}, "cache: 'memory' is not valid: must be a mapping"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            parse_settings(raw, environ={})
+        assert fragment in str(info.value)
+
+
+def test_every_error_is_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"cache": {"backend": "redis", "max_size": 0}, "sidecar": {"near_cache": {"max_bytes": "x"}}})
+    assert str(info.value).count(" is not valid: ") == 3
+    assert "sidecar.near_cache.max_bytes: 'x' is not valid: must be a number of bytes" in str(info.value)
+
+
+def test_near_cache_quantities_and_defaults():
+    near = parse_settings({"sidecar": {"near_cache": {"max_bytes": "64Mi", "max_value_bytes": "1Ki"}}}).settings
+    assert (near.sidecar.near_cache.max_bytes, near.sidecar.near_cache.max_value_bytes) == (64 << 20, 1024)
+    default = parse_settings({}).settings.sidecar.near_cache
+    assert (default.enabled, default.max_items, default.max_bytes, default.max_value_bytes) == (
+        True,
+        10000,
+        32 << 20,
+        1 << 20,
+    )
+
+
+def test_sections_built_directly_are_checked_and_keep_passwords_out_of_their_repr():
+    from agentcache_sidecar.config import CacheSettings, ValkeySettings
+
+    with pytest.raises(ConfigError, match="max_size: 0 is not valid"):
+        CacheSettings(max_size=0)
+    assert "hunter2" not in repr(ValkeySettings(password="hunter2"))
+    assert ValkeySettings(db="3").db == 3

@@ -9,16 +9,24 @@ A blob that does not parse is ``CorruptRecord``: callers treat it as a miss.
 from __future__ import annotations
 
 import struct
-
-import zstandard
+from typing import Any
 
 from .base import Entry, Fresh
 
 MAGIC = b"AC1"
 _HEADER = struct.Struct(">3sBqqH")
 FLAG_ZSTD = 0x01
-_compressor = zstandard.ZstdCompressor(level=3)
-_decompressor = zstandard.ZstdDecompressor()
+_codec: Any = None
+
+
+def _zstd() -> Any:
+    """zstandard, its compressor and decompressor: loaded by the first record that is compressed (most never are)."""
+    global _codec
+    if _codec is None:
+        import zstandard
+
+        _codec = (zstandard, zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor())
+    return _codec
 
 
 class CorruptRecord(ValueError):
@@ -37,7 +45,7 @@ def encode(entry: Entry, compress_threshold: int | None = None) -> bytes:
     """Serialize ``entry``; compress the payload when it is at least ``compress_threshold`` bytes and shrinks."""
     payload, flags = entry.value, 0
     if compress_threshold is not None and len(payload) >= compress_threshold:
-        packed = _compressor.compress(payload)
+        packed = _zstd()[1].compress(payload)
         if len(packed) < len(payload):
             payload, flags = packed, FLAG_ZSTD
     content_type = entry.content_type.encode("utf-8")
@@ -56,11 +64,15 @@ def decode(blob: bytes) -> Entry:
         raise CorruptRecord("truncated content type")
     try:
         content_type = blob[_HEADER.size : start].decode("utf-8")
-        payload = blob[start:]
-        if flags & FLAG_ZSTD:
-            payload = _decompressor.decompress(payload)
-    except (UnicodeDecodeError, zstandard.ZstdError) as exc:
+    except UnicodeDecodeError as exc:
         raise CorruptRecord(str(exc)) from exc
+    payload = blob[start:]
+    if flags & FLAG_ZSTD:
+        zstandard, _, decompressor = _zstd()
+        try:
+            payload = decompressor.decompress(payload)
+        except zstandard.ZstdError as exc:
+            raise CorruptRecord(str(exc)) from exc
     return Entry(payload, content_type, _ts(fresh_ms), _ts(expires_ms))
 
 
