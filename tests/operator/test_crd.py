@@ -100,7 +100,13 @@ def test_defaults_come_from_the_schema():
     assert spec["valkey"]["mode"] == "managed" and spec["valkey"]["topology"] == "standalone"
     assert spec["valkey"]["maxMemory"] == "256Mi" and spec["valkey"]["persistence"]["enabled"] is False
     assert spec["valkey"]["passwordSecretRef"]["key"] == "password"
-    assert spec["sidecar"] == {"fallback": "memory", "compression": True, "logLevel": "info", "resources": {}}
+    assert spec["sidecar"] == {
+        "fallback": "memory",
+        "compression": True,
+        "logLevel": "info",
+        "resources": {},
+        "nearCache": {"enabled": True, "maxBytes": "32Mi"},
+    }
 
 
 def test_defaults_do_not_override_given_values_nor_touch_the_input():

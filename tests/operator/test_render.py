@@ -92,6 +92,18 @@ def test_memory_config_has_the_design_shape():
     }
 
 
+def test_the_near_cache_is_rendered_for_valkey_only_from_spec_sidecar_near_cache():
+    assert agent_config(example("managed-standalone"))["sidecar"]["near_cache"] == {
+        "enabled": True,
+        "max_bytes": 32 * 1024 * 1024,
+    }
+    assert "near_cache" not in agent_config(example("memory"))["sidecar"]
+    off = cache_of({"backend": "valkey", "sidecar": {"nearCache": {"enabled": False, "maxBytes": "1.5Mi"}}})
+    assert agent_config(off)["sidecar"]["near_cache"] == {"enabled": False, "max_bytes": 1572864}
+    with pytest.raises(SpecError, match="spec.sidecar.nearCache.maxBytes: '512' is below 1Ki"):
+        render_children(cache_of({"backend": "valkey", "sidecar": {"nearCache": {"maxBytes": "512"}}}), PASSWORD)
+
+
 def test_file_config_uses_the_cache_directory():
     cache = agent_config(example("file"))["cache"]
     assert cache["storage_dir"] == "/var/cache/agentcache"

@@ -14,6 +14,9 @@ from .common import Cache, SpecError, config_hash, metadata, quantity_bytes
 from .tenancy import acl_user
 from .valkey import sentinel_addresses
 
+NEAR_CACHE_MIN_BYTES = 1024
+"""The sidecar's smallest ``near_cache.max_bytes``."""
+
 FILE_STORAGE_DIR = "/var/cache/agentcache"
 PASSWORD_FROM_ENV = f"${{{protocol.ENV_VALKEY_PASSWORD}:}}"
 COMPONENT = "sidecar-config"
@@ -112,6 +115,12 @@ def agent_config(cache: Cache) -> dict[str, Any]:
         "fallback": spec["sidecar"]["fallback"],
         "log_level": spec["sidecar"]["logLevel"],
     }
+    if backend == "valkey":
+        near = spec["sidecar"]["nearCache"]
+        max_bytes = quantity_bytes(near["maxBytes"], "spec.sidecar.nearCache.maxBytes")
+        if max_bytes < NEAR_CACHE_MIN_BYTES:
+            raise SpecError(f"spec.sidecar.nearCache.maxBytes: {near['maxBytes']!r} is below 1Ki")
+        document["sidecar"]["near_cache"] = {"enabled": near["enabled"], "max_bytes": max_bytes}
     return document
 
 
