@@ -106,6 +106,19 @@ class NearCacheCollector(Collector):
         )
 
 
+class ReadsCollector(Collector):
+    """Hits and misses, read when scraped from the counts the cache service keeps anyway (a counter of
+    our own per read would take prometheus-client's lock twice on every request)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], tuple[int, int]] = lambda: (0, 0)
+
+    def collect(self) -> Iterator[Metric]:
+        hits, misses = self.source()
+        yield CounterMetricFamily(_base(HITS_TOTAL), "Reads that found a value.", value=hits)
+        yield CounterMetricFamily(_base(MISSES_TOTAL), "Reads that found nothing.", value=misses)
+
+
 @dataclass
 class SidecarMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -118,8 +131,8 @@ class SidecarMetrics:
         self.duration = Histogram(
             REQUEST_DURATION, "Cache API request latency by operation.", ["op"], buckets=LATENCY_BUCKETS, registry=r
         )
-        self.hits = Counter(_base(HITS_TOTAL), "Reads that found a value.", registry=r)
-        self.misses = Counter(_base(MISSES_TOTAL), "Reads that found nothing.", registry=r)
+        self.reads = ReadsCollector()
+        r.register(self.reads)
         self.evictions = Counter(_base(EVICTIONS_TOTAL), "Entries removed by the cache itself.", ["reason"], registry=r)
         self.keys = Gauge(KEYS, "Keys under this sidecar's prefix (sampled).", registry=r)
         self.memory = Gauge(MEMORY_BYTES, "Bytes held by the backend (sampled).", registry=r)
@@ -139,6 +152,9 @@ class SidecarMetrics:
             self.evictions.labels(reason)
         for op in BACKEND_OPS:
             self.backend_errors.labels(op)
+
+    def watch_reads(self, source: Callable[[], tuple[int, int]]) -> None:
+        self.reads.source = source
 
     def watch_near_cache(self, source: NearCacheStats) -> None:
         self.near_cache.source = source

@@ -101,6 +101,7 @@ class CacheService:
         self._gauges_sampled_at = float("-inf")
         backend.add_eviction_listener(self._on_evicted)
         metrics.watch_near_cache(backend.near_cache_stats)
+        metrics.watch_reads(lambda: (self.hits, self.misses))
 
     def _on_evicted(self, reason: str, count: int) -> None:
         self.evictions += count
@@ -221,10 +222,8 @@ class CacheService:
     def _count(self, found: bool) -> None:
         if found:
             self.hits += 1
-            self.metrics.hits.inc()
         else:
             self.misses += 1
-            self.metrics.misses.inc()
 
     async def get(self, key: str, allow_stale: bool = False, count: bool = True) -> Entry | None:
         """``count=False`` for metadata reads (exists, ttl) that must not move the hit rate."""
@@ -251,10 +250,6 @@ class CacheService:
         hits = len(values) - misses
         self.hits += hits
         self.misses += misses
-        if hits:
-            self.metrics.hits.inc(hits)
-        if misses:
-            self.metrics.misses.inc(misses)
         return values
 
     async def _write(self, op: str, action: Callable[[Backend], Awaitable[None]], bounded: bool = True) -> WriteOutcome:
