@@ -194,7 +194,7 @@ class Target:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.sock)
         began = time.perf_counter()
-        proc = subprocess.Popen(self.command)
+        proc = subprocess.Popen(self.command, env={**os.environ, "AGENTCACHE_LOG_LEVEL": "warning"})
         try:
             found: dict[str, float] = {}
             deadline = began + 30

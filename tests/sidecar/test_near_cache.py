@@ -94,6 +94,54 @@ async def test_a_write_through_one_sidecar_is_never_read_stale_through_the_other
     await b.close()
 
 
+async def test_under_concurrent_writers_and_readers_no_read_is_older_than_the_bound_allows(pair):
+    """Writers through one sidecar, readers (single and batch) through the other, on few keys: a read sent
+    more than ``INVALIDATION_BOUND`` after a write returned never sees an older version of that key."""
+    a, b = (AsyncCache(p.socket_path) for p in pair)
+    await until(lambda: live(b), what="near cache live")
+    keys = [f"hot{i}" for i in range(4)]
+    await a.set_many({key: 0 for key in keys}, ttl=0)
+    writes: dict[str, list[tuple[float, int]]] = {key: [] for key in keys}  # (returned at, version)
+    reads: list[tuple[str, float, int]] = []  # (key, sent at, version seen)
+    stop = asyncio.Event()
+
+    async def writer(key: str) -> None:
+        for version in range(1, 400):
+            await a.set(key, version, ttl=0)
+            writes[key].append((time.monotonic(), version))
+            await asyncio.sleep(0.005)
+
+    async def reader(seed: int) -> None:
+        n = seed
+        while not stop.is_set():
+            n += 1
+            sent = time.monotonic()
+            if n % 3:
+                key = keys[n % len(keys)]
+                reads.append((key, sent, await b.get(key)))
+            else:
+                for key, version in (await b.get_many(keys)).items():
+                    reads.append((key, sent, version))
+
+    readers = [asyncio.create_task(reader(seed)) for seed in range(4)]
+    await asyncio.gather(*(writer(key) for key in keys))
+    await asyncio.sleep(INVALIDATION_BOUND)
+    stop.set()
+    await asyncio.gather(*readers)
+    assert await b.get_many(keys) == {key: 399 for key in keys}
+    checked = 0
+    for key, sent, seen in reads:
+        settled = [version for returned, version in writes[key] if returned < sent - INVALIDATION_BOUND]
+        if settled:
+            checked += 1
+            assert seen >= settled[-1], (
+                f"{key}: read {seen} though {settled[-1]} was written {INVALIDATION_BOUND} s before"
+            )
+    assert checked > 100 and (await near_stats(b))["hits"] > 100
+    await a.close()
+    await b.close()
+
+
 async def test_a_sidecar_reads_its_own_writes_at_once(pair):
     b = AsyncCache(pair[1].socket_path)
     await until(lambda: live(b), what="near cache live")
@@ -251,6 +299,43 @@ async def test_a_valkey_that_refuses_tracking_turns_the_near_cache_off_not_the_s
 
 async def _near_off(cache: AsyncCache) -> bool:
     return (await cache.stats())["near_cache"] is None
+
+
+async def test_a_value_replaced_while_its_read_travelled_back_is_not_kept(valkey_server):
+    """The race the tickets close, made to happen: a read's answer (the old value) is held back until
+    Valkey's invalidation of a newer write has been applied; that answer is served once, never kept."""
+    from agentcache_sidecar.config import parse_settings
+    from agentcache_sidecar.main import build_backend
+
+    backend = build_backend(parse_settings(config(valkey_server.url)).settings)
+    await backend.start()
+    try:
+        assert backend.near is not None
+        await until(lambda: _true(backend.near.live), what="near cache live")
+        key = PREFIX + KEY_MARK + "raced"
+        raw = valkey.Valkey(port=valkey_server.port)
+        raw.set(key, _record(b"old"))
+        fetch = backend._gets._execute  # what a single get runs (the coalescer's one-key batch)
+
+        async def old_answer_arriving_late(keys):
+            blobs = await fetch(keys)  # Valkey answered "old" ...
+            seen = backend.near.invalidations
+            raw.set(key, _record(b"new"))  # ... then another client wrote "new"
+            await until(lambda: _true(backend.near.invalidations > seen), what="the invalidation applied")
+            return blobs
+
+        backend._gets._execute = old_answer_arriving_late
+        assert (await backend.get(key)).value == b'"old"'
+        backend._gets._execute = fetch
+        assert backend.held(key) is None
+        assert (await backend.get(key)).value == b'"new"'
+        assert backend.held(key).value == b'"new"'
+    finally:
+        await backend.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 # --- NearCache alone -----------------------------------------------------------------------------
