@@ -282,8 +282,12 @@ async def test_the_operators_acl_user_may_track_its_prefix(sidecar_factory, tmp_
         server.stop()
 
 
-async def test_a_valkey_that_refuses_tracking_turns_the_near_cache_off_not_the_sidecar(sidecar_factory, tmp_path):
-    rule = acl_rule(PREFIX).replace(" +client|tracking", "")
+@pytest.mark.parametrize("taken", [" +client|tracking", " +client|id", " &__redis__:invalidate"])
+async def test_a_valkey_that_refuses_tracking_turns_the_near_cache_off_not_the_sidecar(
+    sidecar_factory, tmp_path, taken
+):
+    rule = acl_rule(PREFIX).replace(taken, "")
+    assert rule != acl_rule(PREFIX)
     server = _acl_server(tmp_path, rule)
     try:
         process = sidecar_factory(config(f"valkey://sidecar:s3cret@127.0.0.1:{server.port}"))

@@ -33,6 +33,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from valkey.exceptions import ResponseError
+
 from .base import Entry
 
 log = logging.getLogger("agentcache.sidecar")
@@ -219,11 +221,13 @@ class InvalidationListener:
         conn = await self._connect()
         tasks: list[asyncio.Task] = []
         try:
-            await conn.send_command("CLIENT", "ID")
-            client_id = await conn.read_response(timeout=STALE_AFTER)
-            await _expect_ok(conn, "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", self._prefix)
-            await conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
-            reply = await conn.read_response(timeout=STALE_AFTER)
+            client_id = await _ask(conn, "CLIENT", "ID")
+            tracking = await _ask(
+                conn, "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", self._prefix
+            )
+            if tracking not in (b"OK", "OK"):
+                raise _Refused(f"CLIENT TRACKING answered {tracking!r}")
+            reply = await _ask(conn, "SUBSCRIBE", INVALIDATE_CHANNEL)
             if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
                 raise _Refused(f"SUBSCRIBE {INVALIDATE_CHANNEL.decode()} answered {reply!r}")
             self.near.subscribed_now()
@@ -280,13 +284,10 @@ class _Refused(Exception):
     """Valkey will not track for this client."""
 
 
-async def _expect_ok(conn: Any, *command: Any) -> None:
-    from valkey.exceptions import ResponseError
-
+async def _ask(conn: Any, *command: Any) -> Any:
+    """One command's answer; an error answer (no permission, unknown command) is a ``_Refused``."""
     await conn.send_command(*command)
     try:
-        reply = await conn.read_response(timeout=STALE_AFTER)
+        return await conn.read_response(timeout=STALE_AFTER)
     except ResponseError as exc:
-        raise _Refused(f"{' '.join(str(c) for c in command[:2])}: {exc}") from None
-    if reply not in (b"OK", "OK"):
-        raise _Refused(f"{command[0]} {command[1]} answered {reply!r}")
+        raise _Refused(f"{' '.join(str(part) for part in command[:2])}: {exc}") from None
