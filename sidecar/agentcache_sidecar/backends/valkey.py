@@ -235,7 +235,9 @@ class ValkeyBackend(Backend):
             )
         self.near: NearCache | None = None
         self._listener: InvalidationListener | None = None
-        if near is not None and near.enabled and tracked_prefix and not valkey.cluster:
+        if near is not None and near.enabled and valkey.cluster:
+            log.info("near cache off: not kept with a Valkey Cluster (every read goes to the cluster)")
+        elif near is not None and near.enabled and tracked_prefix:
             max_bytes = min(near.max_bytes, near_budget or near.max_bytes)
             self.near = NearCache(near.max_items, max_bytes, near.max_value_bytes)
             self._listener = InvalidationListener(self._tracking_connection, tracked_prefix.encode(), self.near)
