@@ -16,7 +16,9 @@ import valkey
 from valkey.cluster import ValkeyCluster
 
 from agentcache.cli import FAIL, OK, SKIP, WARN, say
+from agentcache.protocol import KEY_MARK
 
+from .backends.near import INVALIDATE_CHANNEL
 from .backends.valkey import pool_kwargs
 from .config import ConfigError, Settings, load_config
 
@@ -46,7 +48,7 @@ def _check_valkey(settings: Settings) -> bool:
             expected = secrets.token_hex(8).encode()
             client.set(test_key, expected, ex=60)
             value = client.get(test_key)
-            client.delete(test_key)
+            client.unlink(test_key)  # UNLINK: the only delete a managed cache's sidecar user may run
     except Exception as exc:  # every client failure is a failed check, reported in one line
         say(f"{FAIL} Valkey connection failed: {shown}: {str(exc) or type(exc).__name__}")
         return False
@@ -54,7 +56,39 @@ def _check_valkey(settings: Settings) -> bool:
         say(f"{FAIL} Cache operations failed: wrote {expected!r} to {test_key}, read back {value!r}")
         return False
     say(f"{OK} Cache operations working (set/get/delete of {test_key})")
+    _check_near_cache(settings, kwargs)
     return True
+
+
+def _check_near_cache(settings: Settings, kwargs: dict) -> None:
+    """Whether Valkey will track the prefix for the near cache (``backends/near.py``): a warning, never a
+    failure, since the sidecar then serves without one."""
+    config = settings.valkey
+    if not settings.sidecar.near_cache.enabled:
+        say(f"{SKIP} Near cache off (sidecar.near_cache.enabled: false)")
+        return
+    if config.cluster:
+        say(f"{WARN} Near cache: not kept with a Valkey Cluster; every read goes to the cluster")
+        return
+    if config.sentinel:
+        say(f"{SKIP} Near cache check skipped: the sidecar tracks through the primary Sentinel names")
+        return
+    client = valkey.Valkey.from_url(config.url, db=config.db, single_connection_client=True, **kwargs)
+    try:
+        with client:
+            client_id = client.execute_command("CLIENT", "ID")
+            prefix = (settings.cache.key_prefix + KEY_MARK).encode()
+            client.execute_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", prefix)
+            pubsub = client.pubsub()
+            try:
+                pubsub.subscribe(INVALIDATE_CHANNEL)
+                pubsub.get_message(timeout=config.socket_timeout)
+            finally:
+                pubsub.close()
+    except Exception as exc:  # a refusal (ACL, old server) leaves the sidecar without a near cache
+        say(f"{WARN} Near cache will be off: Valkey refused client tracking ({str(exc) or type(exc).__name__})")
+        return
+    say(f"{OK} Near cache: Valkey tracks changes under {settings.cache.key_prefix!r} (CLIENT TRACKING BCAST)")
 
 
 def _check_storage_dir(storage_dir: str) -> bool:

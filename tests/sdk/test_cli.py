@@ -229,6 +229,34 @@ def test_validate_config_round_trips_under_the_key_prefix(tmp_path, capsys, valk
     assert valkey.Valkey.from_url(valkey_server.url, db=3).dbsize() == 0, "the test key is removed"
 
 
+def test_validate_config_says_whether_valkey_tracks_the_prefix_for_the_near_cache(tmp_path, capsys, valkey_server):
+    from agentcache_operator.render.tenancy import acl_rule
+    from tests.support.valkey import ValkeyProcess
+
+    config = tmp_path / "agent_config.yaml"
+    config.write_text(
+        "cache: {backend: valkey, key_prefix: 'team-a:'}\n"
+        f"services: {{valkey: {{config: {{url: '{valkey_server.url}'}}}}}}\n"
+    )
+    code, out, _ = run(capsys, "validate-config", str(config))
+    assert code == 0 and "✅ Near cache: Valkey tracks changes under 'team-a:'" in out
+    acl = tmp_path / "users.acl"
+    rule = acl_rule("team-a:").replace(" +client|tracking", "")
+    acl.write_text(f"user default on nopass ~* &* +@all\nuser sidecar {rule} >pw\n")
+    restricted = ValkeyProcess(tmp_path / "acl-valkey", extra_args=["--aclfile", str(acl)]).start()
+    try:
+        config.write_text(
+            "cache: {backend: valkey, key_prefix: 'team-a:'}\n"
+            f"services: {{valkey: {{config: {{url: 'valkey://sidecar:pw@127.0.0.1:{restricted.port}'}}}}}}\n"
+        )
+        code, out, _ = run(capsys, "validate-config", str(config))
+    finally:
+        restricted.stop()
+    assert code == 0, out
+    assert "✅ Cache operations working" in out
+    assert "Near cache will be off: Valkey refused client tracking" in out
+
+
 def test_validate_config_reports_errors_and_env_references(tmp_path, capsys, monkeypatch):
     bad = tmp_path / "bad.yaml"
     bad.write_text("cache:\n  backend: redis\n  default_ttl: -1\n")
