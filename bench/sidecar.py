@@ -20,7 +20,7 @@ machine noise hits them alike.
 
 On a virtual machine an idle vCPU that must wake for each request of a serial
 client adds tens of microseconds at random; pinned to one CPU, the serial
-figures measure what each system costs, and repeat within a few percent.
+figures measure what each system costs and vary far less (about 10% between runs).
 """
 
 from __future__ import annotations

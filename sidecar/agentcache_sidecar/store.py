@@ -184,7 +184,7 @@ class CacheService:
         else ``degraded``. ``bounded=False``: scans, whose backend bounds each exchange instead."""
         if self.primary_up:
             try:
-                if not bounded or self.backend.in_process:
+                if not bounded or self.backend.in_process or self.backend.own_deadline:
                     result = await primary(self.backend)
                 else:
                     try:

@@ -108,6 +108,8 @@ class Backend(abc.ABC):
     name: str = "abstract"
     in_process: bool = False
     """Every call completes without waiting on I/O (the memory backend): no deadline is needed."""
+    own_deadline: bool = False
+    """Every call already ends within the deadline the backend was given (valkey): the store adds no timer."""
 
     def __init__(self) -> None:
         self._eviction_listeners: list[EvictionListener] = []

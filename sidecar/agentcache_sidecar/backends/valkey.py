@@ -132,7 +132,7 @@ class _Coalescer(Generic[Item, Result]):
         try:
             results = await self._execute([item for item, _ in batch])
         except BackendError as exc:
-            _fail(batch, str(exc))
+            _fail(batch, str(exc), type(exc))
         except asyncio.CancelledError:
             _fail(batch, "valkey backend closed")
             raise
@@ -152,11 +152,12 @@ class _Coalescer(Generic[Item, Result]):
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _fail(batch: Sequence[tuple[object, asyncio.Future]], reason: str) -> None:
-    """Resolve every waiter still waiting with its own ``BackendError``."""
+def _fail(batch: Sequence[tuple[object, asyncio.Future]], reason: str, kind: type[BackendError] = BackendError) -> None:
+    """Resolve every waiter still waiting with its own ``kind`` of error (a timeout stays a ``BackendTimeout``:
+    the circuit breaker counts those)."""
     for _, future in batch:
         if not future.done():
-            future.set_exception(BackendError(reason))
+            future.set_exception(kind(reason))
 
 
 def pool_kwargs(settings: ValkeySettings) -> dict:
@@ -194,6 +195,9 @@ class ValkeyBackend(Backend):
     """Cache entries in Valkey (standalone or cluster), shared by every sidecar that points at it."""
 
     name = "valkey"
+    own_deadline = True
+    """Every exchange runs under ``_call``'s deadline, so the data connections carry no socket timeout of
+    their own: valkey-py would add a task and two timers to every command for it."""
 
     def __init__(
         self,
@@ -225,7 +229,10 @@ class ValkeyBackend(Backend):
         else:
             self._client = valkey_asyncio.Valkey.from_pool(
                 valkey_asyncio.ConnectionPool.from_url(
-                    valkey.url, db=valkey.db, max_connections=valkey.max_connections, **pool_kwargs(valkey)
+                    valkey.url,
+                    db=valkey.db,
+                    max_connections=valkey.max_connections,
+                    **{**pool_kwargs(valkey), "socket_timeout": None},  # see own_deadline
                 )
             )
             self._probe = valkey_asyncio.Valkey.from_pool(
