@@ -7,7 +7,8 @@ Invariants:
   match another tenant's, even when one prefix nests the other (``a:`` and
   ``a:b:``); keys handed back are the agent's keys, without prefix and mark;
 - every call of a backend that waits on I/O has a deadline (``sidecar.backend_timeout``, retries
-  included); scans and batches are bounded per exchange by the backend instead;
+  included): the store's timer, or the backend's own (``Backend.own_deadline``); scans and batches
+  are bounded per exchange by the backend instead;
 - a backend failure on a read is a miss, on a write is a dropped write or a
   write to the memory fallback; nothing here raises ``BackendError`` upwards;
 - the circuit opens (primary marked down) at once on a connection failure and
