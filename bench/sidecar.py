@@ -146,11 +146,12 @@ async def throughput(target, key: str, clients: int, n: int) -> float:
     return per_client * clients / (time.perf_counter() - started)
 
 
-async def many_latency(target, keys: list[str], n: int) -> float:
+async def median_seconds(call, n: int) -> float:
+    """The median time of ``n`` awaits of ``call()`` in turn."""
     samples = []
     for _ in range(n):
         started = time.perf_counter()
-        await target.get_many(keys)
+        await call()
         samples.append(time.perf_counter() - started)
     return statistics.median(samples)
 
@@ -168,15 +169,6 @@ async def invalidation_delays(writer: Sidecar, reader: Sidecar, n: int) -> list[
             pass
         delays.append(time.perf_counter() - written)
     return delays
-
-
-async def many_set_latency(target, items: dict[str, bytes], n: int) -> float:
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        await target.set_many(items)
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 async def run(args) -> None:
@@ -232,7 +224,7 @@ async def run(args) -> None:
                         results.setdefault((target.label, size_name, f"rps{clients}"), []).append(rps)
             for target in targets:
                 results.setdefault((target.label, "many", "p50"), []).append(
-                    await many_latency(target, many_keys, max(5, args.requests // 200))
+                    await median_seconds(lambda: target.get_many(many_keys), max(5, args.requests // 200))
                 )
             delays = await invalidation_delays(targets[3], targets[2], max(20, args.requests // 10))
             results.setdefault(("near", "inval", "p50"), []).append(statistics.median(delays))
@@ -240,7 +232,7 @@ async def run(args) -> None:
             many_items = {key: b"v" * 100 for key in many_keys}
             for target in targets:
                 results.setdefault((target.label, "set_many", "p50"), []).append(
-                    await many_set_latency(target, many_items, max(5, args.requests // 200))
+                    await median_seconds(lambda: target.set_many(many_items), max(5, args.requests // 200))
                 )
         for target in targets:
             await target.close()

@@ -7,7 +7,7 @@ Invariants:
   match another tenant's, even when one prefix nests the other (``a:`` and
   ``a:b:``); keys handed back are the agent's keys, without prefix and mark;
 - every call of a backend that waits on I/O has a deadline (``sidecar.backend_timeout``, retries
-  included): the store's timer, or the backend's own (``Backend.own_deadline``); scans and batches
+  included): the store's timer, or the backend's own (``Backend.bounds_itself``); scans and batches
   are bounded per exchange by the backend instead;
 - a backend failure on a read is a miss, on a write is a dropped write or a
   write to the memory fallback; nothing here raises ``BackendError`` upwards;
@@ -185,7 +185,7 @@ class CacheService:
         else ``degraded``. ``bounded=False``: scans, whose backend bounds each exchange instead."""
         if self.primary_up:
             try:
-                if not bounded or self.backend.in_process or self.backend.own_deadline:
+                if not bounded or self.backend.bounds_itself:
                     result = await primary(self.backend)
                 else:
                     try:

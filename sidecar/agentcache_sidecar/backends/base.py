@@ -106,10 +106,9 @@ class Backend(abc.ABC):
     """
 
     name: str = "abstract"
-    in_process: bool = False
-    """Every call completes without waiting on I/O (the memory backend): no deadline is needed."""
-    own_deadline: bool = False
-    """Every call already ends within the deadline the backend was given (valkey): the store adds no timer."""
+    bounds_itself: bool = False
+    """The store adds no deadline timer around this backend's calls: they wait on no I/O (memory), or each
+    already ends within the deadline the backend was given (valkey)."""
 
     def __init__(self) -> None:
         self._eviction_listeners: list[EvictionListener] = []

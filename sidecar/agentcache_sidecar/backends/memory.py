@@ -24,13 +24,14 @@ node, the Entry, its floats, the key and value objects' headers): 1M entries of 
 by 433 B each against 130 B of key and value (``bench/backends.py``)."""
 
 
-def _entry_size(key: str, entry: Entry) -> int:
+def entry_size(key: str, entry: Entry) -> int:
+    """Bytes an entry holds in process memory, as counted against a byte bound (here and in the near cache)."""
     return len(key) + len(entry.value) + len(entry.content_type) + ENTRY_OVERHEAD
 
 
 class MemoryBackend(Backend):
     name = "memory"
-    in_process = True
+    bounds_itself = True  # no I/O to wait on
 
     def __init__(
         self,
@@ -71,7 +72,7 @@ class MemoryBackend(Backend):
     def _remove(self, key: str) -> Entry | None:
         entry = self._items.pop(key, None)
         if entry is not None:
-            self._bytes -= _entry_size(key, entry)
+            self._bytes -= entry_size(key, entry)
         return entry
 
     def _live(self, key: str) -> Entry | None:
@@ -117,7 +118,7 @@ class MemoryBackend(Backend):
     async def set(self, key: str, entry: Entry) -> None:
         self._remove(key)
         self._items[key] = entry
-        self._bytes += _entry_size(key, entry)
+        self._bytes += entry_size(key, entry)
         evicted = 0
         while len(self._items) > self.max_items or (self._bytes > self.max_bytes and len(self._items) > 1):
             oldest = next(iter(self._items))

@@ -36,6 +36,7 @@ from typing import Any
 from valkey.exceptions import ResponseError
 
 from .base import Entry
+from .memory import entry_size
 
 log = logging.getLogger("agentcache.sidecar")
 
@@ -45,8 +46,6 @@ PING_INTERVAL = 0.5
 STALE_AFTER = 1.5
 """Seconds without a word from Valkey after which the near cache stops serving and empties."""
 RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0)
-ENTRY_OVERHEAD = 300
-"""Bytes counted per entry beyond its key and value, as the memory backend measures them."""
 
 
 class NearCache:
@@ -108,7 +107,7 @@ class NearCache:
         if entry is None or len(entry.value) > self.max_value_bytes or not self.live:
             return
         self._drop(key)
-        size = len(key) + len(entry.value) + ENTRY_OVERHEAD
+        size = entry_size(key, entry)
         self._entries[key] = (entry, size)
         self.bytes += size
         while len(self._entries) > self.max_items or self.bytes > self.max_bytes:

@@ -31,7 +31,7 @@ def primary_clients(sentinel: SentinelSettings, settings: ValkeySettings, pool_k
     }
     manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, db=settings.db, **pool_kwargs)
     return (
-        # no socket timeout on the data connections: ValkeyBackend bounds every exchange itself (own_deadline)
+        # no socket timeout on the data connections: ValkeyBackend bounds every exchange itself (bounds_itself)
         manager.master_for(sentinel.master_name, max_connections=settings.max_connections, socket_timeout=None),
         manager.master_for(sentinel.master_name),
     )

@@ -195,9 +195,9 @@ class ValkeyBackend(Backend):
     """Cache entries in Valkey (standalone or cluster), shared by every sidecar that points at it."""
 
     name = "valkey"
-    own_deadline = True
-    """Every exchange runs under ``_call``'s deadline, so the data connections carry no socket timeout of
-    their own: valkey-py would add a task and two timers to every command for it."""
+    bounds_itself = True
+    """Every exchange runs under ``_call``'s deadline, so neither the store nor the data connections add a
+    timer of their own (valkey-py's socket timeout costs a task and two timers per command)."""
 
     def __init__(
         self,
@@ -232,7 +232,7 @@ class ValkeyBackend(Backend):
                     valkey.url,
                     db=valkey.db,
                     max_connections=valkey.max_connections,
-                    **{**pool_kwargs(valkey), "socket_timeout": None},  # see own_deadline
+                    **{**pool_kwargs(valkey), "socket_timeout": None},  # see bounds_itself
                 )
             )
             self._probe = valkey_asyncio.Valkey.from_pool(
